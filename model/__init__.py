@@ -1,0 +1,1 @@
+"""Transformer with pluggable attention, weight loading, tokenizer and model registry."""

@@ -1,0 +1,1 @@
+"""Redis job queue, results, dispatcher, HTTP API and the embedded Redis."""

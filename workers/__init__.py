@@ -1,0 +1,1 @@
+"""Inference engine (KV cache, prefill, decode, batching) and the Ray actors that host it."""
