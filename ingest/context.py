@@ -1,0 +1,55 @@
+"""Typed records that leave the ingest stage: a packed `Context` and its citations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+CountTokens = Callable[[str], int]
+"""Counts tokens with the model's own tokenizer (built from its tokenizer.json)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One cited piece of the context: lines `start`..`end` of `path`, or a PDF `page`."""
+
+    tokens: int
+    path: str | None = None
+    start: int | None = None
+    end: int | None = None
+    page: int | None = None
+
+    def citation(self) -> str:
+        if self.page is not None:
+            return f"p. {self.page}"
+        return f"{self.path}:{self.start}-{self.end}"
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """Something left out of the context, and why (shown to the user)."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """The prompt text built from a source, with its citation map and what was left out."""
+
+    text: str
+    tokens: int
+    budget: int
+    chunks: tuple[Chunk, ...] = ()
+    dropped: tuple[Dropped, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        assert self.tokens <= self.budget, "a packed context never exceeds its budget"
+
+    @property
+    def sources(self) -> list[str]:
+        """Paths (or page labels) that made it into the context, in order, without repeats."""
+        seen: dict[str, None] = {}
+        for chunk in self.chunks:
+            seen.setdefault(chunk.path if chunk.path is not None else f"page {chunk.page}")
+        return list(seen)
