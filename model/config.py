@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from .errors import ModelError
+
 Arch = Literal["qwen2", "llama"]
 ARCHS: tuple[str, ...] = ("qwen2", "llama")
 
@@ -19,7 +21,7 @@ YARN_BETA_FAST = 32.0
 YARN_BETA_SLOW = 1.0
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(ModelError, ValueError):
     """A model description is inconsistent or unsupported (a bad file or a caller's mistake)."""
 
 
