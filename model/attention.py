@@ -1,0 +1,219 @@
+"""The attention backend interface, and its dense implementation (PyTorch SDPA).
+
+The model computes q, k, v and RoPE, writes k/v into the KV cache, then hands the
+backend everything it needs to attend:
+
+- `q` [B, T, H, D]: the new tokens' queries (RoPE applied);
+- a `LayerKV`: this layer's cache rows for the batch. `kv.keys()` / `kv.values()` are
+  [B, S, H_kv, D] views that already hold the new tokens (S = `batch.extent`, at least
+  the longest sequence; positions >= `batch.kv_len[b]` are stale and must be ignored).
+  `kv.state` is the backend's own per-layer state (created by `new_layer_state`, kept in
+  the cache: NSA keeps its compressed-KV blocks there and updates them as blocks fill);
+- a `StepBatch`: per-sequence positions [B, T] and lengths [B], the common start when all
+  sequences start together (prefill), and the backend's per-step `plan`;
+- the layer index, so a backend may treat layers differently (dense for some, NSA others).
+
+It returns [B, T, H, D]. Backends must not allocate Python-visible state per step in
+`forward` or `prepare` when `batch.start is None` (decode): that path is captured into
+CUDA graphs, so it may only use tensor operations on its inputs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn.attention.bias import causal_lower_right
+
+from .config import ModelConfig
+
+
+@dataclass(frozen=True, slots=True)
+class StepBatch:
+    """One forward step: B sequences (cache rows `rows`) each adding T tokens.
+
+    start: the first new position when it is the same for every sequence (prefill,
+        one Python int); None for decode, where each row has its own (`positions[:, 0]`).
+    extent: S, the cache length the views cover; fixed per CUDA graph, so it may exceed
+        every sequence's length.
+    """
+
+    rows: slice
+    positions: Tensor  # [B, T] int64, absolute positions of the new tokens
+    kv_len: Tensor  # [B] int32, tokens cached after this step (incl. the new ones)
+    extent: int
+    start: int | None
+    plan: Any = None  # set by AttentionBackend.prepare; opaque to the model
+
+    @property
+    def size(self) -> int:
+        return self.rows.stop - self.rows.start
+
+    @staticmethod
+    def prefill(row: int, start: int, length: int, device: torch.device) -> StepBatch:
+        """One sequence at cache row `row` adding tokens [start, start + length)."""
+        positions = torch.arange(start, start + length, device=device).unsqueeze(0)
+        kv_len = torch.full((1,), start + length, dtype=torch.int32, device=device)
+        return StepBatch(slice(row, row + 1), positions, kv_len, start + length, start)
+
+    @staticmethod
+    def fresh(size: int, length: int, device: torch.device) -> StepBatch:
+        """B sequences of `length` new tokens from position 0 (a cache-less forward)."""
+        positions = torch.arange(length, device=device).expand(size, length)
+        kv_len = torch.full((size,), length, dtype=torch.int32, device=device)
+        return StepBatch(slice(0, size), positions, kv_len, length, 0)
+
+    @staticmethod
+    def decode(positions: Tensor, extent: int) -> StepBatch:
+        """Rows [0, B) each adding one token at its own position: positions [B] int64."""
+        batch = positions.shape[0]
+        kv_len = (positions + 1).to(torch.int32)
+        return StepBatch(slice(0, batch), positions.unsqueeze(1), kv_len, extent, None)
+
+
+@dataclass(slots=True)
+class LayerKV:
+    """One layer's cache, seen by one step: full buffers plus the rows and extent in use."""
+
+    k_all: Tensor  # [N, S_max, H_kv, D]: every cache row
+    v_all: Tensor  # [N, S_max, H_kv, D]
+    rows: slice
+    extent: int
+    state: Any = field(default=None)
+
+    def keys(self) -> Tensor:
+        """[B, S, H_kv, D] view of this step's rows."""
+        return self.k_all[self.rows, : self.extent]
+
+    def values(self) -> Tensor:
+        """[B, S, H_kv, D] view of this step's rows."""
+        return self.v_all[self.rows, : self.extent]
+
+    def write(self, k: Tensor, v: Tensor, batch: StepBatch) -> None:
+        """Store the new k, v [B, T, H_kv, D] at their positions."""
+        if batch.start is not None:
+            end = batch.start + k.shape[1]
+            self.k_all[self.rows, batch.start : end] = k
+            self.v_all[self.rows, batch.start : end] = v
+            return
+        # decode: one token per row, each at its own position (tensor indices, graph-safe)
+        rows = torch.arange(self.rows.start, self.rows.stop, device=k.device)
+        where = batch.positions[:, 0]
+        self.k_all.index_put_((rows, where), k[:, 0])
+        self.v_all.index_put_((rows, where), v[:, 0])
+
+
+class KVStore(Protocol):
+    """What the model needs from a KV cache (workers.kv_cache.KVCache implements it)."""
+
+    def layer(self, index: int, rows: slice, extent: int) -> LayerKV: ...
+
+
+class AttentionBackend(ABC):
+    """Computes attention for one layer from q and the layer's KV cache. See module doc."""
+
+    def new_layer_state(
+        self, layer: int, rows: int, max_seq_len: int, device: torch.device, dtype: torch.dtype
+    ) -> Any:
+        """Per-layer extra cache state for `rows` sequences (dense: none)."""
+        return None
+
+    def copy_row(self, state: Any, src: int, dst: int, length: int) -> None:
+        """Mirror a cache-row move (the engine compacts rows when sequences finish)."""
+        return None
+
+    def prepare(self, batch: StepBatch) -> StepBatch:
+        """Per-step work shared by all layers (masks, block tables); returns the batch."""
+        return batch
+
+    @abstractmethod
+    def forward(self, q: Tensor, kv: LayerKV, batch: StepBatch, layer: int) -> Tensor:
+        """q [B, T, H, D] -> output [B, T, H, D]."""
+
+
+class DenseAttention(AttentionBackend):
+    """Exact causal attention with PyTorch SDPA (flash / memory-efficient / CPU kernels).
+
+    Prefill: SDPA over the cached prefix plus the new tokens with a bottom-right causal
+    mask. Decode: on CUDA with bf16/fp16, FlashAttention's varlen entry point reads exactly
+    `kv_len[b]` keys per row (graph-safe, no padding reads); elsewhere the G query heads
+    that share a KV head become G "query rows" of one SDPA call with a length mask.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.num_heads = config.num_heads
+        self.num_kv_heads = config.num_kv_heads
+        self.head_dim = config.head_dim
+
+    def prepare(self, batch: StepBatch) -> StepBatch:
+        if batch.start is not None:
+            return batch
+        device = batch.kv_len.device
+        span = torch.arange(batch.extent, device=device)
+        mask = span.unsqueeze(0) < batch.kv_len.unsqueeze(1)  # [B, S]
+        starts = torch.arange(batch.size + 1, dtype=torch.int32, device=device)
+        return replace(batch, plan=_DecodePlan(mask[:, None, None, :], starts))
+
+    def forward(self, q: Tensor, kv: LayerKV, batch: StepBatch, layer: int) -> Tensor:
+        if batch.start is None:
+            return self._decode(q, kv, batch)
+        return self._prefill(q, kv.keys(), kv.values(), batch.start)
+
+    def _prefill(self, q: Tensor, k: Tensor, v: Tensor, start: int) -> Tensor:
+        """q [B, T, H, D], k/v [B, S, H_kv, D] with S = start + T."""
+        length = q.shape[1]
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        if start == 0:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        else:
+            mask = causal_lower_right(length, start + length)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+        return out.transpose(1, 2)
+
+    def _decode(self, q: Tensor, kv: LayerKV, batch: StepBatch) -> Tensor:
+        """q [B, 1, H, D] against each row's first kv_len[b] cached tokens."""
+        if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
+            return _flash_decode(q, kv, batch)
+        size, heads, dim = q.shape[0], self.num_heads, self.head_dim
+        grouped = q.reshape(size, self.num_kv_heads, heads // self.num_kv_heads, dim)
+        mask = batch.plan.mask
+        out = F.scaled_dot_product_attention(
+            grouped, kv.keys().transpose(1, 2), kv.values().transpose(1, 2), attn_mask=mask
+        )  # [B, H_kv, G, D]
+        return out.reshape(size, 1, heads, dim)
+
+
+@dataclass(slots=True)
+class _DecodePlan:
+    mask: Tensor  # [B, 1, 1, S] bool: key j of row b is valid
+    starts: Tensor  # [B + 1] int32: 0..B, query offsets of the varlen layout
+    key_starts: Tensor | None = None  # [B + 1] int32: row offsets in the flattened cache
+
+
+def _flash_decode(q: Tensor, kv: LayerKV, batch: StepBatch) -> Tensor:
+    """FlashAttention varlen over whole cache rows, using only kv_len[b] keys of row b."""
+    size, _, heads, dim = q.shape
+    plan: _DecodePlan = batch.plan
+    capacity = kv.k_all.shape[1]
+    if plan.key_starts is None:  # the same for every layer: computed once per step
+        plan.key_starts = plan.starts * capacity
+    keys = kv.k_all[kv.rows].flatten(0, 1)  # [B * S_max, H_kv, D]
+    values = kv.v_all[kv.rows].flatten(0, 1)
+    out = torch.ops.aten._flash_attention_forward(
+        q.reshape(size, heads, dim),
+        keys,
+        values,
+        plan.starts,
+        plan.key_starts,
+        1,
+        batch.extent,
+        0.0,
+        False,
+        False,
+        seqused_k=batch.kv_len,
+    )[0]
+    return out.view(size, 1, heads, dim)

@@ -1,0 +1,95 @@
+"""Building blocks of the decoder: RMSNorm, the SwiGLU MLP, and fused projections.
+
+Parameters keep Hugging Face's names and orientation (`weight` is [out, in]) so a HF
+state dict loads by name. `fuse_linears` lets several projections that read the same
+input run as one matmul without changing those names.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class RMSNorm(nn.Module):
+    """y = x / rms(x) * weight, computed in float32 like the reference implementations."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: [..., C] -> [..., C] in x's dtype."""
+        if x.dtype == torch.float32:
+            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+        normed = F.rms_norm(x.float(), (x.shape[-1],), None, self.eps)
+        return self.weight * normed.to(x.dtype)
+
+
+class FusedLinear:
+    """Several Linear layers over one input, run as a single matmul.
+
+    Built by `fuse_linears`: the layers' parameters become views into one concatenated
+    weight (and bias), so loading a state dict by name with `copy_` still updates it.
+    Anything that replaces a parameter instead (`.to()`, `load_state_dict(assign=True)`)
+    breaks the sharing; `is_current` detects that so callers fall back to the layers.
+    """
+
+    def __init__(self, layers: list[nn.Linear], weight: Tensor, bias: Tensor | None) -> None:
+        self.layers = layers
+        self.weight = weight  # [sum(out), C]
+        self.bias = bias  # [sum(out)] or None
+
+    def is_current(self) -> bool:
+        """Whether every layer's parameters still live inside the fused tensors."""
+        return all(_shares(layer.weight, self.weight) for layer in self.layers) and (
+            self.bias is None or all(_shares(layer.bias, self.bias) for layer in self.layers)
+        )
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """x: [..., C] -> [..., sum(out)]."""
+        return F.linear(x, self.weight, self.bias)
+
+
+def _shares(part: Tensor | None, whole: Tensor) -> bool:
+    return part is not None and part.untyped_storage().data_ptr() == whole.data_ptr()
+
+
+def fuse_linears(layers: list[nn.Linear]) -> FusedLinear:
+    """Concatenate the layers' weights into one tensor and make each layer a view of it."""
+    weight = torch.cat([layer.weight.detach() for layer in layers])
+    has_bias = [layer.bias is not None for layer in layers]
+    assert all(has_bias) or not any(has_bias), "fused layers must agree on bias"
+    bias = torch.cat([layer.bias.detach() for layer in layers]) if all(has_bias) else None
+    offset = 0
+    for layer in layers:
+        size = layer.out_features
+        layer.weight = nn.Parameter(weight[offset : offset + size], requires_grad=False)
+        if bias is not None:
+            layer.bias = nn.Parameter(bias[offset : offset + size], requires_grad=False)
+        offset += size
+    return FusedLinear(layers, weight, bias)
+
+
+class MLP(nn.Module):
+    """SwiGLU feed-forward: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, hidden: int, intermediate: int) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(hidden, intermediate, bias=False)
+        self.up_proj = nn.Linear(hidden, intermediate, bias=False)
+        self.down_proj = nn.Linear(intermediate, hidden, bias=False)
+        self.fused: FusedLinear | None = None
+
+    def fuse(self) -> None:
+        """Run gate and up as one matmul (parameters stay `gate_proj` / `up_proj`)."""
+        self.fused = fuse_linears([self.gate_proj, self.up_proj])
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: [B, T, C] -> [B, T, C]."""
+        if self.fused is not None and self.fused.is_current():
+            gate, up = self.fused(x).chunk(2, dim=-1)
+            return self.down_proj(F.silu(gate).mul_(up))
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))

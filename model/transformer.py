@@ -1,0 +1,180 @@
+"""Decoder-only transformer for the qwen2 and llama architectures.
+
+Module and parameter names are exactly Hugging Face's (`model.layers.0.self_attn.q_proj.weight`,
+..., `lm_head.weight`), so HF state dicts load by name. Attention itself is delegated to an
+`AttentionBackend` (dense SDPA by default), which keeps the model unchanged when NSA plugs in.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from torch import Tensor, nn
+
+from .attention import AttentionBackend, DenseAttention, KVStore, LayerKV, StepBatch
+from .config import ModelConfig
+from .layers import MLP, FusedLinear, RMSNorm, fuse_linears
+from .rope import apply_rope, inverse_frequencies, rope_cos_sin
+
+Logits = Literal["all", "last", "none"]
+
+
+class SelfAttention(nn.Module):
+    """GQA projections + RoPE + cache write; the attention math is the backend's."""
+
+    def __init__(self, config: ModelConfig, layer: int) -> None:
+        super().__init__()
+        self.layer = layer
+        self.heads, self.kv_heads, self.head_dim = (
+            config.num_heads,
+            config.num_kv_heads,
+            config.head_dim,
+        )
+        hidden, bias = config.hidden_size, config.qkv_bias
+        self.q_proj = nn.Linear(hidden, self.heads * self.head_dim, bias=bias)
+        self.k_proj = nn.Linear(hidden, self.kv_heads * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(hidden, self.kv_heads * self.head_dim, bias=bias)
+        self.o_proj = nn.Linear(self.heads * self.head_dim, hidden, bias=False)
+        self.fused: FusedLinear | None = None
+
+    def fuse(self) -> None:
+        """Run q, k, v as one matmul (parameters keep their names)."""
+        self.fused = fuse_linears([self.q_proj, self.k_proj, self.v_proj])
+
+    def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x [B, T, C] -> q [B, T, H, D], k and v [B, T, H_kv, D]."""
+        size, length, _ = x.shape
+        if self.fused is not None and self.fused.is_current():
+            qkv = self.fused(x).view(size, length, self.heads + 2 * self.kv_heads, self.head_dim)
+            return qkv.split((self.heads, self.kv_heads, self.kv_heads), dim=2)
+        q = self.q_proj(x).view(size, length, self.heads, self.head_dim)
+        k = self.k_proj(x).view(size, length, self.kv_heads, self.head_dim)
+        v = self.v_proj(x).view(size, length, self.kv_heads, self.head_dim)
+        return q, k, v
+
+    def forward(
+        self,
+        x: Tensor,
+        rope: tuple[Tensor, Tensor],
+        kv: LayerKV,
+        batch: StepBatch,
+        backend: AttentionBackend,
+    ) -> Tensor:
+        """x [B, T, C] -> [B, T, C]."""
+        q, k, v = self._qkv(x)
+        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        kv.write(k, v, batch)
+        out = backend.forward(q, kv, batch, self.layer)  # [B, T, H, D]
+        return self.o_proj(out.flatten(2))
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, config: ModelConfig, layer: int) -> None:
+        super().__init__()
+        self.self_attn = SelfAttention(config, layer)
+        self.mlp = MLP(config.hidden_size, config.intermediate_size)
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+    def forward(
+        self,
+        x: Tensor,
+        rope: tuple[Tensor, Tensor],
+        kv: LayerKV,
+        batch: StepBatch,
+        backend: AttentionBackend,
+    ) -> Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), rope, kv, batch, backend)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Backbone(nn.Module):
+    """Embeddings, decoder layers and the final norm (HF's `model.` prefix)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(config, i) for i in range(config.num_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+
+class Transformer(nn.Module):
+    """A qwen2 / llama causal LM over a KV cache, with a pluggable attention backend.
+
+    `forward(input_ids, batch, cache)` runs one step (a prefill chunk or a decode step);
+    without a cache it runs a plain causal forward over `input_ids` from position 0.
+    """
+
+    def __init__(self, config: ModelConfig, attention: AttentionBackend | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.model = Backbone(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+        # kept out of the module tree: a backend's own weights are not part of HF's state dict
+        self.__dict__["attention"] = attention or DenseAttention(config)
+        inv_freq, self.rope_mscale = inverse_frequencies(config)
+        self.register_buffer("rope_inv_freq", inv_freq, persistent=False)
+        self.register_load_state_dict_pre_hook(_fill_tied_head)
+
+    attention: AttentionBackend
+
+    def set_attention(self, backend: AttentionBackend) -> None:
+        """Swap the attention backend (e.g. dense -> NSA); caches must be rebuilt after."""
+        self.__dict__["attention"] = backend
+
+    def fuse_projections(self) -> None:
+        """Run q/k/v and gate/up as single matmuls (fewer kernels per decode step).
+
+        Parameter names are unchanged; each fused group falls back to separate matmuls by
+        itself if its parameters are later replaced (`.to()`, `load_state_dict(assign=True)`).
+        """
+        for layer in self.model.layers:
+            layer.self_attn.fuse()
+            layer.mlp.fuse()
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        batch: StepBatch | None = None,
+        cache: KVStore | None = None,
+        logits: Logits = "all",
+    ) -> Tensor | None:
+        """input_ids [B, T] -> logits [B, T, V] ("all"), [B, V] ("last") or None, float32.
+
+        `batch` and `cache` go together; without them the step starts at position 0 and
+        attends only within `input_ids`.
+        """
+        if (batch is None) != (cache is None):
+            raise ValueError("pass both batch and cache, or neither")
+        if batch is None:
+            batch = StepBatch.fresh(*input_ids.shape, device=input_ids.device)
+        backend = self.attention
+        batch = backend.prepare(batch)
+        x = self.model.embed_tokens(input_ids)
+        rope = rope_cos_sin(batch.positions, self.rope_inv_freq, self.rope_mscale, x.dtype)
+        for index, layer in enumerate(self.model.layers):
+            kv = cache.layer(index, batch.rows, batch.extent) if cache else self._scratch_kv(x)
+            x = layer(x, rope, kv, batch, backend)
+        if logits == "none":
+            return None
+        if logits == "last":
+            x = x[:, -1]
+        return self.lm_head(self.model.norm(x)).float()
+
+    def _scratch_kv(self, x: Tensor) -> LayerKV:
+        """A throwaway cache holding exactly this step's tokens (cache-less forward)."""
+        size, length = x.shape[:2]
+        shape = (size, length, self.config.num_kv_heads, self.config.head_dim)
+        return LayerKV(x.new_empty(shape), x.new_empty(shape), slice(0, size), length)
+
+
+def _fill_tied_head(module: nn.Module, state_dict: dict[str, Tensor], prefix: str, *_: Any) -> None:
+    """Tied models may omit `lm_head.weight` (GGUF has no output tensor then)."""
+    if module.config.tie_embeddings:
+        embed = state_dict.get(prefix + "model.embed_tokens.weight")
+        if embed is not None:
+            state_dict.setdefault(prefix + "lm_head.weight", embed)
