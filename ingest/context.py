@@ -18,6 +18,9 @@ class Chunk:
     start: int | None = None
     end: int | None = None
     page: int | None = None
+    kind: str = "file"
+    """What the chunk holds: "file" (full text), "doc", "map" (repo map), "definition" (one
+    definition of a large file), "signatures" (a file's definition headers), "page"."""
 
     def citation(self) -> str:
         if self.page is not None:

@@ -1,0 +1,222 @@
+"""Definitions and references of one source file, read with tree-sitter.
+
+A `FileMap` is the per-file record the ranker and the repo map use: each definition's name,
+kind, one-line signature, line range and docstring, and how often each name is referenced.
+It is plain data (JSON round-trip), so the parse cache can store it by content hash.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from tree_sitter import Node, Parser, Query, QueryCursor
+from tree_sitter_language_pack import get_language, get_parser
+
+from .languages import CodeLanguage
+from .terms import terms_of
+
+SIGNATURE_MAX_CHARS = 200
+DOC_MAX_CHARS = 240
+BODY_TYPES = frozenset(
+    {
+        "block", "body_statement", "class_body", "declaration_list", "field_declaration_list",
+        "statement_block", "compound_statement", "function_body", "interface_body", "enum_body",
+        "constructor_body", "enum_variant_list", "enumerator_list", "enum_member_declaration_list",
+    }
+)  # fmt: skip
+COMMENT_TYPES = frozenset({"comment", "line_comment", "block_comment", "multiline_comment"})
+WRAPPER_TYPES = frozenset({"export_statement", "decorated_definition", "template_declaration"})
+CONTAINER_KINDS = frozenset({"class", "interface", "module", "impl"})
+_COMMENT_MARKS = re.compile(r"^\s*(?:/\*\*?|\*/|\*|///?|//!|#+|--)\s?")
+_SPACES = re.compile(r"\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class Definition:
+    """A class, function, method, interface, type or module defined in a file (1-based lines)."""
+
+    name: str
+    kind: str
+    signature: str
+    start: int
+    end: int
+    doc: str = ""
+    parent: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FileMap:
+    """What one file defines, and which names it uses (name -> count)."""
+
+    definitions: tuple[Definition, ...]
+    references: dict[str, int]
+    terms: dict[str, tuple[int, int, int]]
+    """Stemmed term -> (count in definition names, in docstrings, in referenced names)."""
+
+    def to_json(self) -> dict:
+        return {
+            "d": [
+                [d.name, d.kind, d.signature, d.start, d.end, d.doc, d.parent]
+                for d in self.definitions
+            ],
+            "r": self.references,
+            "t": self.terms,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> FileMap:
+        terms = {term: tuple(counts) for term, counts in data["t"].items()}
+        return cls(tuple(Definition(*row) for row in data["d"]), dict(data["r"]), terms)
+
+
+def term_counts(
+    definitions: tuple[Definition, ...], references: dict[str, int]
+) -> dict[str, tuple[int, int, int]]:
+    """Count each term where it appears: definition names, docstrings, referenced names."""
+    counts: dict[str, list[int]] = {}
+    for field, texts in (
+        (0, [d.name for d in definitions]),
+        (1, [d.doc for d in definitions if d.doc]),
+        (2, list(references)),
+    ):
+        for text in texts:
+            for term in terms_of(text):
+                counts.setdefault(term, [0, 0, 0])[field] += 1
+    return {term: (c[0], c[1], c[2]) for term, c in sorted(counts.items())}
+
+
+class CodeMapper:
+    """Parses source text into `FileMap`s; holds one parser and compiled query per grammar."""
+
+    def __init__(self) -> None:
+        self._parsers: dict[str, Parser] = {}
+        self._queries: dict[str, Query] = {}
+
+    def map_file(self, text: str, language: CodeLanguage) -> FileMap:
+        """Definitions and references of `text`, parsed as `language`."""
+        source = text.encode("utf-8")
+        tree = self._parser(language).parse(source)
+        definitions: list[tuple[int, int, Definition]] = []
+        references: Counter[str] = Counter()
+        cursor = QueryCursor(self._query(language))
+        for _, captures in cursor.matches(tree.root_node):
+            for node in captures.get("ref", ()):
+                references[_text(node)] += 1
+            names = captures.get("name")
+            if not names:
+                continue
+            kind, node = next(
+                (key[4:], nodes[0]) for key, nodes in captures.items() if key.startswith("def.")
+            )
+            definition = _definition(node, _text(names[0]), kind, language)
+            definitions.append((node.start_byte, node.end_byte, definition))
+        ordered = _with_parents(definitions)
+        refs = dict(sorted(references.items()))
+        return FileMap(ordered, refs, term_counts(ordered, refs))
+
+    def _parser(self, language: CodeLanguage) -> Parser:
+        if language.grammar not in self._parsers:
+            self._parsers[language.grammar] = get_parser(language.grammar)
+        return self._parsers[language.grammar]
+
+    def _query(self, language: CodeLanguage) -> Query:
+        if language.grammar not in self._queries:
+            grammar = get_language(language.grammar)
+            self._queries[language.grammar] = Query(grammar, language.query)
+        return self._queries[language.grammar]
+
+
+def _text(node: Node) -> str:
+    return (node.text or b"").decode("utf-8", "replace")
+
+
+def _definition(node: Node, name: str, kind: str, language: CodeLanguage) -> Definition:
+    body = _body(node)
+    doc = _body_docstring(body) if language.docstring_in_body else _leading_comment(node)
+    return Definition(
+        name=name,
+        kind=kind,
+        signature=_signature(node, body),
+        start=node.start_point.row + 1,
+        end=node.end_point.row + 1,
+        doc=doc,
+    )
+
+
+def _body(node: Node) -> Node | None:
+    body = node.child_by_field_name("body")
+    if body is not None:
+        return body
+    return next((child for child in node.named_children if child.type in BODY_TYPES), None)
+
+
+def _signature(node: Node, body: Node | None) -> str:
+    """The header of a definition: its text up to the body, on one line."""
+    full = node.text or b""
+    if body is not None and body.start_byte > node.start_byte:
+        head = full[: body.start_byte - node.start_byte]
+    else:
+        head = full.split(b"\n", 1)[0].split(b"{", 1)[0]
+    if node.type == "type_spec":  # Go: `S struct` reads better as `type S struct`
+        head = b"type " + head
+    flat = _SPACES.sub(" ", head.decode("utf-8", "replace")).strip().rstrip("{").rstrip()
+    return flat if len(flat) <= SIGNATURE_MAX_CHARS else flat[: SIGNATURE_MAX_CHARS - 1] + "…"
+
+
+def _body_docstring(body: Node | None) -> str:
+    """Python: the string that opens the body (grammars differ on wrapping it in a statement)."""
+    if body is None or not body.named_children:
+        return ""
+    first = body.named_children[0]
+    if first.type == "expression_statement" and first.named_children:
+        first = first.named_children[0]
+    if first.type != "string":
+        return ""
+    content = [child for child in first.named_children if child.type == "string_content"]
+    return _shorten("".join(_text(child) for child in content))
+
+
+def _leading_comment(node: Node) -> str:
+    """Comments right above a definition (or above its export/decorator/template wrapper)."""
+    anchor = node.parent if node.parent is not None and node.parent.type in WRAPPER_TYPES else node
+    lines: list[str] = []
+    row = anchor.start_point.row
+    sibling = anchor.prev_named_sibling
+    while (
+        sibling is not None and sibling.type in COMMENT_TYPES and sibling.end_point.row >= row - 1
+    ):
+        lines[:0] = _text(sibling).splitlines()
+        row = sibling.start_point.row
+        sibling = sibling.prev_named_sibling
+    cleaned = (_COMMENT_MARKS.sub("", line).rstrip("*/ ").strip() for line in lines)
+    return _shorten("\n".join(line for line in cleaned if line))
+
+
+def _shorten(doc: str) -> str:
+    paragraph = doc.strip().split("\n\n", 1)[0]
+    flat = _SPACES.sub(" ", paragraph).strip()
+    return flat if len(flat) <= DOC_MAX_CHARS else flat[: DOC_MAX_CHARS - 1] + "…"
+
+
+def _with_parents(definitions: list[tuple[int, int, Definition]]) -> tuple[Definition, ...]:
+    """Sort by position; name each definition's enclosing container; functions there are methods.
+
+    Nesting is decided on byte ranges, so one-line code (minified, C#) nests correctly.
+    """
+    ordered = sorted(definitions, key=lambda item: (item[0], -item[1], item[2].name))
+    result: list[Definition] = []
+    stack: list[tuple[int, Definition]] = []
+    for start, end, item in ordered:
+        while stack and stack[-1][0] <= start:
+            stack.pop()
+        parent = stack[-1][1].name if stack else ""
+        kind = "method" if parent and item.kind == "function" else item.kind
+        updated = Definition(
+            item.name, kind, item.signature, item.start, item.end, item.doc, parent
+        )
+        result.append(updated)
+        if item.kind in CONTAINER_KINDS:
+            stack.append((end, updated))
+    return tuple(result)

@@ -1,0 +1,128 @@
+"""Which language a file is written in, and the tree-sitter grammar and query that read it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from . import tag_queries
+
+
+@dataclass(frozen=True, slots=True)
+class CodeLanguage:
+    """A language we parse: its name, the grammar's name in the language pack, and its query."""
+
+    name: str
+    grammar: str
+    query: str
+    docstring_in_body: bool = False
+    """Python keeps its docstring as the body's first string; the rest use leading comments."""
+
+
+PYTHON = CodeLanguage("python", "python", tag_queries.PYTHON, docstring_in_body=True)
+JAVASCRIPT = CodeLanguage("javascript", "javascript", tag_queries.JAVASCRIPT)
+TYPESCRIPT = CodeLanguage("typescript", "typescript", tag_queries.TYPESCRIPT)
+TSX = CodeLanguage("typescript", "tsx", tag_queries.TYPESCRIPT)
+GO = CodeLanguage("go", "go", tag_queries.GO)
+RUST = CodeLanguage("rust", "rust", tag_queries.RUST)
+JAVA = CodeLanguage("java", "java", tag_queries.JAVA)
+C = CodeLanguage("c", "c", tag_queries.C)
+CPP = CodeLanguage("cpp", "cpp", tag_queries.CPP)
+CSHARP = CodeLanguage("csharp", "csharp", tag_queries.CSHARP)
+RUBY = CodeLanguage("ruby", "ruby", tag_queries.RUBY)
+PHP = CodeLanguage("php", "php", tag_queries.PHP)
+KOTLIN = CodeLanguage("kotlin", "kotlin", tag_queries.KOTLIN)
+
+CODE_BY_SUFFIX: dict[str, CodeLanguage] = {
+    ".py": PYTHON,
+    ".pyi": PYTHON,
+    ".js": JAVASCRIPT,
+    ".mjs": JAVASCRIPT,
+    ".cjs": JAVASCRIPT,
+    ".jsx": JAVASCRIPT,
+    ".ts": TYPESCRIPT,
+    ".mts": TYPESCRIPT,
+    ".cts": TYPESCRIPT,
+    ".tsx": TSX,
+    ".go": GO,
+    ".rs": RUST,
+    ".java": JAVA,
+    ".c": C,
+    ".h": C,
+    ".cc": CPP,
+    ".cpp": CPP,
+    ".cxx": CPP,
+    ".hpp": CPP,
+    ".hh": CPP,
+    ".hxx": CPP,
+    ".cs": CSHARP,
+    ".rb": RUBY,
+    ".php": PHP,
+    ".kt": KOTLIN,
+    ".kts": KOTLIN,
+}
+
+TEXT_BY_SUFFIX: dict[str, str] = {
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".rst": "restructuredtext",
+    ".txt": "text",
+    ".adoc": "asciidoc",
+    ".json": "json",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".toml": "toml",
+    ".ini": "ini",
+    ".cfg": "ini",
+    ".xml": "xml",
+    ".html": "html",
+    ".css": "css",
+    ".sh": "shell",
+    ".bash": "shell",
+    ".sql": "sql",
+    ".proto": "protobuf",
+    ".swift": "swift",
+    ".scala": "scala",
+    ".lua": "lua",
+    ".r": "r",
+    ".m": "objective-c",
+    ".cu": "cuda",
+    ".cuh": "cuda",
+    ".pyx": "cython",
+    ".pxd": "cython",
+    ".cmake": "cmake",
+}
+
+TEXT_BY_NAME: dict[str, str] = {
+    "makefile": "make",
+    "dockerfile": "dockerfile",
+    "cmakelists.txt": "cmake",
+    "license": "text",
+    "copying": "text",
+    "readme": "text",
+}
+
+DOC_SUFFIXES = frozenset({".md", ".markdown", ".rst", ".txt", ".adoc", ""})
+
+
+def code_language(path: str) -> CodeLanguage | None:
+    """The parsed language of `path` (by suffix), or None for text we do not parse."""
+    return CODE_BY_SUFFIX.get(PurePosixPath(path).suffix.lower())
+
+
+def language_name(path: str) -> str:
+    """A display name for `path`'s language (code or text), "other" when unknown."""
+    pure = PurePosixPath(path)
+    code = CODE_BY_SUFFIX.get(pure.suffix.lower())
+    if code is not None:
+        return code.name
+    by_name = TEXT_BY_NAME.get(pure.name.lower())
+    if by_name is not None:
+        return by_name
+    return TEXT_BY_SUFFIX.get(pure.suffix.lower(), "other")
+
+
+def is_doc(path: str) -> bool:
+    """True for prose files (README, docs) that the packer puts first when at the top."""
+    pure = PurePosixPath(path)
+    return pure.suffix.lower() in DOC_SUFFIXES and not pure.name.startswith(".")

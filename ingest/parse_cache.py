@@ -1,0 +1,109 @@
+"""Parse results cached on disk by file content, so a second question does not parse again.
+
+The cache wraps the pure `CodeMapper.map_file`: the key is a hash of the file's bytes, its
+grammar and the query text (so editing a query invalidates old entries), the value is the
+`FileMap` as JSON, in one SQLite file under the cache folder the caller passes in.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import multiprocessing
+import sqlite3
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from .codemap import CodeMapper, FileMap
+from .languages import CodeLanguage, code_language
+from .walk import SourceFile
+
+CACHE_FILE = "codemap-v2.sqlite"
+"""Renamed whenever `FileMap` changes shape, so old entries are never misread."""
+LOOKUP_BATCH = 500
+PARALLEL_MIN_FILES = 64
+"""Below this many misses, starting worker processes costs more than it saves."""
+
+
+def content_key(text: str, language: CodeLanguage) -> str:
+    """The cache key of one file: hash of grammar, query and content."""
+    digest = hashlib.blake2b(digest_size=20)
+    digest.update(language.grammar.encode())
+    digest.update(hashlib.blake2b(language.query.encode(), digest_size=8).digest())
+    digest.update(text.encode("utf-8"))
+    return digest.hexdigest()
+
+
+class ParseCache:
+    """`FileMap`s by content key in `<cache_dir>/codemap-v2.sqlite`."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        self.path = cache_dir / CACHE_FILE
+        self._db = sqlite3.connect(self.path)
+        self._db.execute("CREATE TABLE IF NOT EXISTS maps (key TEXT PRIMARY KEY, value TEXT)")
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, FileMap]:
+        found: dict[str, FileMap] = {}
+        for start in range(0, len(keys), LOOKUP_BATCH):
+            batch = list(keys[start : start + LOOKUP_BATCH])
+            marks = ",".join("?" * len(batch))
+            rows = self._db.execute(f"SELECT key, value FROM maps WHERE key IN ({marks})", batch)
+            found.update((key, FileMap.from_json(json.loads(value))) for key, value in rows)
+        return found
+
+    def put_many(self, items: Iterable[tuple[str, FileMap]]) -> None:
+        rows = [
+            (key, json.dumps(file_map.to_json(), separators=(",", ":"))) for key, file_map in items
+        ]
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO maps VALUES (?, ?)", rows)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def map_files(
+    files: Sequence[SourceFile], cache: ParseCache | None = None, workers: int = 1
+) -> dict[str, FileMap]:
+    """`FileMap` of every parsable file (path -> map), from the cache where it has them.
+
+    Misses are parsed in `workers` processes when there are many, then stored.
+    """
+    todo: list[tuple[str, SourceFile, CodeLanguage]] = []
+    for file in files:
+        language = code_language(file.path)
+        if language is not None:
+            todo.append((content_key(file.text, language), file, language))
+    cached = cache.get_many([key for key, _, _ in todo]) if cache is not None else {}
+    misses = [(key, file.text, language) for key, file, language in todo if key not in cached]
+    parsed = dict(zip([key for key, _, _ in misses], _parse(misses, workers), strict=True))
+    if cache is not None and parsed:
+        cache.put_many(parsed.items())
+    maps = cached | parsed
+    return {file.path: maps[key] for key, file, _ in todo}
+
+
+def _parse(jobs: list[tuple[str, str, CodeLanguage]], workers: int) -> list[FileMap]:
+    if workers <= 1 or len(jobs) < PARALLEL_MIN_FILES:
+        mapper = CodeMapper()
+        return [mapper.map_file(text, language) for _, text, language in jobs]
+    # spawn, not fork: the caller may hold threads (a loaded model) that fork would copy
+    context = multiprocessing.get_context("spawn")
+    chunk = max(1, len(jobs) // (workers * 8))
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        payload = [(text, language) for _, text, language in jobs]
+        return list(pool.map(_map_one, payload, chunksize=chunk))
+
+
+@functools.cache
+def _worker_mapper() -> CodeMapper:
+    """One mapper per worker process, made on first use (compiling queries is not free)."""
+    return CodeMapper()
+
+
+def _map_one(job: tuple[str, CodeLanguage]) -> FileMap:
+    text, language = job
+    return _worker_mapper().map_file(text, language)

@@ -1,0 +1,71 @@
+"""Words for matching a question to code: identifiers split into lower-case parts, stemmed.
+
+`parse_question` keeps both the whole identifiers a question names (`HTTPConnection`) and the
+words inside them, so "how does the http connection retry" meets `HTTPConnection.retry`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PARTS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+MIN_TERM_CHARS = 2
+_STOPWORD_TEXT = """
+a an and are as at be been but by can could did do does doing for from had has have
+how i if in into is it its itself me my of on or our out over should so some such than
+that the their them then there these they this those through to up use used uses using
+was we were what when where which while who whom why will with would you your get gets
+set sets make makes made happen happens handle handles handled file files code function
+functions method methods class classes module modules implement implemented
+implementation defined define defines find found work works done
+"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+SUFFIXES = ("ations", "ation", "ings", "ing", "ies", "ers", "er", "ed", "es", "s")
+MIN_STEM_CHARS = 3
+
+
+def stem(word: str) -> str:
+    """A crude, deterministic stem: `parsing`, `parses`, `parser` -> `pars`."""
+    for suffix in SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= MIN_STEM_CHARS:
+            return word[: -len(suffix)]
+    return word
+
+
+def split_identifier(name: str) -> list[str]:
+    """`HTTPConnectionPool_max` -> ['http', 'connection', 'pool', 'max']."""
+    return [part.lower() for part in _PARTS.findall(name)]
+
+
+def terms_of(text: str) -> list[str]:
+    """Stemmed word parts of every identifier-like word in `text`, stopwords removed."""
+    found: list[str] = []
+    for word in _WORD.findall(text):
+        for part in split_identifier(word):
+            if len(part) >= MIN_TERM_CHARS and part not in STOPWORDS:
+                found.append(stem(part))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """What a question asks about: its stemmed terms and the identifiers it names verbatim."""
+
+    terms: frozenset[str]
+    identifiers: frozenset[str]
+
+    @property
+    def empty(self) -> bool:
+        return not self.terms and not self.identifiers
+
+
+def parse_question(text: str) -> Question:
+    """Terms and identifiers of a question ("" gives an empty question)."""
+    identifiers = {
+        word
+        for word in _WORD.findall(text)
+        if len(word) >= MIN_TERM_CHARS and word.lower() not in STOPWORDS
+    }
+    return Question(frozenset(terms_of(text)), frozenset(identifiers))
