@@ -47,6 +47,7 @@ class StepBatch:
     kv_len: Tensor  # [B] int32, tokens cached after this step (incl. the new ones)
     extent: int
     start: int | None
+    row_ids: Tensor | None = None  # [B] int64, decode only: cache row of each sequence
     plan: Any = None  # set by AttentionBackend.prepare; opaque to the model
 
     @property
@@ -70,9 +71,10 @@ class StepBatch:
     @staticmethod
     def decode(positions: Tensor, extent: int) -> StepBatch:
         """Rows [0, B) each adding one token at its own position: positions [B] int64."""
-        batch = positions.shape[0]
+        size = positions.shape[0]
         kv_len = (positions + 1).to(torch.int32)
-        return StepBatch(slice(0, batch), positions.unsqueeze(1), kv_len, extent, None)
+        row_ids = torch.arange(size, device=positions.device)
+        return StepBatch(slice(0, size), positions.unsqueeze(1), kv_len, extent, None, row_ids)
 
 
 @dataclass(slots=True)
@@ -101,10 +103,10 @@ class LayerKV:
             self.v_all[self.rows, batch.start : end] = v
             return
         # decode: one token per row, each at its own position (tensor indices, graph-safe)
-        rows = torch.arange(self.rows.start, self.rows.stop, device=k.device)
-        where = batch.positions[:, 0]
-        self.k_all.index_put_((rows, where), k[:, 0])
-        self.v_all.index_put_((rows, where), v[:, 0])
+        assert batch.row_ids is not None, "decode steps carry their row ids"
+        where = (batch.row_ids, batch.positions[:, 0])
+        self.k_all.index_put_(where, k[:, 0])
+        self.v_all.index_put_(where, v[:, 0])
 
 
 class KVStore(Protocol):

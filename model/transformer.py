@@ -41,16 +41,18 @@ class SelfAttention(nn.Module):
         """Run q, k, v as one matmul (parameters keep their names)."""
         self.fused = fuse_linears([self.q_proj, self.k_proj, self.v_proj])
 
-    def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """x [B, T, C] -> q [B, T, H, D], k and v [B, T, H_kv, D]."""
+    def _qkv(self, x: Tensor, rope: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """x [B, T, C] -> q [B, T, H, D], k and v [B, T, H_kv, D], RoPE applied to q and k."""
         size, length, _ = x.shape
         if self.fused is not None and self.fused.is_current():
             qkv = self.fused(x).view(size, length, self.heads + 2 * self.kv_heads, self.head_dim)
-            return qkv.split((self.heads, self.kv_heads, self.kv_heads), dim=2)
+            qk = apply_rope(qkv[:, :, : self.heads + self.kv_heads], *rope)  # one op for both
+            q, k = qk.split((self.heads, self.kv_heads), dim=2)
+            return q, k, qkv[:, :, self.heads + self.kv_heads :]
         q = self.q_proj(x).view(size, length, self.heads, self.head_dim)
         k = self.k_proj(x).view(size, length, self.kv_heads, self.head_dim)
         v = self.v_proj(x).view(size, length, self.kv_heads, self.head_dim)
-        return q, k, v
+        return apply_rope(q, *rope), apply_rope(k, *rope), v
 
     def forward(
         self,
@@ -61,8 +63,7 @@ class SelfAttention(nn.Module):
         backend: AttentionBackend,
     ) -> Tensor:
         """x [B, T, C] -> [B, T, C]."""
-        q, k, v = self._qkv(x)
-        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        q, k, v = self._qkv(x, rope)
         kv.write(k, v, batch)
         out = backend.forward(q, kv, batch, self.layer)  # [B, T, H, D]
         return self.o_proj(out.flatten(2))

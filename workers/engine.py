@@ -1,0 +1,245 @@
+"""The inference engine: chunked prefill, batched decode, sampling, stop conditions.
+
+`Engine.generate` serves a list of requests together. Up to `max_batch_size` sequences
+share each decode step; a request waits until a cache row frees up, then is prefilled in
+chunks (logits only for the prompt's last position) and joins the decode batch. Active
+sequences always occupy cache rows [0, B): when one finishes, the later rows move down.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from nsa_assist.model.attention import StepBatch
+from nsa_assist.model.transformer import Transformer
+
+from .decode import EagerDecoder, GraphDecoder
+from .errors import EngineConfigError, RequestError
+from .kv_cache import KVCache
+from .sampling import SamplingParams, make_generator, sample
+
+TokenCallback = Callable[[str, int], None]  # (request_id, token_id)
+PrefillCallback = Callable[[str, int, int], None]  # (request_id, tokens done, prompt tokens)
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """max_seq_len bounds prompt + output per sequence; the KV cache holds
+    max_batch_size x max_seq_len positions. cuda_graphs is ignored off CUDA.
+    cpu_threads, if set, is applied with torch.set_num_threads (process-wide)."""
+
+    max_batch_size: int = 4
+    prefill_chunk: int = 2048
+    max_seq_len: int = 8192
+    cuda_graphs: bool = True
+    cpu_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_size", "prefill_chunk", "max_seq_len"):
+            if getattr(self, name) < 1:
+                raise EngineConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.cpu_threads is not None and self.cpu_threads < 1:
+            raise EngineConfigError(f"cpu_threads must be >= 1, got {self.cpu_threads}")
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    request_id: str
+    prompt_ids: list[int]
+    params: SamplingParams = field(default_factory=SamplingParams)
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """Generated tokens (stop token excluded) and where the time went."""
+
+    request_id: str
+    token_ids: list[int]
+    finish_reason: FinishReason
+    prompt_tokens: int
+    prefill_seconds: float
+    decode_seconds: float
+
+
+@dataclass(slots=True)
+class _Sequence:
+    """A request in flight: `cached` tokens are in the KV cache, `last` is not yet."""
+
+    request: Request
+    generator: torch.Generator | None
+    cached: int
+    last: int
+    output: list[int]
+    prefill_seconds: float
+    decode_started: float
+    finish: FinishReason | None = None
+
+
+class Engine:
+    """Serves `Request`s on one `Transformer` with a preallocated KV cache."""
+
+    def __init__(self, model: Transformer, config: EngineConfig) -> None:
+        if config.cpu_threads is not None:
+            torch.set_num_threads(config.cpu_threads)
+        param = next(model.parameters())
+        self.model = model.eval()
+        self.config = config
+        self.device, self.dtype = param.device, param.dtype
+        model.fuse_projections()
+        self.cache = KVCache(
+            model.config,
+            config.max_batch_size,
+            config.max_seq_len,
+            self.device,
+            self.dtype,
+            model.attention,
+        )
+        use_graphs = config.cuda_graphs and self.device.type == "cuda"
+        self.decoder = (
+            GraphDecoder(model, self.cache, config.max_batch_size)
+            if use_graphs
+            else EagerDecoder(model, self.cache)
+        )
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        requests: Sequence[Request],
+        on_token: TokenCallback | None = None,
+        on_prefill_progress: PrefillCallback | None = None,
+    ) -> list[Completion]:
+        """Run every request to completion; results in the order of `requests`.
+
+        `on_token(request_id, token_id)` fires for each generated token as soon as it is
+        chosen (not for stop tokens). `on_prefill_progress` fires after each prefill chunk.
+        """
+        self._validate(requests)
+        pending = deque(requests)
+        active: list[_Sequence] = []
+        done: dict[str, Completion] = {}
+        while pending or active:
+            while pending and len(active) < self.config.max_batch_size:
+                seq = self._admit(pending.popleft(), len(active), on_prefill_progress)
+                self._accept(seq, seq.last, on_token)
+                if seq.finish is None:
+                    active.append(seq)
+                else:
+                    done[seq.request.request_id] = self._complete(seq)
+            if active:
+                self._decode_step(active, on_token)
+                active = self._retire(active, done)
+        return [done[r.request_id] for r in requests]
+
+    def _validate(self, requests: Sequence[Request]) -> None:
+        ids = [r.request_id for r in requests]
+        if len(set(ids)) != len(ids):
+            raise RequestError("request ids must be unique")
+        limit = self.config.max_seq_len
+        vocab = self.model.config.vocab_size
+        for r in requests:
+            if not r.prompt_ids:
+                raise RequestError(f"request {r.request_id!r} has an empty prompt")
+            if len(r.prompt_ids) >= limit:
+                raise RequestError(
+                    f"request {r.request_id!r}: prompt of {len(r.prompt_ids)} tokens leaves "
+                    f"no room to generate within max_seq_len={limit}"
+                )
+            if not all(0 <= t < vocab for t in r.prompt_ids):
+                raise RequestError(f"request {r.request_id!r} has token ids outside [0, {vocab})")
+
+    def _admit(self, request: Request, row: int, progress: PrefillCallback | None) -> _Sequence:
+        """Prefill `request` into cache row `row` and choose its first token."""
+        began = time.perf_counter()
+        prompt = torch.tensor(request.prompt_ids, dtype=torch.int64, device=self.device)
+        report = None
+        if progress is not None:
+            report = lambda done, total: progress(request.request_id, done, total)
+        logits = prefill(self.model, self.cache, row, prompt, self.config.prefill_chunk, report)
+        generator = make_generator(request.params, self.device)
+        first = int(sample(logits.unsqueeze(0), [request.params], [generator])[0])
+        now = time.perf_counter()
+        return _Sequence(request, generator, len(prompt), first, [], now - began, now)
+
+    def _accept(self, seq: _Sequence, token: int, on_token: TokenCallback | None) -> None:
+        """Record a chosen token and decide whether the sequence is finished."""
+        params = seq.request.params
+        if token in params.stop_token_ids:
+            seq.finish = "stop"
+            return
+        seq.output.append(token)
+        seq.last = token
+        if on_token is not None:
+            on_token(seq.request.request_id, token)
+        if len(seq.output) >= params.max_new_tokens or seq.cached >= self.config.max_seq_len:
+            seq.finish = "length"
+
+    def _decode_step(self, active: list[_Sequence], on_token: TokenCallback | None) -> None:
+        """Feed every active sequence's last token at its position, choose the next ones."""
+        tokens = torch.tensor([s.last for s in active], dtype=torch.int64, device=self.device)
+        positions = torch.tensor([s.cached for s in active], dtype=torch.int64, device=self.device)
+        longest = max(s.cached for s in active) + 1
+        logits = self.decoder.step(tokens, positions, longest)
+        chosen = sample(
+            logits, [s.request.params for s in active], [s.generator for s in active]
+        ).tolist()
+        for seq, token in zip(active, chosen, strict=True):
+            seq.cached += 1
+            self._accept(seq, token, on_token)
+
+    def _retire(self, active: list[_Sequence], done: dict[str, Completion]) -> list[_Sequence]:
+        """Complete finished sequences and move the survivors down to rows [0, B')."""
+        survivors = []
+        for row, seq in enumerate(active):
+            if seq.finish is not None:
+                done[seq.request.request_id] = self._complete(seq)
+                continue
+            if row != len(survivors):  # ascending order never overwrites a live row
+                self.cache.move_row(row, len(survivors), seq.cached)
+            survivors.append(seq)
+        return survivors
+
+    @staticmethod
+    def _complete(seq: _Sequence) -> Completion:
+        assert seq.finish is not None
+        return Completion(
+            request_id=seq.request.request_id,
+            token_ids=seq.output,
+            finish_reason=seq.finish,
+            prompt_tokens=len(seq.request.prompt_ids),
+            prefill_seconds=seq.prefill_seconds,
+            decode_seconds=time.perf_counter() - seq.decode_started,
+        )
+
+
+def prefill(
+    model: Transformer,
+    cache: KVCache,
+    row: int,
+    prompt: Tensor,
+    chunk: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> Tensor:
+    """Write prompt [P] into cache row `row` chunk by chunk -> logits [V] of its last token.
+
+    Peak activation memory follows `chunk`, not P: a 64k prompt fits where one 64k-token
+    forward would not. Only the final chunk computes logits, and only for one position.
+    """
+    total = prompt.shape[0]
+    logits = None
+    for start in range(0, total, chunk):
+        end = min(start + chunk, total)
+        batch = StepBatch.prefill(row, start, end - start, prompt.device)
+        mode = "last" if end == total else "none"
+        logits = model(prompt[None, start:end], batch, cache, logits=mode)
+        if progress is not None:
+            progress(end, total)
+    assert logits is not None
+    return logits[0]
