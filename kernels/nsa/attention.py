@@ -1,0 +1,438 @@
+"""Block-sparse flash attention shared by the three NSA branches: forward, dQ and dK/dV.
+
+One tile holds BT consecutive query positions x all G heads of one KV group (row r is position
+r // G, head r % G), so the heads of a group share every key load and a tile has >= 16 rows
+even for G = 1 or 2. What a tile reads depends on MODE:
+
+- CMP: compressed tokens c with c*d + l - 1 <= t (the block has ended);
+- SLC: the union of the blocks its positions selected, each row masked to its own blocks,
+  causal inside the block, and (union combine) to keys outside the window;
+- WIN: keys t - w < s <= t.
+
+Kernels take q [N, H, Dk], k [*, H_kv, Dk], v [*, H_kv, Dv] (contiguous) and per-sequence
+offsets (see varlen.py); outputs o [S, N, H, Dv] and lse [S, N, H] (natural log, -inf where a
+row reads nothing) with S key splits for flash-decoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from .config import NSAConfig
+from .varlen import SeqMeta, make_tiles
+
+MODE_CMP, MODE_SLC, MODE_WIN = 0, 1, 2
+LOG2E = 1.4426950408889634
+LN2 = 0.6931471805599453
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Blocks chosen per query and their union per tile (built by select.py).
+
+    idx [N, H_kv, n] (-1 = empty), ulist [n_tiles, H_kv, U] sorted unique blocks of each tile,
+    ucount [n_tiles, H_kv], and the tiles (rows_per_tile positions each) they were built for.
+    """
+
+    idx: torch.Tensor
+    ulist: torch.Tensor
+    ucount: torch.Tensor
+    tile_seq: torch.Tensor
+    tile_i0: torch.Tensor
+    rows_per_tile: int
+
+
+@triton.jit
+def _load_rows(base, rows, heads, cols, valid, NH: tl.constexpr, D: tl.constexpr):
+    """[BM, BD] tile of a [N, NH, D] tensor at (rows, heads)."""
+    ptr = base + (rows.to(tl.int64) * NH + heads)[:, None] * D + cols[None, :]
+    return tl.load(ptr, mask=valid[:, None] & (cols[None, :] < D), other=0.0)
+
+
+@triton.jit
+def _load_keys(base, rows, hkv, cols, valid, H_KV: tl.constexpr, D: tl.constexpr):
+    """[BN, BD] tile of a [*, H_kv, D] tensor for one KV head."""
+    ptr = base + (rows.to(tl.int64) * H_KV + hkv)[:, None] * D + cols[None, :]
+    return tl.load(ptr, mask=valid[:, None] & (cols[None, :] < D), other=0.0)
+
+
+@triton.jit
+def _dense_span(MODE: tl.constexpr, t_lo, t_hi, window, CMP_BLOCK: tl.constexpr,
+                CMP_STRIDE: tl.constexpr):  # fmt: skip
+    """[lo, hi) of the keys (MODE_WIN) or compressed tokens (MODE_CMP) a tile may read."""
+    if MODE == 0:
+        lo = t_lo * 0
+        hi = tl.where(t_hi >= CMP_BLOCK - 1, (t_hi - CMP_BLOCK + 1) // CMP_STRIDE + 1, 0)
+    else:
+        lo = tl.maximum(t_lo - window + 1, 0)
+        hi = t_hi + 1
+    return lo, hi
+
+
+@triton.jit
+def _dense_mask(MODE: tl.constexpr, s, t, valid, kvalid, window, CMP_BLOCK: tl.constexpr,
+                CMP_STRIDE: tl.constexpr):  # fmt: skip
+    m = valid[:, None] & kvalid[None, :]
+    if MODE == 0:
+        return m & ((s * CMP_STRIDE + CMP_BLOCK - 1)[None, :] <= t[:, None])
+    return m & (s[None, :] <= t[:, None]) & (s[None, :] > t[:, None] - window)
+
+
+@triton.jit
+def _slc_mask(s, t, member, valid, kvalid, window, UNION: tl.constexpr):
+    m = (member & valid)[:, None] & kvalid[None, :] & (s[None, :] <= t[:, None])
+    if UNION:
+        m = m & (s[None, :] <= t[:, None] - window)
+    return m
+
+
+@triton.jit
+def _softmax_step(b_q, b_k, b_v, mask, acc, m_i, l_i, scale_log2):
+    s = tl.dot(b_q, tl.trans(b_k)) * scale_log2  # [BM, BN]
+    s = tl.where(mask, s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = tl.exp2(m_i - m_use)
+    p = tl.exp2(s - m_use[:, None])
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None] + tl.dot(p.to(b_v.dtype), b_v)
+    return acc, m_new, l_i
+
+
+@triton.jit
+def _attn_fwd_kernel(
+    q, k, v, o, lse,  # q [N, H, DK]; k/v [*, H_KV, D]; o [S, N, H, DV]; lse [S, N, H]
+    tile_seq, tile_i0, q_start, q_len, q_pos0, kv_start,  # kv_start: k_start or c_start
+    sel, ulist, ucount, U,  # MODE_SLC only
+    N, scale_log2, window,
+    H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, BT: tl.constexpr, BM: tl.constexpr,
+    BN: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
+    MODE: tl.constexpr, UNION: tl.constexpr, CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr,
+    SLC_BLOCK: tl.constexpr, NSEL: tl.constexpr, BSEL: tl.constexpr, SPLITS: tl.constexpr,
+):  # fmt: skip
+    tile = tl.program_id(0)
+    hkv = tl.program_id(1)
+    split = tl.program_id(2)
+    b = tl.load(tile_seq + tile)
+    i0 = tl.load(tile_i0 + tile)
+    ql = tl.load(q_len + b)
+    pos0 = tl.load(q_pos0 + b)
+    kbase = tl.load(kv_start + b)
+    r = tl.arange(0, BM)
+    i = r // G
+    valid = (i < BT) & (i0 + i < ql)
+    row = tl.load(q_start + b) + i0 + i  # [BM]
+    head = hkv * G + r % G
+    t = pos0 + i0 + i  # absolute position of each row
+    t_lo = pos0 + i0
+    t_hi = t_lo + tl.minimum(BT, ql - i0) - 1
+    dk = tl.arange(0, BDK)
+    dv = tl.arange(0, BDV)
+    b_q = _load_rows(q, row, head, dk, valid, H, DK)  # [BM, BDK]
+    acc = tl.zeros([BM, BDV], dtype=tl.float32)
+    m_i = tl.full([BM], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BM], dtype=tl.float32)
+    if MODE == 1:
+        n_u = tl.load(ucount + tile * H_KV + hkv)
+        per = tl.cdiv(n_u, SPLITS)
+        u_hi = tl.minimum(n_u, (split + 1) * per)
+        ns = tl.arange(0, BSEL)
+        sel_ptr = sel + (row.to(tl.int64) * H_KV + hkv)[:, None] * NSEL + ns[None, :]
+        b_sel = tl.load(sel_ptr, mask=valid[:, None] & (ns[None, :] < NSEL), other=-1)
+        for u in range(split * per, u_hi):
+            j = tl.load(ulist + (tile * H_KV + hkv) * U + u)
+            member = tl.sum((b_sel == j).to(tl.int32), 1) > 0  # [BM]
+            for sub in tl.static_range(0, SLC_BLOCK, BN):
+                s = j * SLC_BLOCK + sub + tl.arange(0, BN)
+                kvalid = (s < (j + 1) * SLC_BLOCK) & (s <= t_hi)
+                b_k = _load_keys(k, kbase + s, hkv, dk, kvalid, H_KV, DK)
+                b_v = _load_keys(v, kbase + s, hkv, dv, kvalid, H_KV, DV)
+                mask = _slc_mask(s, t, member, valid, kvalid, window, UNION)
+                acc, m_i, l_i = _softmax_step(b_q, b_k, b_v, mask, acc, m_i, l_i, scale_log2)
+    else:
+        lo, hi = _dense_span(MODE, t_lo, t_hi, window, CMP_BLOCK, CMP_STRIDE)
+        n_chunks = tl.cdiv(hi - lo, BN)
+        per = tl.cdiv(n_chunks, SPLITS)
+        for ci in range(split * per, tl.minimum(n_chunks, (split + 1) * per)):
+            s = lo + ci * BN + tl.arange(0, BN)
+            kvalid = s < hi
+            b_k = _load_keys(k, kbase + s, hkv, dk, kvalid, H_KV, DK)
+            b_v = _load_keys(v, kbase + s, hkv, dv, kvalid, H_KV, DV)
+            mask = _dense_mask(MODE, s, t, valid, kvalid, window, CMP_BLOCK, CMP_STRIDE)
+            acc, m_i, l_i = _softmax_step(b_q, b_k, b_v, mask, acc, m_i, l_i, scale_log2)
+    seen = l_i > 0
+    out = acc / tl.where(seen, l_i, 1.0)[:, None]
+    b_lse = tl.where(seen, (m_i + tl.log2(tl.where(seen, l_i, 1.0))) * LN2, float("-inf"))
+    flat = split.to(tl.int64) * N * H + row.to(tl.int64) * H + head  # [BM]
+    o_ptr = o + flat[:, None] * DV + dv[None, :]
+    tl.store(o_ptr, out.to(o.dtype.element_ty), mask=valid[:, None] & (dv[None, :] < DV))
+    tl.store(lse + flat, b_lse, mask=valid)
+
+
+@triton.jit
+def _attn_dq_kernel(
+    q, k, v, do, lse, delta, dq,  # dq [N, H, DK] fp32, accumulated into
+    tile_seq, tile_i0, q_start, q_len, q_pos0, kv_start,
+    sel, ulist, ucount, U,
+    scale_log2, scale, window,
+    H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, BT: tl.constexpr, BM: tl.constexpr,
+    BN: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
+    MODE: tl.constexpr, UNION: tl.constexpr, CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr,
+    SLC_BLOCK: tl.constexpr, NSEL: tl.constexpr, BSEL: tl.constexpr,
+):  # fmt: skip
+    tile = tl.program_id(0)
+    hkv = tl.program_id(1)
+    b = tl.load(tile_seq + tile)
+    i0 = tl.load(tile_i0 + tile)
+    ql = tl.load(q_len + b)
+    pos0 = tl.load(q_pos0 + b)
+    kbase = tl.load(kv_start + b)
+    r = tl.arange(0, BM)
+    i = r // G
+    valid = (i < BT) & (i0 + i < ql)
+    row = tl.load(q_start + b) + i0 + i
+    head = hkv * G + r % G
+    t = pos0 + i0 + i
+    t_lo = pos0 + i0
+    t_hi = t_lo + tl.minimum(BT, ql - i0) - 1
+    dk = tl.arange(0, BDK)
+    dv = tl.arange(0, BDV)
+    b_q = _load_rows(q, row, head, dk, valid, H, DK)
+    b_do = _load_rows(do, row, head, dv, valid, H, DV)
+    flat = row.to(tl.int64) * H + head
+    b_lse = tl.load(lse + flat, mask=valid, other=0.0)
+    b_lse = tl.where(b_lse == float("-inf"), 0.0, b_lse * LOG2E)
+    b_delta = tl.load(delta + flat, mask=valid, other=0.0)
+    acc = tl.zeros([BM, BDK], dtype=tl.float32)
+    if MODE == 1:
+        n_u = tl.load(ucount + tile * H_KV + hkv)
+        ns = tl.arange(0, BSEL)
+        sel_ptr = sel + (row.to(tl.int64) * H_KV + hkv)[:, None] * NSEL + ns[None, :]
+        b_sel = tl.load(sel_ptr, mask=valid[:, None] & (ns[None, :] < NSEL), other=-1)
+        for u in range(0, n_u):
+            j = tl.load(ulist + (tile * H_KV + hkv) * U + u)
+            member = tl.sum((b_sel == j).to(tl.int32), 1) > 0
+            for sub in tl.static_range(0, SLC_BLOCK, BN):
+                s = j * SLC_BLOCK + sub + tl.arange(0, BN)
+                kvalid = (s < (j + 1) * SLC_BLOCK) & (s <= t_hi)
+                b_k = _load_keys(k, kbase + s, hkv, dk, kvalid, H_KV, DK)
+                b_v = _load_keys(v, kbase + s, hkv, dv, kvalid, H_KV, DV)
+                mask = _slc_mask(s, t, member, valid, kvalid, window, UNION)
+                p = tl.where(
+                    mask, tl.exp2(tl.dot(b_q, tl.trans(b_k)) * scale_log2 - b_lse[:, None]), 0.0
+                )
+                ds = p * (tl.dot(b_do, tl.trans(b_v)) - b_delta[:, None])
+                acc += tl.dot(ds.to(b_k.dtype), b_k)
+    else:
+        lo, hi = _dense_span(MODE, t_lo, t_hi, window, CMP_BLOCK, CMP_STRIDE)
+        for ci in range(0, tl.cdiv(hi - lo, BN)):
+            s = lo + ci * BN + tl.arange(0, BN)
+            kvalid = s < hi
+            b_k = _load_keys(k, kbase + s, hkv, dk, kvalid, H_KV, DK)
+            b_v = _load_keys(v, kbase + s, hkv, dv, kvalid, H_KV, DV)
+            mask = _dense_mask(MODE, s, t, valid, kvalid, window, CMP_BLOCK, CMP_STRIDE)
+            p = tl.where(
+                mask, tl.exp2(tl.dot(b_q, tl.trans(b_k)) * scale_log2 - b_lse[:, None]), 0.0
+            )
+            ds = p * (tl.dot(b_do, tl.trans(b_v)) - b_delta[:, None])
+            acc += tl.dot(ds.to(b_k.dtype), b_k)
+    dq_ptr = dq + flat[:, None] * DK + dk[None, :]
+    dq_mask = valid[:, None] & (dk[None, :] < DK)
+    tl.store(dq_ptr, tl.load(dq_ptr, mask=dq_mask, other=0.0) + acc * scale, mask=dq_mask)
+
+
+@triton.jit
+def _attn_dkdv_kernel(
+    q, k, v, do, lse, delta, dk_out, dv_out,  # dk_out/dv_out [*, H_KV, D] fp32, accumulated
+    tile_i0, q_start, q_len, q_pos0, kv_start, kv_len,
+    w_seq, w_a, w_b, w_start, w_len, w_tiles,  # SLC: work items; else key tiles (w_seq, w_a=s0)
+    sel, scale_log2, scale, window,
+    H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, BT: tl.constexpr, BM: tl.constexpr,
+    BN: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
+    MODE: tl.constexpr, UNION: tl.constexpr, CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr,
+    SLC_BLOCK: tl.constexpr, NSEL: tl.constexpr, BSEL: tl.constexpr,
+):  # fmt: skip
+    pid = tl.program_id(0)
+    b = tl.load(w_seq + pid)
+    ql = tl.load(q_len + b)
+    pos0 = tl.load(q_pos0 + b)
+    qbase = tl.load(q_start + b)
+    kbase = tl.load(kv_start + b)
+    if MODE == 1:
+        hkv = tl.load(w_b + pid)
+        j = tl.load(w_a + pid)
+        s = j * SLC_BLOCK + tl.program_id(1) * BN + tl.arange(0, BN)
+        kvalid = (s < (j + 1) * SLC_BLOCK) & (s < tl.load(kv_len + b))
+        n_iter = tl.load(w_len + pid)
+        first = tl.load(w_start + pid)
+    else:
+        hkv = tl.program_id(1)
+        s0 = tl.load(w_a + pid)
+        s = s0 + tl.arange(0, BN)
+        kvalid = s < tl.load(kv_len + b)
+        if MODE == 0:
+            i_first = tl.maximum(s0 * CMP_STRIDE + CMP_BLOCK - 1 - pos0, 0)
+            i_end = ql
+        else:
+            i_first = tl.maximum(s0 - pos0, 0)
+            i_end = tl.minimum(ql, s0 + BN - 1 + window - pos0)
+        n_iter = tl.cdiv(i_end - i_first, BT)
+    dk = tl.arange(0, BDK)
+    dv = tl.arange(0, BDV)
+    b_k = _load_keys(k, kbase + s, hkv, dk, kvalid, H_KV, DK)  # [BN, BDK]
+    b_v = _load_keys(v, kbase + s, hkv, dv, kvalid, H_KV, DV)
+    acc_k = tl.zeros([BN, BDK], dtype=tl.float32)
+    acc_v = tl.zeros([BN, BDV], dtype=tl.float32)
+    r = tl.arange(0, BM)
+    ns = tl.arange(0, BSEL)
+    for it in range(0, n_iter):
+        i0 = tl.load(tile_i0 + tl.load(w_tiles + first + it)) if MODE == 1 else i_first + it * BT
+        i = r // G
+        valid = (i < BT) & (i0 + i < ql)
+        row = qbase + i0 + i
+        head = hkv * G + r % G
+        t = pos0 + i0 + i
+        b_q = _load_rows(q, row, head, dk, valid, H, DK)
+        b_do = _load_rows(do, row, head, dv, valid, H, DV)
+        flat = row.to(tl.int64) * H + head
+        b_lse = tl.load(lse + flat, mask=valid, other=0.0)
+        b_lse = tl.where(b_lse == float("-inf"), 0.0, b_lse * LOG2E)
+        b_delta = tl.load(delta + flat, mask=valid, other=0.0)
+        if MODE == 1:
+            sel_ptr = sel + (row.to(tl.int64) * H_KV + hkv)[:, None] * NSEL + ns[None, :]
+            b_sel = tl.load(sel_ptr, mask=valid[:, None] & (ns[None, :] < NSEL), other=-1)
+            member = tl.sum((b_sel == j).to(tl.int32), 1) > 0
+            mask = _slc_mask(s, t, member, valid, kvalid, window, UNION)
+        else:
+            mask = _dense_mask(MODE, s, t, valid, kvalid, window, CMP_BLOCK, CMP_STRIDE)
+        p = tl.where(mask, tl.exp2(tl.dot(b_q, tl.trans(b_k)) * scale_log2 - b_lse[:, None]), 0.0)
+        acc_v += tl.dot(tl.trans(p).to(b_do.dtype), b_do)
+        ds = p * (tl.dot(b_do, tl.trans(b_v)) - b_delta[:, None])
+        acc_k += tl.dot(tl.trans(ds).to(b_q.dtype), b_q)
+    kflat = ((kbase + s).to(tl.int64) * H_KV + hkv)[:, None]
+    mk = kvalid[:, None] & (dk[None, :] < DK)
+    mv = kvalid[:, None] & (dv[None, :] < DV)
+    if MODE == 1:
+        tl.atomic_add(dk_out + kflat * DK + dk[None, :], acc_k * scale, mask=mk)
+        tl.atomic_add(dv_out + kflat * DV + dv[None, :], acc_v, mask=mv)
+    else:
+        pk = dk_out + kflat * DK + dk[None, :]
+        pv = dv_out + kflat * DV + dv[None, :]
+        tl.store(pk, tl.load(pk, mask=mk, other=0.0) + acc_k * scale, mask=mk)
+        tl.store(pv, tl.load(pv, mask=mv, other=0.0) + acc_v, mask=mv)
+
+
+def tile_rows(G: int, block_m: int) -> tuple[int, int]:
+    """(BM rows, BT positions) of a tile: BT positions x G heads fill at most BM >= 16 rows."""
+    BM = max(block_m, triton.next_power_of_2(G), 16)
+    return BM, BM // G
+
+
+def _dims(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> dict:
+    _N, H, DK = q.shape
+    H_KV, DV = k.shape[1], v.shape[2]
+    pad = lambda n: max(16, triton.next_power_of_2(n))
+    return dict(H=H, H_KV=H_KV, G=H // H_KV, DK=DK, DV=DV, BDK=pad(DK), BDV=pad(DV))
+
+
+def _consts(cfg: NSAConfig, mode: int) -> dict:
+    return dict(MODE=mode, UNION=cfg.combine == "union", CMP_BLOCK=cfg.cmp_block,
+                CMP_STRIDE=cfg.cmp_stride, SLC_BLOCK=cfg.slc_block, NSEL=cfg.n_selected,
+                BSEL=triton.next_power_of_2(cfg.n_selected))  # fmt: skip
+
+
+def _block_n(cfg: NSAConfig, mode: int, block_n: int) -> int:
+    if mode == MODE_SLC:
+        return max(16, min(block_n, triton.next_power_of_2(cfg.slc_block)))
+    return block_n
+
+
+def _tiles(meta: SeqMeta, mode: int, BT: int, sel: Selection | None, device):
+    if mode == MODE_SLC:
+        assert sel is not None and sel.rows_per_tile == BT, "selection built for other tiles"
+        return sel.tile_seq, sel.tile_i0, sel.idx, sel.ulist, sel.ucount, sel.ulist.shape[-1]
+    tile_seq, tile_i0 = make_tiles(meta.q_lens, BT, device)
+    return tile_seq, tile_i0, tile_seq, tile_seq, tile_seq, 0
+
+
+def attn_fwd(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: SeqMeta, cfg: NSAConfig, mode: int,
+    scale: float, sel: Selection | None = None, splits: int = 1, block_m: int = 64,
+    block_n: int = 64, out_dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """One branch forward. Returns o [S, N, H, Dv] and lse [S, N, H] (fp32) for S splits."""
+    d = _dims(q, k, v)
+    BM, BT = tile_rows(d["G"], block_m)
+    tile_seq, tile_i0, idx, ulist, ucount, U = _tiles(meta, mode, BT, sel, q.device)
+    N = q.shape[0]
+    o = torch.empty(splits, N, d["H"], d["DV"], device=q.device, dtype=out_dtype or q.dtype)
+    lse = torch.empty(splits, N, d["H"], device=q.device, dtype=torch.float32)
+    kv_start = meta.c_start if mode == MODE_CMP else meta.k_start
+    grid = (tile_seq.numel(), d["H_KV"], splits)
+    _attn_fwd_kernel[grid](
+        q, k, v, o, lse, tile_seq, tile_i0, meta.q_start, meta.q_len, meta.q_pos0, kv_start,
+        idx, ulist, ucount, U, N, scale * LOG2E, cfg.window,
+        BT=BT, BM=BM, BN=_block_n(cfg, mode, block_n), SPLITS=splits, **d, **_consts(cfg, mode),
+    )  # fmt: skip
+    return o, lse
+
+
+def attn_dq(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.Tensor, lse: torch.Tensor,
+    delta: torch.Tensor, dq: torch.Tensor, meta: SeqMeta, cfg: NSAConfig, mode: int,
+    scale: float, sel: Selection | None = None, block_m: int = 64, block_n: int = 64,
+) -> None:  # fmt: skip
+    """Adds one branch's dQ into dq [N, H, Dk] (fp32). do [N, H, Dv]; lse, delta [N, H]."""
+    d = _dims(q, k, v)
+    BM, BT = tile_rows(d["G"], block_m)
+    tile_seq, tile_i0, idx, ulist, ucount, U = _tiles(meta, mode, BT, sel, q.device)
+    kv_start = meta.c_start if mode == MODE_CMP else meta.k_start
+    _attn_dq_kernel[(tile_seq.numel(), d["H_KV"])](
+        q, k, v, do, lse, delta, dq, tile_seq, tile_i0, meta.q_start, meta.q_len, meta.q_pos0,
+        kv_start, idx, ulist, ucount, U, scale * LOG2E, scale, cfg.window,
+        BT=BT, BM=BM, BN=_block_n(cfg, mode, block_n), **d, **_consts(cfg, mode),
+    )  # fmt: skip
+
+
+def attn_dkdv(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.Tensor, lse: torch.Tensor,
+    delta: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor, meta: SeqMeta, cfg: NSAConfig,
+    mode: int, scale: float, sel: Selection | None = None, work=None, block_m: int = 64,
+    block_n: int = 64,
+) -> None:  # fmt: skip
+    """Adds one branch's dK/dV into dk, dv ([*, H_kv, D], fp32).
+
+    CMP/WIN: one program per BN keys of one KV head (no atomics). SLC: one program per work item
+    of select.slc_work (a block and a list of query tiles that read it), atomically added.
+    """
+    d = _dims(q, k, v)
+    BM, BT = tile_rows(d["G"], block_m)
+    BN = _block_n(cfg, mode, block_n)
+    if mode == MODE_SLC:
+        assert sel is not None and work is not None and sel.rows_per_tile == BT
+        w_seq, w_blk, w_hkv, w_start, w_len, w_tiles = work
+        grid = (w_seq.numel(), triton.cdiv(cfg.slc_block, BN))
+        kv_start, kv_len, tile_i0, idx = (
+            meta.k_start,
+            meta.k_start.new_tensor(meta.k_lens),
+            sel.tile_i0,
+            sel.idx,
+        )
+    else:
+        kv_lens = meta.c_lens if mode == MODE_CMP else meta.k_lens
+        w_seq, w_blk = make_tiles(kv_lens, BN, q.device)
+        w_hkv = w_start = w_len = w_tiles = tile_i0 = idx = w_seq
+        grid = (w_seq.numel(), d["H_KV"])
+        kv_start = meta.c_start if mode == MODE_CMP else meta.k_start
+        kv_len = meta.k_start.new_tensor(kv_lens)
+    if grid[0] == 0:
+        return
+    _attn_dkdv_kernel[grid](
+        q, k, v, do, lse, delta, dk, dv, tile_i0, meta.q_start, meta.q_len, meta.q_pos0,
+        kv_start, kv_len, w_seq, w_blk, w_hkv, w_start, w_len, w_tiles, idx,
+        scale * LOG2E, scale, cfg.window, BT=BT, BM=BM, BN=BN, **d, **_consts(cfg, mode),
+    )  # fmt: skip

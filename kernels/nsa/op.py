@@ -1,0 +1,183 @@
+"""The NSA op: one autograd.Function over the Triton kernels and the public `nsa_attention`.
+
+Forward: compressed attention (o, lse) -> block scores -> top-n -> per-tile block unions ->
+selected-block attention -> sliding window -> combine. Backward reruns each branch's dQ and
+dK/dV kernels; the selection itself is discrete and gets no gradient (as in the paper), so in
+`union` mode the compressed keys/values receive none.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import KernelsUserError
+from .attention import MODE_CMP, MODE_SLC, MODE_WIN, attn_dkdv, attn_dq, attn_fwd
+from .combine import gated_combine, gated_combine_bwd, row_dot, union_merge
+from .config import NSAConfig
+from .select import build_selection, slc_scores, slc_work, top_n
+from .varlen import cmp_cu_seqlens, prefill_meta
+
+
+@dataclass(frozen=True)
+class KernelTuning:
+    """Tile sizes: rows per tile (positions x G heads) for each branch, keys per step."""
+
+    block_m_cmp: int = 64
+    block_m_slc: int = 16
+    block_m_win: int = 64
+    block_n: int = 64
+
+
+DEFAULT_TUNING = KernelTuning()
+
+
+def _branch_args(tuning: KernelTuning, mode: int) -> dict:
+    block_m = {MODE_CMP: tuning.block_m_cmp, MODE_SLC: tuning.block_m_slc}.get(
+        mode, tuning.block_m_win
+    )
+    return dict(block_m=block_m, block_n=tuning.block_n)
+
+
+class NSAFunction(torch.autograd.Function):
+    """Packed NSA: q [N, H, Dk], k [N, H_kv, Dk], v [N, H_kv, Dv], kc/vc [N_cmp, H_kv, D]."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, kc, vc, gates, cu_seqlens, cfg, scale, tuning):
+        meta = prefill_meta(cu_seqlens, cfg, q.device)
+        G = q.shape[1] // k.shape[1]
+        cmp_args = _branch_args(tuning, MODE_CMP)
+        o_cmp, lse_cmp = attn_fwd(q, kc, vc, meta, cfg, MODE_CMP, scale, **cmp_args)
+        o_cmp, lse_cmp = o_cmp[0], lse_cmp[0]
+        idx = top_n(slc_scores(q, kc, lse_cmp, meta, cfg, scale), cfg)
+        sel = build_selection(idx, meta, G, tuning.block_m_slc)
+        slc_args, win_args = _branch_args(tuning, MODE_SLC), _branch_args(tuning, MODE_WIN)
+        o_slc, lse_slc = attn_fwd(q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, **slc_args)
+        o_win, lse_win = attn_fwd(q, k, v, meta, cfg, MODE_WIN, scale, **win_args)
+        o_slc, lse_slc, o_win, lse_win = o_slc[0], lse_slc[0], o_win[0], lse_win[0]
+        if cfg.combine == "union":
+            o, lse = union_merge(o_slc, lse_slc, o_win, lse_win)
+            ctx.save_for_backward(q, k, v, kc, vc, o, lse)
+        else:
+            o = gated_combine(o_cmp, o_slc, o_win, gates)
+            ctx.save_for_backward(
+                q, k, v, kc, vc, gates, o_cmp, lse_cmp, o_slc, lse_slc, o_win, lse_win
+            )
+        ctx.meta, ctx.sel, ctx.cfg, ctx.scale, ctx.tuning = meta, sel, cfg, scale, tuning
+        ctx.mark_non_differentiable(idx)
+        return o, idx
+
+    @staticmethod
+    def backward(ctx, do, _didx):
+        meta, sel, cfg, scale, tuning = ctx.meta, ctx.sel, ctx.cfg, ctx.scale, ctx.tuning
+        q, k, v, kc, vc = ctx.saved_tensors[:5]
+        do = do.contiguous()
+        dq = torch.zeros(q.shape, device=q.device, dtype=torch.float32)
+        dk = torch.zeros(k.shape, device=q.device, dtype=torch.float32)
+        dv = torch.zeros(v.shape, device=q.device, dtype=torch.float32)
+        work = slc_work(sel, k.shape[1])
+
+        def branch(mode, keys, values, d_o, lse, delta, dkeys, dvalues):
+            args = _branch_args(tuning, mode)
+            s = sel if mode == MODE_SLC else None
+            attn_dq(q, keys, values, d_o, lse, delta, dq, meta, cfg, mode, scale, sel=s, **args)
+            attn_dkdv(q, keys, values, d_o, lse, delta, dkeys, dvalues, meta, cfg, mode, scale,
+                      sel=s, work=work, **args)  # fmt: skip
+
+        dkc = dvc = dgates = None
+        if cfg.combine == "union":
+            o, lse = ctx.saved_tensors[5:]
+            delta = row_dot(do, o)
+            branch(MODE_SLC, k, v, do, lse, delta, dk, dv)
+            branch(MODE_WIN, k, v, do, lse, delta, dk, dv)
+        else:
+            gates, o_cmp, lse_cmp, o_slc, lse_slc, o_win, lse_win = ctx.saved_tensors[5:]
+            (do_cmp, do_slc, do_win), dgates = gated_combine_bwd(do, (o_cmp, o_slc, o_win), gates)
+            dkc = torch.zeros(kc.shape, device=q.device, dtype=torch.float32)
+            dvc = torch.zeros(vc.shape, device=q.device, dtype=torch.float32)
+            branch(MODE_CMP, kc, vc, do_cmp, lse_cmp, row_dot(do_cmp, o_cmp), dkc, dvc)
+            branch(MODE_SLC, k, v, do_slc, lse_slc, row_dot(do_slc, o_slc), dk, dv)
+            branch(MODE_WIN, k, v, do_win, lse_win, row_dot(do_win, o_win), dk, dv)
+            dkc, dvc, dgates = dkc.to(kc.dtype), dvc.to(vc.dtype), dgates.to(gates.dtype)
+        return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dkc, dvc, dgates,
+                None, None, None, None)  # fmt: skip
+
+
+def _validate(q, k, v, kc, vc, gates, cfg: NSAConfig, cu_seqlens) -> None:
+    if q.dim() != 3 or k.dim() != 3 or v.dim() != 3:
+        raise KernelsUserError("q, k, v must be packed [N, H, D] (or batched [B, T, H, D])")
+    N, H, Dk = q.shape
+    if k.shape[0] != N or v.shape[0] != N or k.shape[2] != Dk or v.shape[1] != k.shape[1]:
+        raise KernelsUserError(f"shapes disagree: q {q.shape}, k {k.shape}, v {v.shape}")
+    H_kv = k.shape[1]
+    if H % H_kv or not 1 <= H // H_kv <= 16:
+        raise KernelsUserError(f"H / H_kv must be an integer 1..16, got {H} / {H_kv}")
+    if not q.is_cuda and not _interpreting():
+        raise KernelsUserError("the Triton kernels need a CUDA tensor (or TRITON_INTERPRET=1)")
+    if (
+        cu_seqlens[0] != 0
+        or cu_seqlens[-1] != N
+        or any(b < a for a, b in itertools.pairwise(cu_seqlens))
+    ):
+        raise KernelsUserError("cu_seqlens must rise from 0 to the number of tokens")
+    n_cmp = cmp_cu_seqlens(cu_seqlens, cfg)[-1]
+    if kc.shape != (n_cmp, H_kv, Dk) or vc.shape != (n_cmp, H_kv, v.shape[2]):
+        raise KernelsUserError(f"kc/vc must be [{n_cmp}, {H_kv}, D], got {kc.shape}, {vc.shape}")
+    if cfg.combine == "gated" and (gates is None or gates.shape != (N, H, 3)):
+        raise KernelsUserError("gated combine needs gates [N, H, 3]")
+    if len({t.dtype for t in (q, k, v, kc, vc)}) != 1:
+        raise KernelsUserError("q, k, v, kc, vc must share one dtype")
+
+
+def _interpreting() -> bool:
+    # The only place kernels/ looks at the environment: Triton itself reads this variable.
+    import os
+
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def nsa_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    kc: torch.Tensor,
+    vc: torch.Tensor,
+    cfg: NSAConfig,
+    gates: torch.Tensor | None = None,
+    cu_seqlens: torch.Tensor | list[int] | None = None,
+    scale: float | None = None,
+    tuning: KernelTuning = DEFAULT_TUNING,
+    return_indices: bool = False,
+):
+    """Native Sparse Attention on the GPU (Triton), differentiable in q, k, v, kc, vc, gates.
+
+    Batched: q [B, T, H, Dk], k [B, T, H_kv, Dk], v [B, T, H_kv, Dv], kc/vc [B, T_cmp, H_kv, D],
+    gates [B, T, H, 3] -> o [B, T, H, Dv]. Packed: the same without B (or B = 1) plus
+    cu_seqlens [B+1]; kc/vc packed per sequence (see varlen.cmp_cu_seqlens). Compressed tokens
+    come from the caller (compress.compress_mean or the module's MLP). return_indices adds the
+    selected blocks [.., H_kv, n].
+    """
+    batched = q.dim() == 4 and cu_seqlens is None
+    lead = q.shape[:2] if batched else None
+    if batched:
+        B, T = q.shape[:2]
+        cu = [b * T for b in range(B + 1)]
+        q, k, v = q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1)
+        kc, vc = kc.flatten(0, 1), vc.flatten(0, 1)
+        gates = None if gates is None else gates.flatten(0, 1)
+    else:
+        if q.dim() == 4:
+            q, k, v, kc, vc = (x.squeeze(0) for x in (q, k, v, kc, vc))
+            gates = None if gates is None else gates.squeeze(0)
+        cu = [0, q.shape[0]] if cu_seqlens is None else [int(x) for x in cu_seqlens]
+    _validate(q, k, v, kc, vc, gates, cfg, cu)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    q, k, v, kc, vc = (x.contiguous() for x in (q, k, v, kc, vc))
+    gates = None if cfg.combine == "union" else gates.contiguous()
+    o, idx = NSAFunction.apply(q, k, v, kc, vc, gates, cu, cfg, scale, tuning)
+    if batched:
+        o, idx = o.unflatten(0, lead), idx.unflatten(0, lead)
+    return (o, idx) if return_indices else o

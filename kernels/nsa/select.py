@@ -1,0 +1,199 @@
+"""Block selection: importance scores (Eq. 8-10) in Triton, top-n, and the per-tile block lists.
+
+The scores kernel recomputes the compressed attention probabilities from its log-sum-exp,
+maps them onto selection blocks (Eq. 9, the overlap weights of reference.overlap_matrix) and
+sums the G heads of a group (Eq. 10) in registers, so it writes one [N, H_kv, N_slc] fp32
+score table per group instead of a [T x T_cmp] matrix per head. Forced blocks (first, local two)
+are written as +inf and blocks that start after t as -inf, so top-n is a plain top-k.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ..errors import KernelsUserError
+from .attention import LOG2E, Selection, _load_keys, _load_rows, tile_rows
+from .config import NSAConfig
+from .varlen import SeqMeta, make_tiles
+
+SCORE_TILE_ROWS = 64  # rows (positions x padded heads) per scores tile
+SCORE_BLOCKS = 16  # selection blocks per inner step (BJ)
+SLC_WORK_TILES = 32  # query tiles per dK/dV work item of the selection branch
+
+
+@triton.jit
+def _overlap(c, j, L_UNITS: tl.constexpr, R_UNITS: tl.constexpr):
+    """Eq. 9 weight of compressed token c for selection block j: shared stride units."""
+    lo = tl.maximum(c[:, None], j[None, :] * R_UNITS)
+    hi = tl.minimum(c[:, None] + L_UNITS, (j[None, :] + 1) * R_UNITS)
+    return tl.maximum(hi - lo, 0).to(tl.float32)
+
+
+@triton.jit
+def _cmp_probs(b_q, kc, c, hkv, t, valid, cl, cbase, b_lse, scale_log2, dk,
+               H_KV: tl.constexpr, DK: tl.constexpr, CMP_BLOCK: tl.constexpr,
+               CMP_STRIDE: tl.constexpr):  # fmt: skip
+    cvalid = (c >= 0) & (c < cl)
+    b_k = _load_keys(kc, cbase + c, hkv, dk, cvalid, H_KV, DK)
+    s = tl.dot(b_q, tl.trans(b_k)) * scale_log2
+    vis = (
+        valid[:, None] & cvalid[None, :] & ((c * CMP_STRIDE + CMP_BLOCK - 1)[None, :] <= t[:, None])
+    )
+    return tl.where(vis, tl.exp2(s - b_lse[:, None]), 0.0)
+
+
+@triton.jit
+def _slc_scores_kernel(
+    q, kc, lse, scores,  # q [N, H, DK]; kc [*, H_KV, DK]; lse [N, H]; scores [N, H_KV, NS]
+    tile_seq, tile_i0, q_start, q_len, q_pos0, c_start, c_len,
+    NS, scale_log2,
+    H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, GP: tl.constexpr, BT: tl.constexpr,
+    BM: tl.constexpr, DK: tl.constexpr, BDK: tl.constexpr, BJ: tl.constexpr, BC: tl.constexpr,
+    HALO: tl.constexpr,
+    CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr, SLC_BLOCK: tl.constexpr,
+    L_UNITS: tl.constexpr, R_UNITS: tl.constexpr,
+):  # fmt: skip
+    tile = tl.program_id(0)
+    hkv = tl.program_id(1)
+    b = tl.load(tile_seq + tile)
+    i0 = tl.load(tile_i0 + tile)
+    ql = tl.load(q_len + b)
+    pos0 = tl.load(q_pos0 + b)
+    cbase = tl.load(c_start + b)
+    cl = tl.load(c_len + b)
+    r = tl.arange(0, BM)
+    i = r // GP
+    valid = (r % GP < G) & (i0 + i < ql)
+    row = tl.load(q_start + b) + i0 + i
+    head = hkv * G + r % GP
+    t = pos0 + i0 + i
+    dk = tl.arange(0, BDK)
+    b_q = _load_rows(q, row, head, dk, valid, H, DK)
+    b_lse = tl.load(lse + row.to(tl.int64) * H + head, mask=valid, other=0.0)
+    b_lse = tl.where(b_lse == float("-inf"), 0.0, b_lse * LOG2E)
+    # per position (not per row) for the output
+    ti = tl.arange(0, BT)
+    t_pos = pos0 + i0 + ti
+    pos_ok = i0 + ti < ql
+    cur = t_pos // SLC_BLOCK
+    t_hi = pos0 + i0 + tl.minimum(BT, ql - i0) - 1
+    out_row = (tl.load(q_start + b) + i0 + ti).to(tl.int64) * H_KV + hkv
+    for jc in range(0, tl.cdiv(t_hi // SLC_BLOCK + 1, BJ)):
+        j = jc * BJ + tl.arange(0, BJ)
+        c = jc * BC + tl.arange(0, BC)
+        p = _cmp_probs(b_q, kc, c, hkv, t, valid, cl, cbase, b_lse, scale_log2, dk,
+                       H_KV, DK, CMP_BLOCK, CMP_STRIDE)  # fmt: skip
+        acc = tl.dot(p, _overlap(c, j, L_UNITS, R_UNITS), input_precision="ieee")  # [BM, BJ]
+        if HALO > 0:
+            # the L-1 compressed tokens before this chunk that still overlap block jc * BJ
+            h = tl.arange(0, HALO)
+            ch = tl.where(h < L_UNITS - 1, jc * BC - (L_UNITS - 1) + h, -1)
+            ph = _cmp_probs(b_q, kc, ch, hkv, t, valid, cl, cbase, b_lse, scale_log2, dk,
+                            H_KV, DK, CMP_BLOCK, CMP_STRIDE)  # fmt: skip
+            acc += tl.dot(ph, _overlap(ch, j, L_UNITS, R_UNITS), input_precision="ieee")
+        group = tl.sum(tl.reshape(acc, (BT, GP, BJ)), 1)  # [BT, BJ], Eq. 10
+        forced = (j[None, :] == 0) | (j[None, :] == cur[:, None]) | (j[None, :] == cur[:, None] - 1)
+        group = tl.where(forced, float("inf"), group)
+        group = tl.where(j[None, :] > cur[:, None], float("-inf"), group)
+        ptr = scores + out_row[:, None] * NS + j[None, :]
+        tl.store(ptr, group, mask=pos_ok[:, None] & (j[None, :] < NS))
+
+
+def _check_units(cfg: NSAConfig) -> tuple[int, int]:
+    L, R = cfg.cmp_block // cfg.cmp_stride, cfg.slc_block // cfg.cmp_stride
+    if R & (R - 1):
+        raise KernelsUserError(
+            f"the Triton kernels need slc_block / cmp_stride to be a power of two, got {R}"
+        )
+    return L, R
+
+
+def slc_scores(
+    q: torch.Tensor, kc: torch.Tensor, lse_cmp: torch.Tensor, meta: SeqMeta, cfg: NSAConfig,
+    scale: float,
+) -> torch.Tensor:  # fmt: skip
+    """Block scores [N, H_kv, N_slc] fp32 (forced +inf, future -inf) from the compressed lse."""
+    L, R = _check_units(cfg)
+    N, H, DK = q.shape
+    H_KV = kc.shape[1]
+    G = H // H_KV
+    GP = triton.next_power_of_2(G)
+    BT = max(1, SCORE_TILE_ROWS // GP, 16 // GP)
+    NS = max(cfg.num_slc_blocks(n) for n in meta.k_lens)
+    scores = torch.full((N, H_KV, NS), float("-inf"), device=q.device, dtype=torch.float32)
+    tile_seq, tile_i0 = make_tiles(meta.q_lens, BT, q.device)
+    c_len = meta.c_start.new_tensor(meta.c_lens)
+    halo = 0 if L == 1 else max(16, triton.next_power_of_2(L - 1))
+    _slc_scores_kernel[(tile_seq.numel(), H_KV)](
+        q, kc, lse_cmp, scores, tile_seq, tile_i0, meta.q_start, meta.q_len, meta.q_pos0,
+        meta.c_start, c_len, NS, scale * LOG2E, H=H, H_KV=H_KV, G=G, GP=GP, BT=BT, BM=BT * GP,
+        DK=DK, BDK=max(16, triton.next_power_of_2(DK)), BJ=SCORE_BLOCKS, BC=SCORE_BLOCKS * R,
+        HALO=halo,
+        CMP_BLOCK=cfg.cmp_block, CMP_STRIDE=cfg.cmp_stride, SLC_BLOCK=cfg.slc_block,
+        L_UNITS=L, R_UNITS=R,
+    )  # fmt: skip
+    return scores
+
+
+def top_n(scores: torch.Tensor, cfg: NSAConfig) -> torch.Tensor:
+    """idx [N, H_kv, n] int32: the n best blocks (forced ones first), -1 for empty slots."""
+    k = min(cfg.n_selected, scores.shape[-1])
+    top, idx = scores.topk(k, dim=-1)
+    idx = idx.masked_fill(top == float("-inf"), -1).to(torch.int32)
+    if k < cfg.n_selected:
+        idx = torch.nn.functional.pad(idx, (0, cfg.n_selected - k), value=-1)
+    return idx
+
+
+def build_selection(idx: torch.Tensor, meta: SeqMeta, G: int, block_m: int) -> Selection:
+    """Union of the selected blocks of each tile's positions (sorted, unique, then padding)."""
+    _, BT = tile_rows(G, block_m)
+    tile_seq, tile_i0 = make_tiles(meta.q_lens, BT, idx.device)
+    H_KV, n = idx.shape[1], idx.shape[2]
+    q_start = meta.q_start.long()[tile_seq.long()]
+    offs = torch.arange(BT, device=idx.device)
+    rows = (q_start + tile_i0.long())[:, None] + offs[None, :]  # [n_tiles, BT]
+    in_seq = (tile_i0.long()[:, None] + offs[None, :]) < meta.q_len.long()[tile_seq.long()][:, None]
+    blocks = idx[rows.clamp(max=idx.shape[0] - 1)]  # [n_tiles, BT, H_kv, n]
+    blocks = blocks.masked_fill(~in_seq[:, :, None, None], -1)
+    blocks = blocks.permute(0, 2, 1, 3).reshape(-1, H_KV, BT * n)
+    big = torch.iinfo(torch.int32).max
+    blocks = torch.where(blocks < 0, big, blocks).sort(dim=-1).values
+    dup = torch.zeros_like(blocks, dtype=torch.bool)
+    dup[..., 1:] = blocks[..., 1:] == blocks[..., :-1]
+    ulist = torch.where(dup, big, blocks).sort(dim=-1).values
+    ucount = (ulist != big).sum(-1).to(torch.int32)
+    width = max(1, int(ucount.max()) if ucount.numel() else 1)
+    ulist = ulist[..., :width].contiguous()
+    return Selection(idx, ulist, ucount.contiguous(), tile_seq, tile_i0, BT)
+
+
+def slc_work(sel: Selection, H_KV: int, max_tiles: int = SLC_WORK_TILES):
+    """dK/dV work items of the selection branch: for each (block, KV head), its query tiles.
+
+    Returns w_seq, w_blk, w_hkv, w_start, w_len [n_work] and w_tiles (tile ids, grouped), int32;
+    a block read by more than max_tiles tiles is split over several items.
+    """
+    n_tiles, _, U = sel.ulist.shape
+    dev = sel.ulist.device
+    tile = torch.arange(n_tiles, device=dev)[:, None, None].expand(n_tiles, H_KV, U)
+    hkv = torch.arange(H_KV, device=dev)[None, :, None].expand(n_tiles, H_KV, U)
+    keep = torch.arange(U, device=dev)[None, None, :] < sel.ucount[..., None]
+    tile, hkv, blk = tile[keep], hkv[keep], sel.ulist[keep].long()
+    seq = sel.tile_seq.long()[tile]
+    key = (seq * H_KV + hkv) * (blk.max() + 1 if blk.numel() else 1) + blk
+    order = torch.argsort(key, stable=True)
+    key, tile = key[order], tile[order]
+    _, counts = torch.unique_consecutive(key, return_counts=True)
+    seg_start = torch.cumsum(counts, 0) - counts
+    pieces = (counts + max_tiles - 1) // max_tiles
+    seg = torch.repeat_interleave(torch.arange(counts.numel(), device=dev), pieces)
+    piece = torch.arange(seg.numel(), device=dev) - (torch.cumsum(pieces, 0) - pieces)[seg]
+    w_start = seg_start[seg] + piece * max_tiles
+    w_len = torch.minimum(counts[seg] - piece * max_tiles, torch.full_like(w_start, max_tiles))
+    first = seg_start[seg]
+    i32 = lambda x: x.to(torch.int32).contiguous()
+    return (i32(seq[order][first]), i32(blk[order][first]), i32(hkv[order][first]),
+            i32(w_start), i32(w_len), i32(tile))  # fmt: skip

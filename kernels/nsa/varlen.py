@@ -1,0 +1,98 @@
+"""Per-sequence offsets shared by every kernel: packed prefill and padded decode caches alike.
+
+A sequence b has q_len[b] queries stored from row q_start[b] of q, at absolute positions
+q_pos0[b] .. q_pos0[b] + q_len[b] - 1; its keys sit from row k_start[b] of k/v (key s at row
+k_start[b] + s) and its compressed tokens from row c_start[b] of kc/vc. Prefill has
+q_pos0 = 0 and q_start = k_start; decode has q_len = 1 and q_pos0 = length - 1.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import torch
+
+from .config import NSAConfig
+
+
+@dataclass(frozen=True)
+class SeqMeta:
+    """Device tensors (int32, [B]) and their host copies for grid sizes."""
+
+    q_start: torch.Tensor
+    q_len: torch.Tensor
+    q_pos0: torch.Tensor
+    k_start: torch.Tensor
+    c_start: torch.Tensor
+    q_lens: tuple[int, ...]
+    k_lens: tuple[int, ...]
+    c_lens: tuple[int, ...]
+
+    @property
+    def batch(self) -> int:
+        return len(self.q_lens)
+
+
+def _i32(values, device) -> torch.Tensor:
+    return torch.tensor(list(values), dtype=torch.int32, device=device)
+
+
+def _starts(lengths) -> list[int]:
+    out, acc = [], 0
+    for n in lengths:
+        out.append(acc)
+        acc += n
+    return out
+
+
+def prefill_meta(cu_seqlens: list[int], cfg: NSAConfig, device) -> SeqMeta:
+    """Packed sequences given by cu_seqlens (host list [B+1]); compressed tokens packed alike."""
+    lens = [b - a for a, b in itertools.pairwise(cu_seqlens)]
+    c_lens = [cfg.num_compressed(n) for n in lens]
+    return SeqMeta(
+        q_start=_i32(cu_seqlens[:-1], device),
+        q_len=_i32(lens, device),
+        q_pos0=_i32([0] * len(lens), device),
+        k_start=_i32(cu_seqlens[:-1], device),
+        c_start=_i32(_starts(c_lens), device),
+        q_lens=tuple(lens),
+        k_lens=tuple(lens),
+        c_lens=tuple(c_lens),
+    )
+
+
+def decode_meta(
+    lengths: list[int], cache_len: int, cmp_cache_len: int, cfg: NSAConfig, device
+) -> SeqMeta:
+    """One query per sequence at position lengths[b] - 1; caches padded to cache_len rows."""
+    B = len(lengths)
+    return SeqMeta(
+        q_start=_i32(range(B), device),
+        q_len=_i32([1] * B, device),
+        q_pos0=_i32([n - 1 for n in lengths], device),
+        k_start=_i32([b * cache_len for b in range(B)], device),
+        c_start=_i32([b * cmp_cache_len for b in range(B)], device),
+        q_lens=(1,) * B,
+        k_lens=tuple(lengths),
+        c_lens=tuple(cfg.num_compressed(n) for n in lengths),
+    )
+
+
+def cmp_cu_seqlens(cu_seqlens: list[int], cfg: NSAConfig) -> list[int]:
+    """Offsets of each sequence's compressed tokens when packed like cu_seqlens."""
+    lens = [cfg.num_compressed(b - a) for a, b in itertools.pairwise(cu_seqlens)]
+    return [*_starts(lens), sum(lens)]
+
+
+def make_tiles(lengths: tuple[int, ...], rows_per_tile: int, device) -> tuple[torch.Tensor, ...]:
+    """Tiles of `rows_per_tile` consecutive rows that never straddle two sequences.
+
+    Returns tile_seq [n_tiles] and tile_i0 [n_tiles] (first row within its sequence), int32.
+    """
+    seq, first = [], []
+    for b, n in enumerate(lengths):
+        starts = range(0, n, rows_per_tile)
+        seq.extend([b] * len(starts))
+        first.extend(starts)
+    return _i32(seq, device), _i32(first, device)
