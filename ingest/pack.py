@@ -1,0 +1,233 @@
+"""The ranked packer: a repository into a cited `Context` that never exceeds its budget.
+
+Order of the prompt, each part bounded: the README and top-level docs, the repo map, the
+full text of the most relevant files (or, for a file too large, its most relevant
+definitions), then the signatures of files that did not fit. Every part is counted with
+the model's tokenizer; the whole text is counted again at the end and trimmed from the back
+if merges across part borders pushed it over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from .codemap import FileMap
+from .context import Chunk, Context, CountTokens, Dropped
+from .errors import BudgetError
+from .languages import is_doc
+from .path_order import line_count, render_file
+from .rank import RankedDefinition, Ranking
+from .repomap import fit_map
+from .walk import SourceFile, WalkResult
+
+MAX_CHARS_PER_TOKEN = 10.0
+"""No tokenizer packs more chars per token: longer text cannot fit, so is never counted."""
+DEFS_TRIED = 60
+"""Definitions of one large file that are tried, best first."""
+SECTION_DOCS, SECTION_MAP, SECTION_FILES, SECTION_SIGNATURES = range(4)
+
+
+@dataclass(frozen=True, slots=True)
+class PackConfig:
+    """How a budget is shared between the parts of the prompt (shares of the budget)."""
+
+    budget: int
+    docs_share: float = 0.10
+    map_share: float = 0.12
+    big_file_share: float = 0.30
+    full_text_min_score: float = 0.02
+    """Files scoring below this fraction of the best get signatures, not full text."""
+    min_part_tokens: int = 24
+
+    def __post_init__(self) -> None:
+        if self.budget <= 0:
+            raise BudgetError(f"the token budget must be positive, got {self.budget}")
+        shares = (self.docs_share, self.map_share, self.big_file_share, self.full_text_min_score)
+        if not all(0 <= share <= 1 for share in shares):
+            raise ValueError(f"shares must lie in [0, 1]: {self}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    text: str
+    chunk: Chunk
+    section: int
+    group: int
+
+
+class _Packer:
+    """Collects parts under a running budget; parts are put in prompt order at the end."""
+
+    def __init__(self, budget: int, count_tokens: CountTokens) -> None:
+        self.left = budget
+        self.count = count_tokens
+        self.parts: list[_Part] = []
+        self.shown: dict[str, int] = {}
+
+    def try_add(self, text: str, section: int, cap: int, chunk: Chunk) -> Chunk | None:
+        """Add `text` when it fits in `cap` and the budget; count it only when it might."""
+        limit = min(cap, self.left)
+        if limit <= 0 or len(text) > limit * MAX_CHARS_PER_TOKEN:
+            return None
+        tokens = self.count(text)
+        if tokens > limit:
+            return None
+        counted = Chunk(tokens, chunk.path, chunk.start, chunk.end, chunk.page, chunk.kind)
+        path = chunk.path or ""
+        group = self.shown.setdefault(path, len(self.shown))
+        self.parts.append(_Part(text, counted, section, group))
+        self.left -= tokens
+        return counted
+
+
+def render_lines(path: str, lines: Sequence[str], start: int) -> str:
+    """Lines `start`.. of a file under the same header `render_file` uses."""
+    body = "".join(lines)
+    body = body if body.endswith("\n") else body + "\n"
+    return f"### {path} (lines {start}-{start + len(lines) - 1})\n{body}\n"
+
+
+def pack_repository(
+    walked: WalkResult,
+    maps: Mapping[str, FileMap],
+    ranking: Ranking,
+    config: PackConfig,
+    count_tokens: CountTokens,
+) -> Context:
+    """Pack the ranked files of `walked` into at most `config.budget` tokens."""
+    packer = _Packer(config.budget, count_tokens)
+    docs = _top_docs(walked.files, ranking)
+    _add_docs(packer, docs, int(config.docs_share * config.budget), config.min_part_tokens)
+    map_reserve = int(config.map_share * config.budget) if maps else 0
+    packer.left -= map_reserve
+    _add_files(packer, walked.files, ranking, config)
+    packer.left += map_reserve
+    shown = set(packer.shown)
+    repo_map = fit_map(ranking.definitions, min(packer.left, map_reserve), count_tokens, shown)
+    mapped = set(repo_map.paths) if repo_map is not None else set()
+    if repo_map is not None:
+        where = Chunk(0, "(repo map)", 1, line_count(repo_map.text), kind="map")
+        packer.try_add(repo_map.text, SECTION_MAP, repo_map.tokens, where)
+    _add_signatures(packer, maps, ranking, skip=shown | mapped)
+    covered = set(packer.shown) | mapped
+    dropped = list(walked.skipped)
+    dropped += [Dropped(path, "over budget") for path, _ in ranking.files if path not in covered]
+    return _finish(packer, config.budget, dropped)
+
+
+def _top_docs(files: Sequence[SourceFile], ranking: Ranking) -> list[SourceFile]:
+    """Prose files at the top level: README first, then the others by rank."""
+    order = {path: index for index, (path, _) in enumerate(ranking.files)}
+    docs = [file for file in files if "/" not in file.path and is_doc(file.path)]
+    return sorted(docs, key=lambda f: (not f.path.lower().startswith("readme"), order[f.path]))
+
+
+def _add_docs(packer: _Packer, docs: list[SourceFile], cap: int, min_tokens: int) -> None:
+    spent = 0
+    for doc in docs:
+        left = cap - spent
+        if left < min_tokens:
+            return
+        where = Chunk(0, doc.path, 1, line_count(doc.text), kind="doc")
+        chunk = packer.try_add(render_file(doc.path, doc.text), SECTION_DOCS, left, where)
+        if chunk is None:
+            chunk = _add_head(packer, doc, left, min_tokens)
+        spent += chunk.tokens if chunk is not None else 0
+
+
+def _add_head(packer: _Packer, doc: SourceFile, cap: int, min_tokens: int) -> Chunk | None:
+    """The longest first part of `doc` that fits in `cap` (bisection over its lines)."""
+    lines = doc.text.splitlines(keepends=True)
+    best: tuple[str, int, int] | None = None  # text, lines, tokens
+    low, high = 1, len(lines)
+    while low <= high:
+        middle = (low + high) // 2
+        text = render_lines(doc.path, lines[:middle], 1)
+        tokens = packer.count(text) if len(text) <= cap * MAX_CHARS_PER_TOKEN else cap + 1
+        if tokens <= min(cap, packer.left):
+            best, low = (text, middle, tokens), middle + 1
+        else:
+            high = middle - 1
+    if best is None or best[2] < min_tokens:
+        return None
+    return packer.try_add(best[0], SECTION_DOCS, cap, Chunk(0, doc.path, 1, best[1], kind="doc"))
+
+
+def _add_files(
+    packer: _Packer, files: Sequence[SourceFile], ranking: Ranking, config: PackConfig
+) -> None:
+    """Full text of the best files; the best definitions of those too large for a share."""
+    by_path = {file.path: file for file in files}
+    cap = int(config.big_file_share * config.budget)
+    top_score = ranking.files[0][1] if ranking.files else 0.0
+    defs_of = _definitions_by_file(ranking.definitions)
+    for path, score in ranking.files:
+        if packer.left < config.min_part_tokens or score < config.full_text_min_score * top_score:
+            return
+        if path in packer.shown:
+            continue
+        file = by_path[path]
+        where = Chunk(0, path, 1, line_count(file.text), kind="file")
+        if packer.try_add(render_file(path, file.text), SECTION_FILES, cap, where) is None:
+            _add_definitions(packer, file, defs_of.get(path, []), cap)
+
+
+def _definitions_by_file(ranked: Sequence[RankedDefinition]) -> dict[str, list[RankedDefinition]]:
+    grouped: dict[str, list[RankedDefinition]] = {}
+    for item in ranked:
+        grouped.setdefault(item.path, []).append(item)
+    return grouped
+
+
+def _add_definitions(
+    packer: _Packer, file: SourceFile, ranked: list[RankedDefinition], cap: int
+) -> None:
+    """The best definitions of one large file, each whole, none inside another chosen one."""
+    lines = file.text.splitlines(keepends=True)
+    chosen: list[tuple[int, int]] = []
+    spent = 0
+    for item in ranked[:DEFS_TRIED]:
+        start, end = item.definition.start, item.definition.end
+        if any(s <= start <= e or start <= s <= end for s, e in chosen):
+            continue
+        text = render_lines(file.path, lines[start - 1 : end], start)
+        where = Chunk(0, file.path, start, end, kind="definition")
+        chunk = packer.try_add(text, SECTION_FILES, cap - spent, where)
+        if chunk is not None:
+            chosen.append((start, end))
+            spent += chunk.tokens
+
+
+def _add_signatures(
+    packer: _Packer, maps: Mapping[str, FileMap], ranking: Ranking, skip: set[str]
+) -> None:
+    """Top-level definition headers of the files not shown otherwise, best files first."""
+    for path, _ in ranking.files:
+        file_map = maps.get(path)
+        if path in skip or file_map is None or not file_map.definitions:
+            continue
+        top = [d for d in file_map.definitions if not d.parent] or list(file_map.definitions)
+        listing = "".join(f"  {d.start}│ {d.signature}\n" for d in top)
+        text = f"### {path} (signatures)\n{listing}\n"
+        where = Chunk(0, path, top[0].start, top[-1].end, kind="signatures")
+        packer.try_add(text, SECTION_SIGNATURES, packer.left, where)
+
+
+def _finish(packer: _Packer, budget: int, dropped: list[Dropped]) -> Context:
+    """Put the parts in prompt order, count the whole, and trim from the back if over."""
+    parts = sorted(packer.parts, key=lambda p: (p.section, p.group, p.chunk.start or 0))
+    text = "".join(part.text for part in parts)
+    tokens = packer.count(text) if text else 0
+    while tokens > budget:
+        last = parts.pop()
+        dropped.append(Dropped(last.chunk.path or "", "over budget after the final count"))
+        text = "".join(part.text for part in parts)
+        tokens = packer.count(text) if text else 0
+    return Context(
+        text=text,
+        tokens=tokens,
+        budget=budget,
+        chunks=tuple(part.chunk for part in parts),
+        dropped=tuple(dropped),
+    )

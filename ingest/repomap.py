@@ -1,0 +1,64 @@
+"""A repo map: the best-ranked definitions' signatures, grouped by file, fitted to a budget.
+
+Like Aider's map it shows the shape of the code the model does not see in full: each line
+is `line│ signature`, indented under its class, so an answer can still cite `path:line`.
+The number of definitions shown is the largest that fits, found by bisection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from .context import CountTokens
+from .rank import RankedDefinition
+
+MAP_HEADER = "### Repository map (definitions by relevance; line│ signature)\n"
+MAX_CANDIDATES = 4000
+"""Definitions considered at most; keeps bisection cheap on huge repositories."""
+
+
+@dataclass(frozen=True, slots=True)
+class RepoMap:
+    """The rendered map, its token count, and the files it mentions."""
+
+    text: str
+    tokens: int
+    paths: tuple[str, ...]
+
+
+def render_map(definitions: Sequence[RankedDefinition]) -> str:
+    """Group `definitions` by file (files in first-ranked order, lines in order) and render."""
+    by_file: dict[str, list[RankedDefinition]] = {}
+    for item in definitions:
+        by_file.setdefault(item.path, []).append(item)
+    lines = [MAP_HEADER]
+    for path, items in by_file.items():
+        lines.append(f"{path}:\n")
+        for item in sorted(items, key=lambda r: r.definition.start):
+            indent = "    " if item.definition.parent else "  "
+            lines.append(f"{indent}{item.definition.start}│ {item.definition.signature}\n")
+    return "".join(lines) + "\n"
+
+
+def fit_map(
+    ranked: Sequence[RankedDefinition],
+    budget: int,
+    count_tokens: CountTokens,
+    exclude: Collection[str] = (),
+) -> RepoMap | None:
+    """The largest map of top-ranked definitions (outside `exclude`) within `budget` tokens."""
+    candidates = [r for r in ranked if r.path not in exclude][:MAX_CANDIDATES]
+    best: RepoMap | None = None
+    low, high = 1, len(candidates)
+    while low <= high:
+        middle = (low + high) // 2
+        text = render_map(candidates[:middle])
+        tokens = count_tokens(text)
+        if tokens <= budget:
+            paths = tuple(dict.fromkeys(r.path for r in candidates[:middle]))
+            best = RepoMap(text, tokens, paths)
+            low = middle + 1
+        else:
+            high = middle - 1
+    return best
