@@ -1,0 +1,130 @@
+"""Decode: one new token per sequence against its KV cache and compressed-KV cache.
+
+Caches are padded per sequence: k_cache [B, S, H_kv, Dk], v_cache [B, S, H_kv, Dv],
+kc_cache [B, S_cmp, H_kv, Dk], vc_cache [B, S_cmp, H_kv, Dv]; lengths[b] counts the tokens of
+sequence b including the new one. Each branch is split over its keys (flash-decoding) so a
+batch of one still fills the GPU; partial results are merged by their log-sum-exp.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from ..errors import KernelsUserError
+from .attention import MODE_CMP, MODE_SLC, MODE_WIN, attn_fwd
+from .combine import gated_combine, merge_splits, union_merge
+from .config import NSAConfig
+from .select import build_selection, slc_scores, top_n
+from .varlen import decode_meta
+
+TARGET_PROGRAMS = 264  # two waves on a 132-SM H200
+KEYS_PER_STEP = 64
+DECODE_BLOCK_M = 16
+
+
+def _splits(batch_heads: int, max_keys: int) -> int:
+    steps = max(1, math.ceil(max_keys / KEYS_PER_STEP))
+    return max(1, min(steps, math.ceil(TARGET_PROGRAMS / batch_heads)))
+
+
+def completed_blocks(lengths: list[int], cfg: NSAConfig) -> list[tuple[int, int]]:
+    """(sequence, compressed index) of the blocks the newest token of each sequence completes."""
+    out = []
+    for b, n in enumerate(lengths):
+        if n >= cfg.cmp_block and (n - cfg.cmp_block) % cfg.cmp_stride == 0:
+            out.append((b, (n - cfg.cmp_block) // cfg.cmp_stride))
+    return out
+
+
+def update_compressed_cache(
+    cache: torch.Tensor,
+    cmp_cache: torch.Tensor,
+    lengths: list[int],
+    cfg: NSAConfig,
+    phi: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> None:
+    """Write φ of every block the newest tokens complete into cmp_cache, in place.
+
+    cache [B, S, H_kv, D], cmp_cache [B, S_cmp, H_kv, D]; phi maps blocks [n, H_kv, l, D] to
+    [n, H_kv, D] (default: the mean).
+    """
+    done = completed_blocks(lengths, cfg)
+    if not done:
+        return
+    seqs = torch.tensor([b for b, _ in done], device=cache.device)
+    idx = torch.tensor([c for _, c in done], device=cache.device)
+    starts = idx * cfg.cmp_stride
+    pos = starts[:, None] + torch.arange(cfg.cmp_block, device=cache.device)[None, :]
+    blocks = cache[seqs[:, None], pos].transpose(1, 2)  # [n, H_kv, l, D]
+    cmp_cache[seqs, idx] = (blocks.mean(2) if phi is None else phi(blocks)).to(cmp_cache.dtype)
+
+
+def _validate(q, k_cache, v_cache, kc_cache, vc_cache, lengths, cfg, gates) -> None:
+    B, H, Dk = q.shape
+    if k_cache.dim() != 4 or k_cache.shape[0] != B or k_cache.shape[3] != Dk:
+        raise KernelsUserError(f"k_cache must be [B, S, H_kv, {Dk}], got {tuple(k_cache.shape)}")
+    if v_cache.shape[:3] != k_cache.shape[:3] or kc_cache.shape[0] != B:
+        raise KernelsUserError("v_cache/kc_cache disagree with k_cache")
+    if vc_cache.shape[:3] != kc_cache.shape[:3] or kc_cache.shape[2:] != k_cache.shape[2:]:
+        raise KernelsUserError("vc_cache/kc_cache disagree with the caches")
+    if H % k_cache.shape[2] or H // k_cache.shape[2] > 16:
+        raise KernelsUserError("H / H_kv must be an integer 1..16")
+    if len(lengths) != B or min(lengths) < 1 or max(lengths) > k_cache.shape[1]:
+        raise KernelsUserError(f"lengths must be B={B} values in 1..{k_cache.shape[1]}")
+    if max(cfg.num_compressed(n) for n in lengths) > kc_cache.shape[1]:
+        raise KernelsUserError("kc_cache too short for the longest sequence")
+    if cfg.combine == "gated" and (gates is None or gates.shape != (B, H, 3)):
+        raise KernelsUserError("gated combine needs gates [B, H, 3]")
+
+
+def nsa_decode(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    kc_cache: torch.Tensor,
+    vc_cache: torch.Tensor,
+    lengths: list[int] | torch.Tensor,
+    cfg: NSAConfig,
+    gates: torch.Tensor | None = None,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """NSA output of the newest token: q [B, H, Dk] -> o [B, H, Dv].
+
+    The caches must already hold the new token's k/v and every completed compressed block
+    (update_compressed_cache).
+    """
+    lengths = [int(n) for n in lengths]
+    _validate(q, k_cache, v_cache, kc_cache, vc_cache, lengths, cfg, gates)
+    B, S, H_kv, _ = k_cache.shape
+    S_cmp = kc_cache.shape[1]
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    meta = decode_meta(lengths, S, S_cmp, cfg, q.device)
+    q = q.contiguous()
+    k, v = k_cache.reshape(B * S, H_kv, -1), v_cache.reshape(B * S, H_kv, -1)
+    kc, vc = kc_cache.reshape(B * S_cmp, H_kv, -1), vc_cache.reshape(B * S_cmp, H_kv, -1)
+    G = q.shape[1] // H_kv
+    run = dict(block_m=DECODE_BLOCK_M, out_dtype=torch.float32)
+    splits = _splits(B * H_kv, max(cfg.num_compressed(n) for n in lengths))
+    o_cmp, lse_cmp = merge_splits(
+        *attn_fwd(q, kc, vc, meta, cfg, MODE_CMP, scale, splits=splits, **run)
+    )
+    idx = top_n(slc_scores(q, kc, lse_cmp, meta, cfg, scale), cfg)
+    sel = build_selection(idx, meta, G, DECODE_BLOCK_M)
+    splits = _splits(B * H_kv, cfg.n_selected * cfg.slc_block)
+    o_slc, lse_slc = merge_splits(
+        *attn_fwd(
+            q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, splits=min(splits, cfg.n_selected), **run
+        )
+    )
+    splits = _splits(B * H_kv, cfg.window)
+    o_win, lse_win = merge_splits(
+        *attn_fwd(q, k, v, meta, cfg, MODE_WIN, scale, splits=splits, **run)
+    )
+    if cfg.combine == "union":
+        o, _ = union_merge(o_slc, lse_slc, o_win, lse_win)
+    else:
+        o = gated_combine(o_cmp, o_slc, o_win, gates)
+    return o.to(q.dtype)
