@@ -1,7 +1,7 @@
-"""One call from a source and a question to a packed `Context`: walk, parse, rank, pack.
+"""One call from a source and a question to a packed `Context`.
 
-`nsa ingest`, `nsa ask` and the job runner use this; PDFs go through `pdf.read_pdf` and
-`pdf_pack.pack_pages` instead of the code path.
+Code: walk, parse (cached), rank, pack. PDFs: read pages and sections, pack pages.
+`nsa ingest`, `nsa ask` and the job runner call `ingest_source`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from .context import Context, CountTokens
 from .errors import SourceError
 from .pack import PackConfig, pack_repository
 from .parse_cache import ParseCache, map_files
+from .pdf import read_pdf
+from .pdf_pack import pack_pages
 from .rank import RankWeights, rank
 from .terms import parse_question
 from .walk import WalkConfig, walk_source
@@ -29,6 +31,8 @@ class IngestOptions:
     """Processes that parse files not in the cache."""
     walk: WalkConfig = field(default_factory=WalkConfig)
     weights: RankWeights = field(default_factory=RankWeights)
+    password: str | None = None
+    """Opens an encrypted PDF."""
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -42,6 +46,41 @@ class Ingested:
     context: Context
     language_counts: dict[str, int]
     files: int
+    notes: tuple[str, ...] = ()
+    """Things the user should know (pages without a text layer, ...)."""
+
+
+def ingest_source(
+    source: Path,
+    question: str,
+    budget: int,
+    count_tokens: CountTokens,
+    options: IngestOptions | None = None,
+) -> Ingested:
+    """Pack `source` (a PDF, folder, git checkout, archive or text file) for `question`."""
+    if source.is_file() and source.suffix.lower() == ".pdf":
+        return ingest_pdf(source, question, budget, count_tokens, options)
+    return ingest_repository(source, question, budget, count_tokens, options)
+
+
+def ingest_pdf(
+    source: Path,
+    question: str,
+    budget: int,
+    count_tokens: CountTokens,
+    options: IngestOptions | None = None,
+) -> Ingested:
+    """Pack the pages of a PDF (best-matching pages first when there is a question)."""
+    options = options or IngestOptions()
+    document = read_pdf(source, options.password)
+    context = pack_pages(document, parse_question(question), budget, count_tokens)
+    missing = document.pages_without_text
+    notes = (f"pages without a text layer (scanned?): {_page_list(missing)}",) if missing else ()
+    return Ingested(context, {"pdf": len(document.pages)}, 1, notes)
+
+
+def _page_list(numbers: tuple[int, ...]) -> str:
+    return ", ".join(str(n) for n in numbers)
 
 
 def ingest_repository(
