@@ -138,11 +138,22 @@ def _definition(node: Node, name: str, kind: str, language: CodeLanguage) -> Def
     return Definition(
         name=name,
         kind=kind,
-        signature=_signature(node, body),
+        signature=_signature(node, body, name),
         start=node.start_point.row + 1,
-        end=node.end_point.row + 1,
+        end=_end_row(node, body) + 1,
         doc=doc,
     )
+
+
+def _end_row(node: Node, body: Node | None) -> int:
+    """Last row of a definition, without comments that trail its body (they belong below)."""
+    last = body
+    while last is not None and last.children:
+        code = [child for child in last.children if child.type not in COMMENT_TYPES]
+        if not code:
+            break
+        last = code[-1]
+    return last.end_point.row if last is not None else node.end_point.row
 
 
 def _body(node: Node) -> Node | None:
@@ -152,8 +163,8 @@ def _body(node: Node) -> Node | None:
     return next((child for child in node.named_children if child.type in BODY_TYPES), None)
 
 
-def _signature(node: Node, body: Node | None) -> str:
-    """The header of a definition: its text up to the body, on one line."""
+def _signature(node: Node, body: Node | None, name: str) -> str:
+    """The header of a definition: its text up to the body, on one line, naming it."""
     full = node.text or b""
     if body is not None and body.start_byte > node.start_byte:
         head = full[: body.start_byte - node.start_byte]
@@ -162,6 +173,8 @@ def _signature(node: Node, body: Node | None) -> str:
     if node.type == "type_spec":  # Go: `S struct` reads better as `type S struct`
         head = b"type " + head
     flat = _SPACES.sub(" ", head.decode("utf-8", "replace")).strip().rstrip("{").rstrip()
+    if name not in flat:  # C `typedef struct {...} name;`: the name comes after the body
+        flat = f"{flat} … {name}"
     return flat if len(flat) <= SIGNATURE_MAX_CHARS else flat[: SIGNATURE_MAX_CHARS - 1] + "…"
 
 
