@@ -230,3 +230,14 @@ class EmbeddedRedis:
                 return False
             time.sleep(POLL_S)
         return True
+
+
+@contextlib.contextmanager
+def queue_redis(url: str | None, home: Path) -> Iterator[tuple[str, bool]]:
+    """The Redis to use: `url` when given (the user's NSA_REDIS_URL), else a lease on the
+    embedded server under `home`. Yields (url, embedded)."""
+    if url:
+        yield url, False
+        return
+    with EmbeddedRedis(EmbeddedRedisConfig(home=home)) as embedded_url:
+        yield embedded_url, True
