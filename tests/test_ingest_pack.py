@@ -1,0 +1,149 @@
+"""Ranking and packing: budgets, order, citations, determinism, on generated and real code."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from ingest_support import standin_count_tokens, write_tree
+
+from nsa_assist.ingest.errors import BudgetError, SourceError
+from nsa_assist.ingest.pack import PackConfig
+from nsa_assist.ingest.path_order import pack_in_path_order
+from nsa_assist.ingest.pipeline import IngestOptions, ingest_repository
+from nsa_assist.ingest.walk import WalkConfig
+
+STDLIB = Path(json.__file__).parent.parent
+
+
+def _words(rng: random.Random, n: int) -> str:
+    vocab = ["alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa", "theta"]
+    return " ".join(rng.choice(vocab) for _ in range(n))
+
+
+def _repo(tmp_path: Path, seed: int) -> Path:
+    """A small multi-language repo where only `auth/token.py` is about token refresh."""
+    rng = random.Random(seed)
+    files = {
+        "README.md": "# Shop\nA demo shop service.\n",
+        "auth/token.py": (
+            "class TokenRefresher:\n"
+            '    """Refreshes expired access tokens."""\n\n'
+            "    def refresh_token(self, token):\n"
+            "        return renew(token)\n"
+        ),
+        "auth/session.go": "package auth\n\nfunc OpenSession() int { return 1 }\n",
+        "web/app.ts": "export function startServer(port: number): void { listen(port) }\n",
+        "lib/Cart.java": "class Cart { int total() { return 0; } }\n",
+    }
+    for i in range(25):
+        body = "\n".join(f"    # {_words(rng, 12)}" for _ in range(rng.randint(5, 40)))
+        files[f"misc/mod_{i:02}.py"] = f"def helper_{i}():\n{body}\n    return {i}\n"
+    return write_tree(tmp_path / "repo", files)
+
+
+def _pack(source: Path, question: str, budget: int, **kw):
+    options = IngestOptions(walk=WalkConfig(use_git=False), **kw)
+    return ingest_repository(source, question, budget, standin_count_tokens, options)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("budget", [60, 300, 1500, 20_000])
+def test_never_over_budget_and_text_matches_counts(tmp_path: Path, seed: int, budget: int) -> None:
+    result = _pack(_repo(tmp_path, seed), "how is the access token refreshed?", budget)
+    context = result.context
+    assert context.tokens <= budget
+    assert context.tokens == standin_count_tokens(context.text)
+    for chunk in context.chunks:
+        assert chunk.tokens > 0 and chunk.path is not None
+        assert chunk.start is not None and chunk.end is not None and chunk.start <= chunk.end
+    assert result.language_counts["python"] == 26
+
+
+def test_relevant_file_first_and_docs_lead(tmp_path: Path) -> None:
+    context = _pack(_repo(tmp_path, 5), "how is the access token refreshed?", 1500).context
+    kinds = [chunk.kind for chunk in context.chunks]
+    assert kinds[0] == "doc" and context.chunks[0].path == "README.md"
+    assert kinds.index("map") < kinds.index("file")
+    first_file = next(c for c in context.chunks if c.kind == "file")
+    assert first_file.path == "auth/token.py"
+    assert context.text.startswith("### README.md (lines 1-2)\n# Shop")
+    assert "### auth/token.py (lines 1-5)\nclass TokenRefresher:" in context.text
+
+
+def test_deterministic(tmp_path: Path) -> None:
+    repo = _repo(tmp_path, 9)
+    first = _pack(repo, "where is the cart total computed", 800).context
+    second = _pack(repo, "where is the cart total computed", 800).context
+    assert first == second
+
+
+def test_dropped_lists_skips_and_over_budget(tmp_path: Path) -> None:
+    repo = _repo(tmp_path, 4)
+    (repo / "blob.bin").write_bytes(b"\0\1\2")
+    context = _pack(repo, "token refresh", 200).context
+    reasons = {d.path: d.reason for d in context.dropped}
+    assert reasons["blob.bin"].startswith("binary")
+    assert "over budget" in reasons.values()
+    shown = {c.path for c in context.chunks}
+    assert not shown & {p for p, r in reasons.items() if r == "over budget"}
+
+
+def test_large_file_gives_its_relevant_definitions(tmp_path: Path) -> None:
+    rng = random.Random(2)
+    functions = [
+        f"def filler_{i}():\n" + "".join(f"    x = '{_words(rng, 10)}'\n" for _ in range(30))
+        for i in range(40)
+    ]
+    functions.insert(23, "def checksum_crc32(data):\n    return crc_table(data)\n")
+    repo = write_tree(tmp_path / "r", {"big.py": "\n".join(functions), "small.py": "x = 1\n"})
+    context = _pack(repo, "how is the crc32 checksum computed", 3000).context
+    definitions = [c for c in context.chunks if c.kind == "definition"]
+    assert definitions and {c.path for c in definitions} == {"big.py"}
+    start = "\n".join(functions[:23]).count("\n") + 2
+    assert (start, start + 1) in {(c.start, c.end) for c in definitions}
+    assert [c.start for c in definitions] == sorted(c.start for c in definitions)
+    assert f"### big.py (lines {start}-{start + 1})\ndef checksum_crc32(data):" in context.text
+
+
+def test_real_stdlib_question_finds_the_file() -> None:
+    """On real code (the standard library's json package) the answer's file is packed in full."""
+    result = _pack(STDLIB / "json", "how are JSON strings with escape sequences decoded?", 4000)
+    files = [c.path for c in result.context.chunks if c.kind in ("file", "definition")]
+    assert files[0] in ("decoder.py", "scanner.py")
+    assert "decoder.py" in files
+
+
+def test_ranked_beats_path_order_on_stdlib_email() -> None:
+    question = "how does the feed parser split a multipart message at its boundaries"
+    budget = 6000
+    ranked = _pack(STDLIB / "email", question, budget).context
+    naive = pack_in_path_order(STDLIB / "email", budget, standin_count_tokens)
+    assert "feedparser.py" in {c.path for c in ranked.chunks if c.kind in ("file", "definition")}
+    assert "feedparser.py" not in {c.path for c in naive.chunks}
+
+
+def test_errors(tmp_path: Path) -> None:
+    with pytest.raises(BudgetError):
+        PackConfig(budget=0)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SourceError, match="no readable text files"):
+        _pack(tmp_path / "empty", "q", 100)
+
+
+def test_no_question_ranks_by_structure(tmp_path: Path) -> None:
+    """Without a question, the file everyone imports outranks the leaves."""
+    files = {"core.py": "def shared_helper():\n    return 1\n"}
+    files |= {f"leaf{i}.py": f"def leaf{i}():\n    return shared_helper()\n" for i in range(6)}
+    repo = write_tree(tmp_path / "r", files)
+    context = _pack(repo, "", 10_000).context
+    assert next(c.path for c in context.chunks if c.kind == "file") == "core.py"
+
+
+def test_cache_dir_gives_the_same_context(tmp_path: Path) -> None:
+    repo = _repo(tmp_path, 6)
+    cold = _pack(repo, "token", 900, cache_dir=tmp_path / "cache").context
+    warm = _pack(repo, "token", 900, cache_dir=tmp_path / "cache").context
+    assert cold == warm == _pack(repo, "token", 900).context
