@@ -5,7 +5,10 @@ from __future__ import annotations
 import typer
 
 from .ask import ask_command
+from .batch import batch_command
+from .jobs import jobs_app
 from .models import models_app
+from .worker import worker_command
 
 app = typer.Typer(
     name="nsa",
@@ -16,6 +19,9 @@ app = typer.Typer(
 )
 app.command("ask")(ask_command)
 app.add_typer(models_app, name="models")
+app.command("worker")(worker_command)
+app.command("batch")(batch_command)
+app.add_typer(jobs_app, name="jobs")
 
 
 def main() -> None:

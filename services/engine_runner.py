@@ -16,16 +16,11 @@ from nsa_assist.ingest.prompt import SYSTEM_PROMPT
 from nsa_assist.workers.runner import RunSink, Task, TaskResult
 
 from .errors import ServiceError
+from .submit import SUMMARY_QUESTION
 
 if TYPE_CHECKING:
     from nsa_assist.model.tokenizer import ModelTokenizer
     from nsa_assist.workers.engine import Request
-
-SUMMARY_QUESTION = (
-    "Summarize this document: what it is for, its main parts and its conclusions. "
-    "Cite pages as p. N."
-)
-"""What a `summarize` job asks of its (already packed) document."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ and waits for it, so no actor ever holds work it cannot start (backpressure live
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -45,10 +46,11 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> None:
     """Join the cluster at `address` ('auto' or host:port), or start a local one."""
     if ray.is_initialized():
         return
+    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, **quiet)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, **quiet)
 
 
 def cluster_gpus() -> int:
