@@ -6,6 +6,7 @@ import typer
 
 from .ask import ask_command
 from .batch import batch_command
+from .ingest import ingest_command
 from .jobs import jobs_app
 from .models import models_app
 from .worker import worker_command
@@ -22,6 +23,7 @@ app.add_typer(models_app, name="models")
 app.command("worker")(worker_command)
 app.command("batch")(batch_command)
 app.add_typer(jobs_app, name="jobs")
+app.command("ingest")(ingest_command)
 
 
 def main() -> None:
