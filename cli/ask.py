@@ -150,4 +150,8 @@ def _report_packing(err: Console, context: Context) -> None:
     if context.dropped:
         shown = ", ".join(f"{d.path} ({d.reason})" for d in context.dropped[:5])
         more = f" and {len(context.dropped) - 5} more" if len(context.dropped) > 5 else ""
-        err.print(f"[yellow]dropped {len(context.dropped)}:[/] {shown}{more}", highlight=False)
+        err.print(
+            f"[yellow]dropped {len(context.dropped)}:[/] {shown}{more}",
+            highlight=False,
+            soft_wrap=True,
+        )

@@ -36,7 +36,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
 
 def fail(message: str) -> typer.Exit:
     """Print `error: message` on stderr and return the exit to raise."""
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(USAGE_EXIT_CODE)
 
 
