@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 
@@ -11,6 +13,12 @@ def _has_cuda() -> bool:
     except ImportError:
         return False
     return torch.cuda.is_available()
+
+
+if not _has_cuda():
+    # Triton reads TRITON_INTERPRET when a kernel is decorated, so it must be set before any
+    # test module imports nsa_assist.kernels: without a GPU the kernels run interpreted.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,0 +1,168 @@
+"""Triton NSA kernels (prefill, forward and backward) against the plain PyTorch reference.
+
+Without a GPU the kernels run in Triton's interpreter (float32, small shapes): tests/conftest.py
+turns TRITON_INTERPRET on before anything imports Triton; setting it here as well keeps this
+file runnable alone.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from nsa_assist.kernels.errors import KernelsUserError
+from nsa_assist.kernels.nsa import (
+    KernelTuning,
+    NSAAttention,
+    NSAConfig,
+    nsa_attention,
+)
+from nsa_assist.kernels.nsa.compress import compress_mean
+from nsa_assist.kernels.nsa.select import slc_scores
+from nsa_assist.kernels.nsa.varlen import cmp_cu_seqlens, prefill_meta
+from nsa_assist.kernels.reference import nsa_reference, overlap_matrix
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+TOL = 1e-3
+SMALL = dict(cmp_block=8, cmp_stride=4, slc_block=16, window=16)
+# (G, H_kv): every group size the issue names; lengths below are not multiples of any block
+GROUPS = [(1, 3), (2, 2), (3, 1), (6, 2), (7, 1), (16, 1)]
+LENGTHS = [37, 5, 22]  # 5 < l, 22 < 2 l'; none a multiple of l, d or l'
+# bigger selection tiles than the GPU default: fewer interpreted programs, same code paths
+TEST_TUNING = KernelTuning(block_m_slc=64, block_n=32)
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    assert not torch.isnan(a).any(), "NaN in kernel result"
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    """Every torch.empty inside the op comes back NaN-filled (or -7 for ints)."""
+    real_empty = torch.empty
+
+    def nan_empty(*size, **kw):
+        x = real_empty(*size, **kw)
+        return x.fill_(float("nan") if x.is_floating_point() else -7)
+
+    monkeypatch.setattr(torch, "empty", nan_empty)
+
+
+def _packed(lengths, H, H_kv, Dk=16, Dv=8, seed=None):
+    N = sum(lengths)
+    gen = torch.Generator().manual_seed(seed if seed is not None else torch.seed() % 2**31)
+    mk = lambda *s: torch.randn(*s, generator=gen).to(DEVICE).requires_grad_()
+    cu = [0]
+    for n in lengths:
+        cu.append(cu[-1] + n)
+    gates = torch.rand(N, H, 3, generator=gen).to(DEVICE).requires_grad_()
+    return mk(N, H, Dk), mk(N, H_kv, Dk), mk(N, H_kv, Dv), gates, cu
+
+
+def _case_id(case):
+    G, H_kv = case
+    return f"G{G}-Hkv{H_kv}"
+
+
+@pytest.mark.parametrize("combine", ["gated", "union"])
+@pytest.mark.parametrize("group", GROUPS, ids=_case_id)
+def test_forward_and_grads_match_reference(group, combine, poisoned):
+    G, H_kv = group
+    cfg = NSAConfig(**SMALL, n_selected=3, combine=combine)
+    q, k, v, gates, cu = _packed(LENGTHS, G * H_kv, H_kv)
+    kc, vc = compress_mean(k, cu, cfg), compress_mean(v, cu, cfg)
+    o, idx = nsa_attention(q, k, v, kc, vc, cfg, gates, cu, tuning=TEST_TUNING, return_indices=True)
+    cu_c = torch.tensor(cmp_cu_seqlens(cu, cfg))
+    ref, ref_idx = nsa_reference(
+        q, k, v, kc, vc, cfg, gates, torch.tensor(cu), cu_c, return_indices=True
+    )
+    assert torch.equal(idx.sort(-1).values.cpu(), ref_idx.sort(-1).values.cpu().int())
+    assert rel(o, ref) < TOL
+    do = torch.randn_like(o)
+    inputs = (q, k, v, gates) if combine == "gated" else (q, k, v)
+    got = torch.autograd.grad(o, inputs, do)
+    want = torch.autograd.grad(ref, inputs, do)
+    for name, a, b in zip("qkvg", got, want, strict=False):
+        assert rel(a, b) < TOL, name
+
+
+def test_batched_layout_equals_packed():
+    cfg = NSAConfig(**SMALL, n_selected=4, combine="union")
+    B, T, H, H_kv = 2, 37, 4, 2
+    q, k, v, _, cu = _packed([T] * B, H, H_kv)
+    kc, vc = compress_mean(k, cu, cfg), compress_mean(v, cu, cfg)
+    packed = nsa_attention(q, k, v, kc, vc, cfg, cu_seqlens=cu)
+    n_c = cfg.num_compressed(T)
+    batched = nsa_attention(
+        q.view(B, T, H, -1), k.view(B, T, H_kv, -1), v.view(B, T, H_kv, -1),
+        kc.view(B, n_c, H_kv, -1), vc.view(B, n_c, H_kv, -1), cfg,
+    )  # fmt: skip
+    torch.testing.assert_close(batched.flatten(0, 1), packed)
+
+
+def test_scores_kernel_is_eq_8_to_10():
+    """Kernel block scores == reference probabilities @ overlap matrix, summed over the group."""
+    cfg = NSAConfig(**SMALL)
+    T, H, H_kv = 61, 6, 2
+    q, k, _, _, cu = _packed([T], H, H_kv)
+    kc = compress_mean(k, cu, cfg).detach()
+    q = q.detach()
+    n_c = kc.shape[0]
+    s = torch.einsum("thd,chd->htc", q, kc.repeat_interleave(3, 1)) / 4.0
+    t = torch.arange(T, device=DEVICE)
+    ends = torch.arange(n_c, device=DEVICE) * cfg.cmp_stride + cfg.cmp_block - 1
+    s = s.masked_fill(ends[None, None, :] > t[None, :, None], float("-inf"))
+    lse = torch.logsumexp(s, -1)  # [H, T]
+    p = torch.exp(s - lse.nan_to_num(neginf=0.0)[..., None]).nan_to_num()
+    W = overlap_matrix(n_c, cfg.num_slc_blocks(T), cfg, DEVICE)
+    want = (p @ W).view(H_kv, 3, T, -1).sum(1).permute(1, 0, 2)  # [T, H_kv, N_slc]
+    got = slc_scores(q, kc, lse.T.contiguous(), prefill_meta(cu, cfg, DEVICE), cfg, 0.25)
+    finite = torch.isfinite(got)
+    cur = (t // cfg.slc_block)[:, None, None]
+    j = torch.arange(got.shape[-1], device=DEVICE)[None, None, :]
+    expected = (j <= cur) & (j != 0) & (j != cur) & (j != cur - 1)
+    assert torch.equal(finite, expected.expand_as(finite))
+    assert rel(got[finite], want[finite]) < 1e-5
+
+
+def test_module_with_mlp_compression_trains_end_to_end():
+    cfg = NSAConfig(**SMALL, n_selected=3, compression="mlp")
+    H, H_kv, Dk, Dv, width = 6, 2, 16, 8, 12
+    torch.manual_seed(torch.seed() % 2**31)
+    layer = NSAAttention(cfg, H, H_kv, Dk, Dv, gate_dim=width).to(DEVICE)
+    with torch.no_grad():  # leave the zero init so the MLP path really contributes
+        layer.k_phi.fc2.weight.normal_(0.0, 0.1)
+        layer.v_phi.fc2.weight.normal_(0.0, 0.1)
+    q, k, v, _, cu = _packed([45, 20], H, H_kv, Dk, Dv)
+    x = torch.randn(65, width, device=DEVICE)
+    do = torch.randn(65, H, Dv, device=DEVICE)
+    params = [p for p in layer.parameters()]
+    grads = {}
+    for backend in ("triton", "reference"):
+        o = layer(q, k, v, x, cu, backend=backend)
+        grads[backend] = (o, torch.autograd.grad(o, [q, k, v, *params], do))
+    assert rel(grads["triton"][0], grads["reference"][0]) < TOL
+    for a, b in zip(grads["triton"][1], grads["reference"][1], strict=True):
+        if b.norm() < 1e-5:  # e.g. φ_k's output bias: softmax ignores a shift of all keys
+            assert (a - b).norm() < 1e-5
+        else:
+            assert rel(a, b) < TOL
+
+
+def test_caller_mistakes_raise():
+    cfg = NSAConfig(**SMALL)
+    q, k, v, gates, cu = _packed([20], 17, 1)
+    kc, vc = compress_mean(k, cu, cfg), compress_mean(v, cu, cfg)
+    with pytest.raises(KernelsUserError, match=r"1\.\.16"):
+        nsa_attention(q, k, v, kc, vc, cfg, gates, cu)
+    q, k, v, gates, cu = _packed([20], 4, 2)
+    with pytest.raises(KernelsUserError, match="kc/vc"):
+        nsa_attention(q, k, v, kc[:1], vc[:1], cfg, gates, cu)
+    with pytest.raises(KernelsUserError, match="gates"):
+        nsa_attention(q, k, v, *(compress_mean(x, cu, cfg) for x in (k, v)), cfg, None, cu)
