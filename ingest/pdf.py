@@ -23,8 +23,10 @@ BAND = 0.08
 REPEAT_SHARE = 0.3
 """A band line seen on at least this share of pages (and 3 of them) is a header or footer."""
 MIN_REPEATS = 3
-TABLE_MIN_DRAWINGS = 4
-"""Only pages with at least this many vector drawings can hold a ruled table."""
+TABLE_MIN_RULES = 3
+"""A ruled table has at least this many horizontal and this many vertical rules."""
+MIN_RULE_LENGTH = 8.0
+RULE_THICKNESS = 2.0
 HEADING_SCALE = 1.15
 HEADING_MAX_CHARS = 120
 MAX_HEADING_LEVELS = 3
@@ -76,14 +78,16 @@ def read_pdf(path: Path, password: str | None = None) -> PdfDocument:
     """Pages and sections of the PDF at `path`; raises `PdfError` when it cannot be read."""
     document = _open(path, password)
     with document:
-        raw = [_page_lines(page) for page in document]
+        outline = document.get_toc(simple=True)
+        # font sizes (slower "dict" extraction) are only needed to find headings without a TOC
+        read_lines = _page_lines if outline else _sized_page_lines
+        raw = [read_lines(page) for page in document]
         tables = [_tables(page) for page in document]
         repeated = _repeated_band_lines(raw)
         pages = tuple(
             _page(number, lines, page_tables, repeated)
             for number, (lines, page_tables) in enumerate(zip(raw, tables, strict=True), start=1)
         )
-        outline = document.get_toc(simple=True)
     sections = _sections_from_outline(outline, len(pages)) or _sections_from_fonts(raw, repeated)
     return PdfDocument(pages, sections)
 
@@ -111,7 +115,22 @@ def _open(path: Path, password: str | None) -> pymupdf.Document:
 
 
 def _page_lines(page: pymupdf.Page) -> list[_Line]:
-    """Text lines in reading order (top to bottom, then left to right), with font size."""
+    """Text lines in reading order (top to bottom, then left to right), positioned by block."""
+    height = page.rect.height or 1.0
+    lines: list[_Line] = []
+    blocks = page.get_text("blocks", sort=True, flags=pymupdf.TEXTFLAGS_TEXT)
+    for index, (_, y0, _, y1, text, _, kind) in enumerate(blocks):
+        if kind != 0:  # an image block
+            continue
+        band = y1 < BAND * height or y0 > (1 - BAND) * height
+        for row, line in enumerate(text.split("\n")):
+            if line.strip():
+                lines.append(_Line(y0 + row * 1e-3, line.strip(), 0.0, index, band))
+    return lines
+
+
+def _sized_page_lines(page: pymupdf.Page) -> list[_Line]:
+    """Like `_page_lines`, positioned by line and with each line's largest font size."""
     height = page.rect.height or 1.0
     lines: list[_Line] = []
     content = page.get_text("dict", sort=True, flags=pymupdf.TEXTFLAGS_TEXT)
@@ -129,12 +148,50 @@ def _page_lines(page: pymupdf.Page) -> list[_Line]:
 
 
 def _tables(page: pymupdf.Page) -> list[tuple[pymupdf.Rect, str]]:
-    """Ruled tables as (area, Markdown); skipped on pages without drawings (cheap check)."""
-    if len(page.get_cdrawings()) < TABLE_MIN_DRAWINGS:
+    """Ruled tables as (area, Markdown).
+
+    `find_tables` costs about a second per page, so it runs only where the vector drawings
+    hold a grid (some vertical and some horizontal rules), and only inside that grid.
+    """
+    grid = _rule_grid(page.get_cdrawings())
+    if grid is None:
         return []
     pymupdf.no_recommend_layout()  # else find_tables prints advice on stdout (breaks --json)
-    found = page.find_tables()
+    found = page.find_tables(clip=grid, strategy="lines")
     return [(pymupdf.Rect(table.bbox), table.to_markdown().strip()) for table in found.tables]
+
+
+def _rule_grid(drawings: list[dict]) -> pymupdf.Rect | None:
+    """The area covered by straight rules, when there are enough both ways to form a table."""
+    horizontal: list[tuple[float, float, float, float]] = []
+    vertical: list[tuple[float, float, float, float]] = []
+    for drawing in drawings:
+        for item in drawing["items"]:
+            for x0, y0, x1, y1 in _segments(item):
+                if abs(y1 - y0) < RULE_THICKNESS and abs(x1 - x0) >= MIN_RULE_LENGTH:
+                    horizontal.append((x0, y0, x1, y1))
+                elif abs(x1 - x0) < RULE_THICKNESS and abs(y1 - y0) >= MIN_RULE_LENGTH:
+                    vertical.append((x0, y0, x1, y1))
+    if len(horizontal) < TABLE_MIN_RULES or len(vertical) < TABLE_MIN_RULES:
+        return None
+    rules = horizontal + vertical
+    xs = [x for x0, _, x1, _ in rules for x in (x0, x1)]
+    ys = [y for _, y0, _, y1 in rules for y in (y0, y1)]
+    margin = RULE_THICKNESS
+    return pymupdf.Rect(min(xs) - margin, min(ys) - margin, max(xs) + margin, max(ys) + margin)
+
+
+def _segments(item: tuple) -> list[tuple[float, float, float, float]]:
+    """Straight edges of one drawing item: a line, or the four sides of a rectangle."""
+    if item[0] == "l":
+        (x0, y0), (x1, y1) = item[1], item[2]
+        return [(x0, y0, x1, y1)]
+    if item[0] == "re":
+        x0, y0, x1, y1 = tuple(item[1])
+        if y1 - y0 < RULE_THICKNESS or x1 - x0 < RULE_THICKNESS:  # a filled bar drawn as a line
+            return [(x0, y0, x1, y1)]
+        return [(x0, y0, x1, y0), (x0, y1, x1, y1), (x0, y0, x0, y1), (x1, y0, x1, y1)]
+    return []
 
 
 def _normal(text: str) -> str:
