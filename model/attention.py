@@ -20,6 +20,7 @@ CUDA graphs, so it may only use tensor operations on its inputs.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -178,7 +179,7 @@ class DenseAttention(AttentionBackend):
 
     def _decode(self, q: Tensor, kv: LayerKV, batch: StepBatch) -> Tensor:
         """q [B, 1, H, D] against each row's first kv_len[b] cached tokens."""
-        if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
+        if _flash_decode_supported(q):
             return _flash_decode(q, kv, batch)
         size, heads, dim = q.shape[0], self.num_heads, self.head_dim
         grouped = q.reshape(size, self.num_kv_heads, heads // self.num_kv_heads, dim)
@@ -194,6 +195,26 @@ class _DecodePlan:
     mask: Tensor  # [B, 1, 1, S] bool: key j of row b is valid
     starts: Tensor  # [B + 1] int32: 0..B, query offsets of the varlen layout
     key_starts: Tensor | None = None  # [B + 1] int32: row offsets in the flattened cache
+
+
+@functools.cache
+def _flash_varlen_has_seqused_k() -> bool:
+    """FlashAttention's varlen op takes per-row key counts (PyTorch >= 2.4 builds)."""
+    op = getattr(torch.ops.aten, "_flash_attention_forward", None)
+    return op is not None and "seqused_k" in str(op.default._schema)
+
+
+def _flash_decode_supported(q: Tensor) -> bool:
+    """FlashAttention 2 needs sm80+, half precision and head_dim a multiple of 8 up to 256."""
+    dim = q.shape[-1]
+    return (
+        q.is_cuda
+        and q.dtype in (torch.float16, torch.bfloat16)
+        and dim % 8 == 0
+        and dim <= 256
+        and torch.cuda.get_device_capability(q.device) >= (8, 0)
+        and _flash_varlen_has_seqused_k()
+    )
 
 
 def _flash_decode(q: Tensor, kv: LayerKV, batch: StepBatch) -> Tensor:

@@ -15,9 +15,9 @@ from .config import ModelConfig, RopeScaling
 
 
 def inverse_frequencies(config: ModelConfig) -> tuple[Tensor, float]:
-    """Per-pair rotation speeds [D/2] (float32) and the cos/sin multiplier (YaRN's mscale)."""
+    """Per-pair rotation speeds [D/2] (float32, CPU) and the cos/sin multiplier (YaRN's mscale)."""
     dim = config.head_dim
-    exponents = torch.arange(0, dim, 2, dtype=torch.float32) / dim
+    exponents = torch.arange(0, dim, 2, dtype=torch.float32, device="cpu") / dim
     base_freq = 1.0 / (config.rope_theta**exponents)
     if config.rope_scaling is None:
         return base_freq, 1.0
@@ -46,7 +46,8 @@ def _yarn_frequencies(
     low, high = max(low, 0), min(high, dim - 1)
     if low == high:
         high += 0.001  # a single-point ramp would divide by zero
-    ramp = ((torch.arange(dim // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)
+    pairs = torch.arange(dim // 2, dtype=torch.float32, device="cpu")
+    ramp = ((pairs - low) / (high - low)).clamp(0, 1)
     keep = 1.0 - ramp  # 1: extrapolate (original speed), 0: interpolate (slowed)
     freq = (base_freq / yarn.factor) * (1.0 - keep) + base_freq * keep
     return freq, yarn.mscale

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import torch
 from torch import Tensor, nn
 
 from .attention import AttentionBackend, DenseAttention, KVStore, LayerKV, StepBatch
@@ -117,8 +118,9 @@ class Transformer(nn.Module):
             self.lm_head.weight = self.model.embed_tokens.weight
         # kept out of the module tree: a backend's own weights are not part of HF's state dict
         self.__dict__["attention"] = attention or DenseAttention(config)
-        inv_freq, self.rope_mscale = inverse_frequencies(config)
-        self.register_buffer("rope_inv_freq", inv_freq, persistent=False)
+        # not a buffer: `.to(bfloat16)` would round the frequencies and wreck long positions
+        self._rope_freq, self.rope_mscale = inverse_frequencies(config)
+        self._rope_freq_on: dict[torch.device, Tensor] = {}
         self.register_load_state_dict_pre_hook(_fill_tied_head)
 
     attention: AttentionBackend
@@ -156,7 +158,9 @@ class Transformer(nn.Module):
         backend = self.attention
         batch = backend.prepare(batch)
         x = self.model.embed_tokens(input_ids)
-        rope = rope_cos_sin(batch.positions, self.rope_inv_freq, self.rope_mscale, x.dtype)
+        rope = rope_cos_sin(
+            batch.positions, self._rope_freq_for(x.device), self.rope_mscale, x.dtype
+        )
         for index, layer in enumerate(self.model.layers):
             kv = cache.layer(index, batch.rows, batch.extent) if cache else self._scratch_kv(x)
             x = layer(x, rope, kv, batch, backend)
@@ -165,6 +169,14 @@ class Transformer(nn.Module):
         if logits == "last":
             x = x[:, -1]
         return self.lm_head(self.model.norm(x)).float()
+
+    def _rope_freq_for(self, device: torch.device) -> Tensor:
+        """RoPE frequencies [D/2] float32 on `device` (copied once per device, before any
+        CUDA graph capture: prefill and graph warm-up run eagerly first)."""
+        freq = self._rope_freq_on.get(device)
+        if freq is None:
+            freq = self._rope_freq_on[device] = self._rope_freq.to(device)
+        return freq
 
     def _scratch_kv(self, x: Tensor) -> LayerKV:
         """A throwaway cache holding exactly this step's tokens (cache-less forward)."""

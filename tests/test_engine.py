@@ -8,6 +8,7 @@ import pytest
 import torch
 from tiny_models import VOCAB, tiny_pair
 
+from nsa_assist.model.attention import LayerKV, StepBatch
 from nsa_assist.model.transformer import Transformer
 from nsa_assist.workers.engine import Completion, Engine, EngineConfig, Request, prefill
 from nsa_assist.workers.errors import EngineConfigError, RequestError
@@ -150,3 +151,26 @@ def test_cuda_graph_decode_matches_eager() -> None:
     graphs = run(model, requests, cuda_graphs=True, max_seq_len=512)
     eager = run(model, requests, cuda_graphs=False, max_seq_len=512)
     assert [c.token_ids for c in graphs] == [c.token_ids for c in eager]
+
+
+@pytest.mark.gpu
+def test_flash_decode_matches_masked_sdpa() -> None:
+    """The CUDA decode path (FlashAttention varlen) against the portable masked-SDPA path."""
+    _, model = tiny_pair("qwen2-tied")
+    backend = model.attention
+    config = model.config
+    lengths = torch.tensor([5, 300, 77, 1], device="cuda")
+    cache = KVCache(config, 4, 512, torch.device("cuda"), torch.bfloat16, backend)
+    for k, v in zip(cache.k, cache.v, strict=True):
+        k.normal_()
+        v.normal_()
+    batch = backend.prepare(StepBatch.decode(lengths - 1, extent=320))
+    q = torch.randn(4, 1, config.num_heads, config.head_dim, device="cuda", dtype=torch.bfloat16)
+    kv = cache.layer(0, batch.rows, batch.extent)
+    flash = backend.forward(q, kv, batch, 0)
+    masked = backend.forward(q.float(), _as_float(kv), batch, 0)
+    assert (flash.float() - masked).norm() / masked.norm() < 1e-2
+
+
+def _as_float(kv: LayerKV) -> LayerKV:
+    return LayerKV(kv.k_all.float(), kv.v_all.float(), kv.rows, kv.extent, kv.state)

@@ -59,7 +59,9 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """Generated tokens (stop token excluded) and where the time went."""
+    """Generated tokens (stop token excluded) and where the time went: prefill includes
+    choosing the first token; decode runs from the request's first decode step to its end
+    (0 when the first token already finished it)."""
 
     request_id: str
     token_ids: list[int]
@@ -79,7 +81,7 @@ class _Sequence:
     last: int
     output: list[int]
     prefill_seconds: float
-    decode_started: float
+    decode_started: float | None = None  # set by its first decode step
     finish: FinishReason | None = None
 
 
@@ -165,8 +167,8 @@ class Engine:
         logits = prefill(self.model, self.cache, row, prompt, self.config.prefill_chunk, report)
         generator = make_generator(request.params, self.device)
         first = int(sample(logits.unsqueeze(0), [request.params], [generator])[0])
-        now = time.perf_counter()
-        return _Sequence(request, generator, len(prompt), first, [], now - began, now)
+        elapsed = time.perf_counter() - began
+        return _Sequence(request, generator, len(prompt), first, [], elapsed)
 
     def _accept(self, seq: _Sequence, token: int, on_token: TokenCallback | None) -> None:
         """Record a chosen token and decide whether the sequence is finished."""
@@ -186,6 +188,9 @@ class Engine:
         tokens = torch.tensor([s.last for s in active], dtype=torch.int64, device=self.device)
         positions = torch.tensor([s.cached for s in active], dtype=torch.int64, device=self.device)
         longest = max(s.cached for s in active) + 1
+        now = time.perf_counter()
+        for seq in active:
+            seq.decode_started = seq.decode_started or now
         logits = self.decoder.step(tokens, positions, longest)
         chosen = sample(
             logits, [s.request.params for s in active], [s.generator for s in active]
@@ -215,7 +220,7 @@ class Engine:
             finish_reason=seq.finish,
             prompt_tokens=len(seq.request.prompt_ids),
             prefill_seconds=seq.prefill_seconds,
-            decode_seconds=time.perf_counter() - seq.decode_started,
+            decode_seconds=time.perf_counter() - seq.decode_started if seq.decode_started else 0.0,
         )
 
 
