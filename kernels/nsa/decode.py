@@ -90,11 +90,12 @@ def nsa_decode(
     cfg: NSAConfig,
     gates: torch.Tensor | None = None,
     scale: float | None = None,
+    splits: int | None = None,
 ) -> torch.Tensor:
     """NSA output of the newest token: q [B, H, Dk] -> o [B, H, Dv].
 
     The caches must already hold the new token's k/v and every completed compressed block
-    (update_compressed_cache).
+    (update_compressed_cache). splits: key splits per branch (None: enough to fill the GPU).
     """
     lengths = [int(n) for n in lengths]
     _validate(q, k_cache, v_cache, kc_cache, vc_cache, lengths, cfg, gates)

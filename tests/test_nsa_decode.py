@@ -1,0 +1,97 @@
+"""NSA decode: one new token per sequence from KV + compressed-KV caches, vs the reference.
+
+Runs in Triton's interpreter without a GPU (see tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from nsa_assist.kernels.nsa import NSAConfig, nsa_attention, nsa_decode
+from nsa_assist.kernels.nsa.compress import compress_mean
+from nsa_assist.kernels.nsa.decode import (
+    completed_blocks,
+    update_compressed_cache,
+)
+from nsa_assist.kernels.reference import nsa_reference
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+SMALL = dict(cmp_block=8, cmp_stride=4, slc_block=16, window=16, n_selected=3)
+LENGTHS = [70, 5, 33, 16]  # a long one, one shorter than l, one odd, one on a block edge
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    assert not torch.isnan(a).any(), "NaN in kernel result"
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+
+def _grow_caches(lengths, H_kv, Dk, Dv, cfg, S=80):
+    """Caches filled token by token, as decoding would, with NaN beyond each length."""
+    B = len(lengths)
+    k_cache = torch.full((B, S, H_kv, Dk), float("nan"), device=DEVICE)
+    v_cache = torch.full((B, S, H_kv, Dv), float("nan"), device=DEVICE)
+    S_c = cfg.num_compressed(S)
+    kc_cache = torch.full((B, S_c, H_kv, Dk), float("nan"), device=DEVICE)
+    vc_cache = torch.full((B, S_c, H_kv, Dv), float("nan"), device=DEVICE)
+    for step in range(1, max(lengths) + 1):
+        now = [min(step, n) for n in lengths]
+        for b, n in enumerate(now):
+            if n == step:
+                k_cache[b, n - 1] = torch.randn(H_kv, Dk, device=DEVICE)
+                v_cache[b, n - 1] = torch.randn(H_kv, Dv, device=DEVICE)
+        grown = [n if n == step else 1 for n in now]  # 1: completes nothing
+        update_compressed_cache(k_cache, kc_cache, grown, cfg)
+        update_compressed_cache(v_cache, vc_cache, grown, cfg)
+    return k_cache, v_cache, kc_cache, vc_cache
+
+
+def test_completed_blocks():
+    cfg = NSAConfig(**SMALL)
+    assert completed_blocks([7, 8, 11, 12, 16], cfg) == [(1, 0), (3, 1), (4, 2)]
+
+
+def test_compressed_cache_equals_mean_of_prefix():
+    cfg = NSAConfig(**SMALL)
+    k_cache, _, kc_cache, _ = _grow_caches(LENGTHS, 2, 16, 8, cfg)
+    for b, n in enumerate(LENGTHS):
+        want = compress_mean(k_cache[b, :n], [0, n], cfg)
+        torch.testing.assert_close(kc_cache[b, : want.shape[0]], want)
+        assert torch.isnan(kc_cache[b, want.shape[0] :]).all()  # nothing written past the end
+
+
+@pytest.mark.parametrize("splits", [None, 3], ids=["auto-splits", "3-splits"])
+@pytest.mark.parametrize("combine", ["gated", "union"])
+@pytest.mark.parametrize("G,H_kv", [(1, 2), (6, 2), (16, 1)], ids=["G1", "G6", "G16"])
+def test_decode_equals_reference_at_last_position(G, H_kv, combine, splits):
+    cfg = NSAConfig(**SMALL, combine=combine)
+    H, Dk, Dv = G * H_kv, 16, 8
+    k_cache, v_cache, kc_cache, vc_cache = _grow_caches(LENGTHS, H_kv, Dk, Dv, cfg)
+    q = torch.randn(len(LENGTHS), H, Dk, device=DEVICE)
+    gates = torch.rand(len(LENGTHS), H, 3, device=DEVICE)
+    o = nsa_decode(q, k_cache, v_cache, kc_cache, vc_cache, LENGTHS, cfg, gates, splits=splits)
+    for b, n in enumerate(LENGTHS):
+        qs = torch.randn(n, H, Dk, device=DEVICE)
+        qs[-1] = q[b]
+        g = torch.rand(n, H, 3, device=DEVICE)
+        g[-1] = gates[b]
+        kc = compress_mean(k_cache[b, :n], [0, n], cfg)
+        vc = compress_mean(v_cache[b, :n], [0, n], cfg)
+        ref = nsa_reference(qs, k_cache[b, :n], v_cache[b, :n], kc, vc, cfg, g)
+        assert rel(o[b], ref[-1]) < 1e-3, f"sequence {b} (length {n})"
+
+
+def test_decode_equals_triton_prefill():
+    cfg = NSAConfig(**SMALL, combine="union")
+    k_cache, v_cache, kc_cache, vc_cache = _grow_caches([45], 2, 16, 8, cfg)
+    q = torch.randn(45, 12, 16, device=DEVICE)
+    k, v = k_cache[0, :45], v_cache[0, :45]
+    n_c = cfg.num_compressed(45)
+    prefill = nsa_attention(q, k, v, kc_cache[0, :n_c], vc_cache[0, :n_c], cfg)
+    o = nsa_decode(q[-1:], k_cache, v_cache, kc_cache, vc_cache, [45], cfg)
+    assert rel(o[0], prefill[-1]) < 1e-4
