@@ -1,8 +1,9 @@
 """A deterministic stand-in for the engine, for tests and the queue benchmark only.
 
 `EchoRunner` answers without a model: the reply names the job and a digest of its context,
-one word per "token". It can sleep per token (to keep a job running while a test kills its
-worker) and fail on purpose: a question containing `fail-attempts=N` fails attempts 1..N.
+one word per "token". Markers in the question steer it: `delay-per-token=S` sleeps S
+seconds per token (to keep a job running while a test kills its worker), and
+`fail-attempts=N` fails attempts 1..N.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from .runner import RunSink, Task, TaskResult
 
 _FAIL_MARK = re.compile(r"fail-attempts=(\d+)")
+_DELAY_MARK = re.compile(r"delay-per-token=([0-9.]+)")
 
 
 def echo_answer(task: Task) -> str:
@@ -27,13 +29,12 @@ def echo_answer(task: Task) -> str:
 
 @dataclass
 class EchoRunner:
-    """Test stand-in for the engine: deterministic text, optional per-token delay."""
+    """Test stand-in for the engine: deterministic text, no model."""
 
     max_batch: int = 32
-    token_delay_s: float = 0.0
 
     def __post_init__(self) -> None:
-        assert self.max_batch > 0 and self.token_delay_s >= 0
+        assert self.max_batch > 0
 
     def run(self, tasks: Sequence[Task], sink: RunSink) -> list[TaskResult]:
         results = [self._run_one(task, sink) for task in tasks]
@@ -45,6 +46,8 @@ class EchoRunner:
         marked = _FAIL_MARK.search(task.question or "")
         if marked and task.attempt <= int(marked.group(1)):
             return TaskResult(task.job_id, finish_reason="error", error="injected failure")
+        delay = _DELAY_MARK.search(task.question or "")
+        delay_s = float(delay.group(1)) if delay else 0.0
         full = echo_answer(task).split(" ")
         words = full[: task.max_new_tokens]
         emitted: list[str] = []
@@ -55,8 +58,8 @@ class EchoRunner:
             sink.token(task.job_id, piece)
             emitted.append(word)
             sink.progress(task.job_id, i + 1, len(words))
-            if self.token_delay_s:
-                time.sleep(self.token_delay_s)
+            if delay_s:
+                time.sleep(delay_s)
         return TaskResult(
             job_id=task.job_id,
             text=" ".join(emitted),
