@@ -345,6 +345,11 @@ def _consts(cfg: NSAConfig, mode: int) -> dict:
                 BSEL=triton.next_power_of_2(cfg.n_selected))  # fmt: skip
 
 
+def _warps(d: dict, BM: int) -> int:
+    """Wide heads (the paper's Dk = 192 pads to 256) or tall tiles need 8 warps."""
+    return 8 if max(d["BDK"], d["BDV"]) >= 256 or BM >= 128 else 4
+
+
 def _block_n(cfg: NSAConfig, mode: int, block_n: int) -> int:
     if mode == MODE_SLC:
         return max(16, min(block_n, triton.next_power_of_2(cfg.slc_block)))
@@ -377,6 +382,7 @@ def attn_fwd(
         q, k, v, o, lse, tile_seq, tile_i0, meta.q_start, meta.q_len, meta.q_pos0, kv_start,
         idx, ulist, ucount, U, N, scale * LOG2E, cfg.window,
         BT=BT, BM=BM, BN=_block_n(cfg, mode, block_n), SPLITS=splits, **d, **_consts(cfg, mode),
+        num_warps=_warps(d, BM),
     )  # fmt: skip
     return o, lse
 
@@ -395,6 +401,7 @@ def attn_dq(
         q, k, v, do, lse, delta, dq, tile_seq, tile_i0, meta.q_start, meta.q_len, meta.q_pos0,
         kv_start, idx, ulist, ucount, U, scale * LOG2E, scale, cfg.window,
         BT=BT, BM=BM, BN=_block_n(cfg, mode, block_n), **d, **_consts(cfg, mode),
+        num_warps=_warps(d, BM),
     )  # fmt: skip
 
 
@@ -435,4 +442,5 @@ def attn_dkdv(
         q, k, v, do, lse, delta, dk, dv, tile_i0, meta.q_start, meta.q_len, meta.q_pos0,
         kv_start, kv_len, w_seq, w_blk, w_hkv, w_start, w_len, w_tiles, idx,
         scale * LOG2E, scale, cfg.window, BT=BT, BM=BM, BN=BN, **d, **_consts(cfg, mode),
+        num_warps=_warps(d, BM),
     )  # fmt: skip

@@ -17,7 +17,7 @@ from ..errors import KernelsUserError
 from .attention import MODE_CMP, MODE_SLC, MODE_WIN, attn_fwd
 from .combine import gated_combine, merge_splits, union_merge
 from .config import NSAConfig
-from .select import build_selection, slc_scores, top_n
+from .select import selection_per_query, slc_scores, top_n
 from .varlen import decode_meta
 
 TARGET_PROGRAMS = 264  # two waves on a 132-SM H200
@@ -113,7 +113,7 @@ def nsa_decode(
         *attn_fwd(q, kc, vc, meta, cfg, MODE_CMP, scale, splits=splits, **run)
     )
     idx = top_n(slc_scores(q, kc, lse_cmp, meta, cfg, scale), cfg)
-    sel = build_selection(idx, meta, G, DECODE_BLOCK_M)
+    sel = selection_per_query(idx, meta, G, DECODE_BLOCK_M)
     splits = _splits(B * H_kv, cfg.n_selected * cfg.slc_block)
     o_slc, lse_slc = merge_splits(
         *attn_fwd(

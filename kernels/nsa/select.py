@@ -170,6 +170,17 @@ def build_selection(idx: torch.Tensor, meta: SeqMeta, G: int, block_m: int) -> S
     return Selection(idx, ulist, ucount.contiguous(), tile_seq, tile_i0, BT)
 
 
+def selection_per_query(idx: torch.Tensor, meta: SeqMeta, G: int, block_m: int) -> Selection:
+    """Tiles of one position (decode): each tile's union is its own blocks; no host sync."""
+    _, BT = tile_rows(G, block_m)
+    assert all(n == 1 for n in meta.q_lens), "one query per sequence"
+    big = torch.iinfo(torch.int32).max
+    ulist = torch.where(idx < 0, big, idx).sort(dim=-1).values.contiguous()  # [B, H_kv, n]
+    ucount = (idx >= 0).sum(-1).to(torch.int32)
+    seq = torch.arange(idx.shape[0], device=idx.device, dtype=torch.int32)
+    return Selection(idx, ulist, ucount, seq, torch.zeros_like(seq), BT)
+
+
 def slc_work(sel: Selection, H_KV: int, max_tiles: int = SLC_WORK_TILES):
     """dK/dV work items of the selection branch: for each (block, KV head), its query tiles.
 

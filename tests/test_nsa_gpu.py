@@ -1,0 +1,122 @@
+"""NSA Triton kernels on the GPU in bf16 at 2k-64k tokens vs the float32 reference (`-m gpu`)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nsa_assist.kernels.nsa import NSAConfig, nsa_attention, nsa_decode
+from nsa_assist.kernels.nsa.compress import compress_mean
+from nsa_assist.kernels.nsa.varlen import cmp_cu_seqlens
+from nsa_assist.kernels.reference import nsa_reference
+
+pytestmark = pytest.mark.gpu
+
+CONFIGS = {"paper": (64, 4, 192, 128), "qwen-1.5b": (12, 2, 128, 128), "qwen-0.5b": (14, 2, 64, 64)}
+BF16_TOL = 5e-3  # "well under 1e-2"
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    assert not torch.isnan(a).any(), "NaN in kernel result"
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+
+def _inputs(lengths, name, requires_grad=False):
+    H, H_kv, Dk, Dv = CONFIGS[name]
+    N = sum(lengths)
+    mk = lambda *s: torch.randn(*s, device="cuda", dtype=torch.bfloat16).requires_grad_(
+        requires_grad
+    )
+    cu = [0]
+    for n in lengths:
+        cu.append(cu[-1] + n)
+    gates = torch.rand(N, H, 3, device="cuda", dtype=torch.bfloat16).requires_grad_(requires_grad)
+    return mk(N, H, Dk), mk(N, H_kv, Dk), mk(N, H_kv, Dv), gates, cu
+
+
+def _reference(q, k, v, kc, vc, cfg, gates, cu):
+    cu_c = torch.tensor(cmp_cu_seqlens(cu, cfg))
+    up = lambda x: x.float()
+    return nsa_reference(
+        up(q), up(k), up(v), up(kc), up(vc), cfg, up(gates), torch.tensor(cu), cu_c,
+        query_chunk=256,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "name,lengths,combine",
+    [
+        ("qwen-1.5b", [8192], "gated"),
+        ("qwen-1.5b", [32768], "union"),
+        ("qwen-1.5b", [65536], "gated"),
+        ("qwen-0.5b", [16384, 3001], "gated"),
+        ("paper", [8192], "gated"),
+        ("paper", [8192], "union"),
+    ],
+    ids=lambda x: x if isinstance(x, str) else "+".join(map(str, x)),
+)
+def test_forward_bf16_matches_fp32_reference(name, lengths, combine):
+    cfg = NSAConfig(combine=combine)
+    q, k, v, gates, cu = _inputs(lengths, name)
+    kc, vc = compress_mean(k, cu, cfg), compress_mean(v, cu, cfg)
+    o = nsa_attention(q, k, v, kc, vc, cfg, gates, cu)
+    err = rel(o, _reference(q, k, v, kc, vc, cfg, gates, cu))
+    print(f"{name} {lengths} {combine}: rel err {err:.2e}")
+    assert err < BF16_TOL
+
+
+@pytest.mark.parametrize(
+    "name,lengths,combine",
+    [
+        ("qwen-1.5b", [4096, 1000], "gated"),
+        ("qwen-1.5b", [4096], "union"),
+        ("paper", [2048], "gated"),
+    ],
+    ids=lambda x: x if isinstance(x, str) else "+".join(map(str, x)),
+)
+def test_backward_bf16_matches_fp32_reference(name, lengths, combine):
+    cfg = NSAConfig(combine=combine)
+    q, k, v, gates, cu = _inputs(lengths, name, requires_grad=True)
+    kc, vc = compress_mean(k, cu, cfg), compress_mean(v, cu, cfg)
+    o = nsa_attention(q, k, v, kc, vc, cfg, gates, cu)
+    ref = _reference(q, k, v, kc, vc, cfg, gates, cu)
+    do = torch.randn_like(ref)
+    inputs = (q, k, v, gates) if combine == "gated" else (q, k, v)
+    got = torch.autograd.grad(o, inputs, do.to(o.dtype))
+    want = torch.autograd.grad(ref, inputs, do)
+    for label, a, b in zip("qkvg", got, want, strict=False):
+        err = rel(a, b)
+        print(f"{name} {lengths} {combine} d{label}: rel err {err:.2e}")
+        assert err < BF16_TOL, label
+
+
+@pytest.mark.parametrize("combine", ["gated", "union"])
+def test_decode_bf16_matches_reference(combine):
+    cfg = NSAConfig(combine=combine)
+    H, H_kv, Dk, Dv = CONFIGS["qwen-1.5b"]
+    lengths, S = [8191, 5000, 300, 17], 8192
+    B = len(lengths)
+    mk = lambda *s: torch.randn(*s, device="cuda", dtype=torch.bfloat16)
+    k_cache, v_cache, q = mk(B, S, H_kv, Dk), mk(B, S, H_kv, Dv), mk(B, H, Dk)
+    gates = torch.rand(B, H, 3, device="cuda", dtype=torch.bfloat16)
+    S_c = cfg.num_compressed(S)
+    kc_cache = torch.zeros(B, S_c, H_kv, Dk, device="cuda", dtype=torch.bfloat16)
+    vc_cache = torch.zeros(B, S_c, H_kv, Dv, device="cuda", dtype=torch.bfloat16)
+    for b, n in enumerate(lengths):
+        n_c = cfg.num_compressed(n)
+        kc_cache[b, :n_c] = compress_mean(k_cache[b, :n], [0, n], cfg)
+        vc_cache[b, :n_c] = compress_mean(v_cache[b, :n], [0, n], cfg)
+    o = nsa_decode(q, k_cache, v_cache, kc_cache, vc_cache, lengths, cfg, gates)
+    for b, n in enumerate(lengths):
+        n_c = cfg.num_compressed(n)
+        qs = mk(n, H, Dk)
+        qs[-1] = q[b]
+        g = torch.rand(n, H, 3, device="cuda", dtype=torch.bfloat16)
+        g[-1] = gates[b]
+        ref = _reference(
+            qs, k_cache[b, :n], v_cache[b, :n], kc_cache[b, :n_c], vc_cache[b, :n_c], cfg, g,
+            [0, n],
+        )  # fmt: skip
+        err = rel(o[b], ref[-1])
+        print(f"decode {combine} length {n}: rel err {err:.2e}")
+        assert err < BF16_TOL
