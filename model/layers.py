@@ -81,8 +81,9 @@ class MLP(nn.Module):
         self.fused: FusedLinear | None = None
 
     def fuse(self) -> None:
-        """Run gate and up as one matmul (parameters stay `gate_proj` / `up_proj`)."""
-        self.fused = fuse_linears([self.gate_proj, self.up_proj])
+        """Run gate and up as one matmul (parameters stay `gate_proj` / `up_proj`); idempotent."""
+        if self.fused is None or not self.fused.is_current():
+            self.fused = fuse_linears([self.gate_proj, self.up_proj])
 
     def forward(self, x: Tensor) -> Tensor:
         """x: [B, T, C] -> [B, T, C]."""

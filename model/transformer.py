@@ -39,8 +39,9 @@ class SelfAttention(nn.Module):
         self.fused: FusedLinear | None = None
 
     def fuse(self) -> None:
-        """Run q, k, v as one matmul (parameters keep their names)."""
-        self.fused = fuse_linears([self.q_proj, self.k_proj, self.v_proj])
+        """Run q, k, v as one matmul (parameters keep their names); idempotent."""
+        if self.fused is None or not self.fused.is_current():
+            self.fused = fuse_linears([self.q_proj, self.k_proj, self.v_proj])
 
     def _qkv(self, x: Tensor, rope: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """x [B, T, C] -> q [B, T, H, D], k and v [B, T, H_kv, D], RoPE applied to q and k."""
