@@ -22,23 +22,18 @@ def shared_home() -> Path:
 
 
 @pytest.fixture(scope="session")
-def model_home() -> Path:
-    """The model cache shared with the user."""
-    return shared_home()
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct (Q4_1, llama arch), pulled into the shared cache on first use."""
+    return pull_model(SMOLLM2_135M, shared_home())
 
 
 @pytest.fixture(scope="session")
-def smollm2_gguf(model_home: Path) -> Path:
-    """SmolLM2-135M-Instruct (Q4_1, llama arch), pulled on first use."""
-    return pull_model(SMOLLM2_135M, model_home)
-
-
-@pytest.fixture(scope="session")
-def qwen05_gguf(model_home: Path) -> Path:
+def qwen05_gguf() -> Path:
     """Qwen2.5-Coder-0.5B-Instruct (Q4_K_M, qwen2 arch) if it is already in the cache."""
-    if not is_present(QWEN_CODER_0_5B, model_home):
-        pytest.skip(f"{QWEN_CODER_0_5B.name} is not in {model_home} (nsa models pull it)")
-    return model_path(QWEN_CODER_0_5B, model_home)
+    home = shared_home()
+    if not is_present(QWEN_CODER_0_5B, home):
+        pytest.skip(f"{QWEN_CODER_0_5B.name} is not in {home} (`nsa models pull` fetches it)")
+    return model_path(QWEN_CODER_0_5B, home)
 
 
 def oracle_folder(gguf: Path, tmp: Path) -> Path:
