@@ -15,6 +15,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import redis
+
 from nsa_assist.workers.runner import Task, TaskResult
 
 from .config import Keys, QueueConfig
@@ -50,7 +52,7 @@ class Consumer:
         self.redis = connect(url, patient=True)
         self._raw = connect(url, patient=True, decode=False)
         ensure_group(self.redis, self.keys, config.group)
-        self._start = self.redis.register_script(START)
+        self._start = self._raw.register_script(START)
         self._complete = self.redis.register_script(COMPLETE)
         self._fail = self.redis.register_script(FAIL)
         self._promote = self.redis.register_script(PROMOTE)
@@ -82,7 +84,7 @@ class Consumer:
             )
             for _, messages in streams or []:
                 entries += [(entry, fields["id"]) for entry, fields in messages]
-        return [claim for entry, job_id in entries if (claim := self._begin(entry, job_id))]
+        return self._begin(entries) if entries else []
 
     def _reclaim(self, count: int) -> list[tuple[str, str]]:
         # Redis 6.2 replies [cursor, messages], 7.x adds deleted ids: messages is item 1.
@@ -96,12 +98,19 @@ class Consumer:
         )
         return [(entry, fields["id"]) for entry, fields in reply[1] if fields]
 
-    def _begin(self, entry: str, job_id: str) -> Claim | None:
+    def _begin(self, entries: list[tuple[str, str]]) -> list[Claim]:
+        """Start every entry in one round trip (the raw client: contexts are binary)."""
         now = time.time()
-        keys = [self.keys.job(job_id), self.keys.stream, self.keys.dead, self.keys.events(job_id)]
-        verdict, attempt = self._start(
-            keys=keys,
-            args=[
+        pipe = self._raw.pipeline(transaction=False)
+        for entry, job_id in entries:
+            keys = [
+                self.keys.job(job_id),
+                self.keys.stream,
+                self.keys.dead,
+                self.keys.events(job_id),
+                self.keys.context(job_id),
+            ]
+            args = [
                 entry,
                 self.config.group,
                 self.name,
@@ -109,28 +118,32 @@ class Consumer:
                 self.config.max_attempts,
                 self.config.result_ttl_s,
                 self.config.events_maxlen,
-            ],
-        )
-        if verdict != "run":
-            return None
-        job = Job.from_hash(self.redis.hgetall(self.keys.job(job_id)))
-        context = ""
-        if self.redis.hget(self.keys.job(job_id), "has_context") == "1":
-            blob = self._raw.get(self.keys.context(job_id))
-            if blob is None:
+            ]
+            self._start(keys=keys, args=args, client=pipe)
+        claims = []
+        for (entry, job_id), reply in zip(entries, pipe.execute(), strict=True):
+            if reply[0] != b"run":
+                continue
+            blob, flat = reply[2], [item.decode() for item in reply[3:]]
+            job = Job.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+            if blob == b"" and self._has_context(flat):
                 self._fail_now(entry, job_id, "the job's context expired before it ran")
-                return None
-            context = decompress_context(blob)
-        task = Task(
-            job_id=job.id,
-            kind=job.kind.value,
-            source=job.source,
-            context=context,
-            question=job.question,
-            max_new_tokens=job.max_new_tokens,
-            attempt=int(attempt),
-        )
-        return Claim(entry=entry, job=job, task=task, started_at=now)
+                continue
+            task = Task(
+                job_id=job.id,
+                kind=job.kind.value,
+                source=job.source,
+                context=decompress_context(blob) if blob else "",
+                question=job.question,
+                max_new_tokens=job.max_new_tokens,
+                attempt=int(reply[1]),
+            )
+            claims.append(Claim(entry=entry, job=job, task=task, started_at=now))
+        return claims
+
+    @staticmethod
+    def _has_context(flat: list[str]) -> bool:
+        return dict(zip(flat[::2], flat[1::2], strict=True)).get("has_context") == "1"
 
     def heartbeat(self, claims: Sequence[Claim]) -> None:
         """Keep running jobs ours (reset their idle time) and say this worker is alive."""
@@ -143,6 +156,16 @@ class Consumer:
 
     def complete(self, claim: Claim, result: TaskResult) -> str:
         """Store the result (once per job) and acknowledge; returns the job's final status."""
+        return self.complete_many([(claim, result)])[0]
+
+    def complete_many(self, done: Sequence[tuple[Claim, TaskResult]]) -> list[str]:
+        """`complete` for many jobs in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for claim, result in done:
+            self._complete_call(claim, result, pipe)
+        return pipe.execute()
+
+    def _complete_call(self, claim: Claim, result: TaskResult, pipe: redis.client.Pipeline) -> None:
         stored = JobResult(
             job_id=claim.job.id,
             text=result.text,
@@ -160,17 +183,15 @@ class Consumer:
             self.keys.events(claim.job.id),
             self.keys.index,
         ]
-        return self._complete(
-            keys=keys,
-            args=[
-                claim.entry,
-                self.config.group,
-                repr(time.time()),
-                stored.to_json(),
-                self.config.result_ttl_s,
-                self.config.events_maxlen,
-            ],
-        )
+        args = [
+            claim.entry,
+            self.config.group,
+            repr(time.time()),
+            stored.to_json(),
+            self.config.result_ttl_s,
+            self.config.events_maxlen,
+        ]
+        self._complete(keys=keys, args=args, client=pipe)
 
     def fail(self, claim: Claim, error: str) -> str:
         """Record a failed attempt: 'retry' after a backoff, or 'failed' after the last one."""

@@ -102,21 +102,25 @@ class Dispatcher:
         self._save_pending()
 
     def _save_pending(self) -> None:
-        while self._unsaved:
-            self._save(self._unsaved[0])
-            self._unsaved.pop(0)
+        """Write every outcome back; all writes are idempotent, so after a Redis error the
+        whole list is simply written again on the next step."""
+        if not self._unsaved:
+            return
+        done = [(o.claim, o.result) for o in self._unsaved if self._succeeded(o)]
+        if done:
+            self.consumer.complete_many(done)
+        for outcome in self._unsaved:
+            if outcome.lost:
+                self.consumer.requeue(outcome.claim, outcome.error or "worker lost")
+            elif not self._succeeded(outcome):
+                error = outcome.result.error if outcome.result else outcome.error
+                self.consumer.fail(outcome.claim, error or "the runner returned no result")
+        self.completed += len(done)
+        self._unsaved = []
 
-    def _save(self, outcome: Outcome) -> None:
-        claim, result = outcome.claim, outcome.result
-        if outcome.lost:
-            self.consumer.requeue(claim, outcome.error or "worker lost")
-        elif result is None:
-            self.consumer.fail(claim, outcome.error or "the runner returned no result")
-        elif result.error is not None:
-            self.consumer.fail(claim, result.error)
-        else:
-            self.consumer.complete(claim, result)
-            self.completed += 1
+    @staticmethod
+    def _succeeded(outcome: Outcome) -> bool:
+        return not outcome.lost and outcome.result is not None and outcome.result.error is None
 
     def _heartbeat_if_due(self) -> None:
         now = time.monotonic()

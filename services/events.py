@@ -13,11 +13,11 @@ from .config import Keys, QueueConfig
 from .connect import connect
 from .jobs import JobStatus
 
-TOKEN_FLUSH_S = 0.05
-"""Streamed text is buffered this long before it is written: one event per token is wasteful."""
+FLUSH_S = 0.05
+"""Text and progress are buffered this long before they are written (one event per token
+would cost a round trip per token)."""
 
 CANCEL_CHECK_S = 0.25
-PROGRESS_EVERY_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,16 +70,20 @@ def follow(client: redis.Redis, keys: Keys, job_id: str, poll_ms: int = 500) -> 
 
 @dataclass
 class RedisRunSink:
-    """A `RunSink` that publishes to the job's event stream. Made in the dispatcher, sent
-    to a Ray actor, and connects lazily in that process (so it pickles as url + config)."""
+    """A `RunSink` that publishes to the jobs' event streams. Made in the dispatcher, sent
+    to a Ray actor, and connects lazily in that process (so it pickles as url + config).
+
+    Text and progress are buffered and written together, one pipeline per `FLUSH_S`; a
+    job's cancellation is looked up at most every `CANCEL_CHECK_S`, starting that long
+    after the job was first seen (it was running when it was handed out)."""
 
     url: str
     config: QueueConfig
     _client: redis.Redis | None = field(default=None, init=False, repr=False)
-    _buffers: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False)
+    _text: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False)
+    _progress: dict[str, tuple[int, int]] = field(default_factory=dict, init=False, repr=False)
     _last_flush: float = field(default=0.0, init=False, repr=False)
     _checked: dict[str, tuple[float, bool]] = field(default_factory=dict, init=False, repr=False)
-    _progress_at: dict[str, float] = field(default_factory=dict, init=False, repr=False)
 
     def __getstate__(self) -> dict[str, object]:
         return {"url": self.url, "config": self.config}
@@ -98,29 +102,16 @@ class RedisRunSink:
         return self._client
 
     def progress(self, job_id: str, done: int, total: int) -> None:
-        now = time.monotonic()
-        if done < total and now - self._progress_at.get(job_id, 0.0) < PROGRESS_EVERY_S:
-            return
-        self._progress_at[job_id] = now
-        self._flush_one(job_id)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.xadd(
-            self.keys.events(job_id),
-            {"type": "progress", "done": done, "total": total},
-            maxlen=self.config.events_maxlen,
-            approximate=True,
-        )
-        pipe.hset(self.keys.job(job_id), "progress", f"{done / max(total, 1):.4f}")
-        pipe.execute()
+        self._progress[job_id] = (done, total)
+        self._flush_if_due()
 
     def token(self, job_id: str, text: str) -> None:
-        self._buffers.setdefault(job_id, []).append(text)
-        if time.monotonic() - self._last_flush >= TOKEN_FLUSH_S:
-            self._flush_text()
+        self._text.setdefault(job_id, []).append(text)
+        self._flush_if_due()
 
     def cancelled(self, job_id: str) -> bool:
         now = time.monotonic()
-        checked_at, verdict = self._checked.get(job_id, (0.0, False))
+        checked_at, verdict = self._checked.setdefault(job_id, (now, False))
         if now - checked_at >= CANCEL_CHECK_S:
             status = self.client.hget(self.keys.job(job_id), "status")
             verdict = status == JobStatus.CANCELLED.value
@@ -129,21 +120,33 @@ class RedisRunSink:
 
     def flush(self) -> None:
         """End of a batch: write what is buffered and forget the batch's jobs."""
-        self._flush_text()
+        self._write()
         self._checked.clear()
-        self._progress_at.clear()
 
-    def _flush_text(self) -> None:
-        for job_id in list(self._buffers):
-            self._flush_one(job_id)
+    def _flush_if_due(self) -> None:
+        if time.monotonic() - self._last_flush >= FLUSH_S:
+            self._write()
+
+    def _write(self) -> None:
         self._last_flush = time.monotonic()
-
-    def _flush_one(self, job_id: str) -> None:
-        pieces = self._buffers.pop(job_id, None)
-        if pieces:
-            self.client.xadd(
+        if not self._text and not self._progress:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for job_id, pieces in self._text.items():
+            pipe.xadd(
                 self.keys.events(job_id),
                 {"type": "text", "text": "".join(pieces)},
                 maxlen=self.config.events_maxlen,
                 approximate=True,
             )
+        for job_id, (done, total) in self._progress.items():
+            pipe.xadd(
+                self.keys.events(job_id),
+                {"type": "progress", "done": done, "total": total},
+                maxlen=self.config.events_maxlen,
+                approximate=True,
+            )
+            pipe.hset(self.keys.job(job_id), "progress", f"{done / max(total, 1):.4f}")
+        pipe.execute()
+        self._text.clear()
+        self._progress.clear()

@@ -36,9 +36,10 @@ return {ARGV[1], 1}
 START = (
     _EVENT
     + """
--- KEYS: job, stream, dead, events
+-- KEYS: job, stream, dead, events, context
 -- ARGV: entry, group, worker, now, max_attempts, ttl, maxlen
--- Returns {verdict, attempt}: 'run' to run it, anything else means the entry was dropped.
+-- Returns {verdict, attempt}: anything but 'run' means the entry was dropped. With 'run'
+-- come the context blob ('' when absent) and the job's fields, saving round trips.
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then drop_entry(KEYS[2], ARGV[2], ARGV[1]); return {'gone', 0} end
 if redis.call('HGET', KEYS[1], 'entry') ~= ARGV[1] then
@@ -61,7 +62,9 @@ redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[3], 'started_at'
 redis.call('HDEL', KEYS[1], 'retry_at')
 attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 status_event(KEYS[4], 'running', ARGV[6], ARGV[7])
-return {'run', attempts}
+local reply = {'run', attempts, redis.call('GET', KEYS[5]) or ''}
+for _, item in ipairs(redis.call('HGETALL', KEYS[1])) do reply[#reply + 1] = item end
+return reply
 """
 )
 
