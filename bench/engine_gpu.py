@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from nsa_assist.model.config import config_from_hf
 from nsa_assist.model.transformer import Transformer
@@ -275,6 +276,83 @@ def sanity(hf: Any, ours: Transformer, length: int, new_tokens: int) -> dict[str
     }
 
 
+def attention_variants(config: Any, batch: int, context: int) -> dict[str, Any]:
+    """us per decode-attention call (28 calls replayed from one CUDA graph) for the flash
+    varlen variants, and their error against float32 masked SDPA."""
+    from nsa_assist.model.attention import DenseAttention, _StepPlan
+    from nsa_assist.model.flash import _varlen_arguments, varlen_attention
+
+    heads, kv_heads, dim = config.num_heads, config.num_kv_heads, config.head_dim
+    capacity, dtype = context + 64, torch.bfloat16
+    k = torch.randn(batch, capacity, kv_heads, dim, device="cuda", dtype=dtype)
+    v = torch.randn_like(k)
+    q = torch.randn(batch, 1, heads, dim, device="cuda", dtype=dtype)
+    kv_len = torch.full((batch,), context + 1, dtype=torch.int32, device="cuda")
+    plan = _StepPlan(kv_len, capacity)
+    reference = DenseAttention(config)._decode(q.float(), k.float(), v.float(), plan.mask())
+    splits = [None, 1, 4, 8, 16, 32, 64] if "num_splits" in _varlen_arguments() else [None]
+    row: dict[str, Any] = {
+        "batch": batch,
+        "context": context,
+        "floor_us": round(2 * k.numel() * k.element_size() / HBM_BYTES_PER_S * 1e6, 2),
+    }
+    for grouped in (True, False):
+        for n in splits:
+            name = f"{'grouped' if grouped else 'per_head'}_splits_{n or 'auto'}"
+
+            def call(grouped: bool = grouped, n: int | None = n) -> Tensor:
+                return varlen_attention(q, k, v, kv_len, capacity, plan.offsets, grouped, n)
+
+            row[name] = guarded(name, lambda call=call: _graph_us(call, reference))
+    return row
+
+
+def _graph_us(call: Callable[[], Tensor], reference: Tensor, layers: int = 28) -> dict[str, Any]:
+    out = call()
+    error = ((out.float() - reference).norm() / reference.norm()).item()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        call()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(layers):
+            call()
+    for _ in range(3):
+        graph.replay()
+    timer = Timer(torch.device("cuda"))
+    replays = [timer.ms(graph.replay) for _ in range(20)]
+    return {"us": round(statistics.median(replays) * 1e3 / layers, 2), "rel_error": error}
+
+
+def sanity_fp32(hf: Any, ours: Transformer, length: int) -> dict[str, Any]:
+    """Both bf16 models against HF in float32 (same weights) at the last position."""
+    import copy
+
+    device = next(ours.parameters()).device
+    ids = torch.randint(0, ours.config.vocab_size, (1, length), device=device)
+    reference = copy.deepcopy(hf).float()
+    exact = reference(ids, logits_to_keep=1).logits[:, -1].float()
+    del reference
+    theirs = hf(ids, logits_to_keep=1).logits[:, -1].float()
+    mine = ours(ids, logits="last")
+
+    def error(x: Tensor) -> float:
+        return round(((x - exact).norm() / exact.norm()).item(), 5)
+
+    return {
+        "prompt_tokens": length,
+        "ours_bf16_rel_error": error(mine),
+        "transformers_bf16_rel_error": error(theirs),
+        "ours_vs_transformers_rel_diff": round(((mine - theirs).norm() / theirs.norm()).item(), 5),
+        "argmax_equal_fp32": [
+            int(mine.argmax()) == int(exact.argmax()),
+            int(theirs.argmax()) == int(exact.argmax()),
+        ],
+    }
+
+
 def profile_decode(ours: Transformer, context: int, path: Path) -> None:
     """Kernel table of 5 eager decode steps at batch 1 (where the step's time goes)."""
     from torch.profiler import ProfilerActivity, profile
@@ -328,9 +406,15 @@ def main() -> None:
         hf, ours = build(shapes, device, dtype)
         results = {
             "sanity": guarded("sanity", lambda: sanity(hf, ours, min(lengths), 16)),
+            "sanity_fp32": guarded("sanity fp32", lambda: sanity_fp32(hf, ours, min(lengths))),
             "prefill": bench_prefill(hf, ours, lengths, chunk, timer, args.runs),
             "decode": bench_decode(hf, ours, context, batches, steps, timer, min(args.runs, 3)),
         }
+        if device.type == "cuda":
+            results["decode_attention"] = [
+                guarded(f"attention {b}", lambda b=b: attention_variants(ours.config, b, context))
+                for b in batches
+            ]
         if args.profile is not None and device.type == "cuda":
             profile_decode(ours, context, args.profile)
     write(args, device, dtype, hf, results)

@@ -20,7 +20,6 @@ CUDA graphs, so it may only use tensor operations on its inputs.
 
 from __future__ import annotations
 
-import functools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -31,6 +30,7 @@ from torch import Tensor
 from torch.nn.attention.bias import causal_lower_right
 
 from .config import ModelConfig
+from .flash import flash_supported, varlen_attention
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,12 +139,12 @@ class AttentionBackend(ABC):
 
 
 class DenseAttention(AttentionBackend):
-    """Exact causal attention with PyTorch SDPA (flash / memory-efficient / CPU kernels).
+    """Exact causal attention over the cache.
 
-    Prefill: SDPA over the cached prefix plus the new tokens with a bottom-right causal
-    mask. Decode: on CUDA with bf16/fp16, FlashAttention's varlen entry point reads exactly
-    `kv_len[b]` keys per row (graph-safe, no padding reads); elsewhere the G query heads
-    that share a KV head become G "query rows" of one SDPA call with a length mask.
+    On CUDA in half precision: FlashAttention-2 varlen (`flash.varlen_attention`) for
+    prefill chunks and decode alike, reading exactly kv_len[b] keys per row (graph-safe).
+    Elsewhere PyTorch SDPA: prefill with a bottom-right causal mask; decode with the G
+    query heads of a KV head as G query rows of one call and a length mask.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -153,17 +153,15 @@ class DenseAttention(AttentionBackend):
         self.head_dim = config.head_dim
 
     def prepare(self, batch: StepBatch) -> StepBatch:
-        if batch.start is not None:
-            return batch
-        device = batch.kv_len.device
-        span = torch.arange(batch.extent, device=device)
-        mask = span.unsqueeze(0) < batch.kv_len.unsqueeze(1)  # [B, S]
-        starts = torch.arange(batch.size + 1, dtype=torch.int32, device=device)
-        return replace(batch, plan=_DecodePlan(mask[:, None, None, :], starts))
+        return replace(batch, plan=_StepPlan(batch.kv_len, batch.extent))
 
     def forward(self, q: Tensor, kv: LayerKV, batch: StepBatch, layer: int) -> Tensor:
+        plan: _StepPlan = batch.plan
+        if flash_supported(q):
+            k_rows, v_rows = kv.k_all[kv.rows], kv.v_all[kv.rows]
+            return varlen_attention(q, k_rows, v_rows, batch.kv_len, batch.extent, plan.offsets)
         if batch.start is None:
-            return self._decode(q, kv, batch)
+            return self._decode(q, kv.keys(), kv.values(), plan.mask())
         return self._prefill(q, kv.keys(), kv.values(), batch.start)
 
     def _prefill(self, q: Tensor, k: Tensor, v: Tensor, start: int) -> Tensor:
@@ -177,66 +175,36 @@ class DenseAttention(AttentionBackend):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
         return out.transpose(1, 2)
 
-    def _decode(self, q: Tensor, kv: LayerKV, batch: StepBatch) -> Tensor:
-        """q [B, 1, H, D] against each row's first kv_len[b] cached tokens."""
-        if _flash_decode_supported(q):
-            return _flash_decode(q, kv, batch)
+    def _decode(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+        """q [B, 1, H, D] against k/v [B, S, H_kv, D] where mask [B, 1, 1, S] is True."""
         size, heads, dim = q.shape[0], self.num_heads, self.head_dim
         grouped = q.reshape(size, self.num_kv_heads, heads // self.num_kv_heads, dim)
-        mask = batch.plan.mask
         out = F.scaled_dot_product_attention(
-            grouped, kv.keys().transpose(1, 2), kv.values().transpose(1, 2), attn_mask=mask
+            grouped, k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask
         )  # [B, H_kv, G, D]
         return out.reshape(size, 1, heads, dim)
 
 
-@dataclass(slots=True)
-class _DecodePlan:
-    mask: Tensor  # [B, 1, 1, S] bool: key j of row b is valid
-    starts: Tensor  # [B + 1] int32: 0..B, query offsets of the varlen layout
-    key_starts: Tensor | None = None  # [B + 1] int32: row offsets in the flattened cache
+class _StepPlan:
+    """Per-step tensors every layer shares, built on first use (also inside a graph capture)."""
 
+    def __init__(self, kv_len: Tensor, extent: int) -> None:
+        self.kv_len = kv_len
+        self.extent = extent
+        self._offsets: dict[int, Tensor] = {}
+        self._mask: Tensor | None = None
 
-@functools.cache
-def _flash_varlen_has_seqused_k() -> bool:
-    """FlashAttention's varlen op takes per-row key counts (PyTorch >= 2.4 builds)."""
-    op = getattr(torch.ops.aten, "_flash_attention_forward", None)
-    return op is not None and "seqused_k" in str(op.default._schema)
+    def offsets(self, step: int) -> Tensor:
+        """int32 [B + 1]: 0, step, 2 * step, ..."""
+        if step not in self._offsets:
+            count = self.kv_len.shape[0] + 1
+            base = torch.arange(count, dtype=torch.int32, device=self.kv_len.device)
+            self._offsets[step] = base * step
+        return self._offsets[step]
 
-
-def _flash_decode_supported(q: Tensor) -> bool:
-    """FlashAttention 2 needs sm80+, half precision and head_dim a multiple of 8 up to 256."""
-    dim = q.shape[-1]
-    return (
-        q.is_cuda
-        and q.dtype in (torch.float16, torch.bfloat16)
-        and dim % 8 == 0
-        and dim <= 256
-        and torch.cuda.get_device_capability(q.device) >= (8, 0)
-        and _flash_varlen_has_seqused_k()
-    )
-
-
-def _flash_decode(q: Tensor, kv: LayerKV, batch: StepBatch) -> Tensor:
-    """FlashAttention varlen over whole cache rows, using only kv_len[b] keys of row b."""
-    size, _, heads, dim = q.shape
-    plan: _DecodePlan = batch.plan
-    capacity = kv.k_all.shape[1]
-    if plan.key_starts is None:  # the same for every layer: computed once per step
-        plan.key_starts = plan.starts * capacity
-    keys = kv.k_all[kv.rows].flatten(0, 1)  # [B * S_max, H_kv, D]
-    values = kv.v_all[kv.rows].flatten(0, 1)
-    out = torch.ops.aten._flash_attention_forward(
-        q.reshape(size, heads, dim),
-        keys,
-        values,
-        plan.starts,
-        plan.key_starts,
-        1,
-        batch.extent,
-        0.0,
-        False,
-        False,
-        seqused_k=batch.kv_len,
-    )[0]
-    return out.view(size, 1, heads, dim)
+    def mask(self) -> Tensor:
+        """[B, 1, 1, S] bool: key j of row b is one of its kv_len[b]."""
+        if self._mask is None:
+            span = torch.arange(self.extent, device=self.kv_len.device)
+            self._mask = (span.unsqueeze(0) < self.kv_len.unsqueeze(1))[:, None, None, :]
+        return self._mask

@@ -174,3 +174,17 @@ def test_flash_decode_matches_masked_sdpa() -> None:
 
 def _as_float(kv: LayerKV) -> LayerKV:
     return LayerKV(kv.k_all.float(), kv.v_all.float(), kv.rows, kv.extent, kv.state)
+
+
+@pytest.mark.gpu
+def test_flash_chunked_prefill_matches_float32_forward() -> None:
+    """CUDA bf16 prefill in chunks (FlashAttention varlen, bottom-right causal) vs fp32 SDPA."""
+    _, model = tiny_pair("qwen2-tied", seed=6)
+    model = model.to("cuda")
+    prompt = torch.randint(0, VOCAB, (300,), device="cuda")
+    with torch.no_grad():
+        expected = model(prompt[None])[0, -1]
+        half = model.to(torch.bfloat16)
+        cache = KVCache(half.config, 2, 320, prompt.device, torch.bfloat16, half.attention)
+        got = prefill(half, cache, 1, prompt, 64)
+    assert (got - expected).norm() / expected.norm() < 2e-2
