@@ -292,6 +292,7 @@ def test_smollm2_config(smollm2_gguf: Path) -> None:  # noqa: F811 (fixture)
     assert config.tie_embeddings and not config.qkv_bias
 
 
+@pytest.mark.slow  # transformers' own GGUF loading takes ~20-60 s here
 def test_smollm2_weights_equal_transformers_gguf_loading(
     smollm2_gguf: Path,  # noqa: F811 (fixture)
     tmp_path: Path,
