@@ -147,3 +147,26 @@ def test_cache_dir_gives_the_same_context(tmp_path: Path) -> None:
     cold = _pack(repo, "token", 900, cache_dir=tmp_path / "cache").context
     warm = _pack(repo, "token", 900, cache_dir=tmp_path / "cache").context
     assert cold == warm == _pack(repo, "token", 900).context
+
+
+def _cached_model_tokenizer() -> Path | None:
+    home = Path("~/.cache/nsa-assist/models").expanduser()
+    found = sorted(home.glob("*.tokenizer.json"))
+    return found[0] if found else None
+
+
+@pytest.mark.skipif(_cached_model_tokenizer() is None, reason="no model tokenizer in the cache")
+@pytest.mark.parametrize("budget", [500, 4000])
+def test_budget_holds_with_the_model_tokenizer(budget: int) -> None:
+    """With a real model tokenizer (merges across part borders are possible) never over."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(_cached_model_tokenizer()))
+
+    def count(text: str) -> int:
+        return len(tokenizer.encode(text, add_special_tokens=False).ids)
+
+    options = IngestOptions(walk=WalkConfig(use_git=False))
+    result = ingest_repository(STDLIB / "json", "how is JSON encoded", budget, count, options)
+    assert 0.5 * budget < result.context.tokens <= budget
+    assert result.context.tokens == count(result.context.text)

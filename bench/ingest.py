@@ -1,0 +1,310 @@
+"""Benchmark ingest on this machine's CPU and write bench/results/ingest-cpu.json.
+
+(a) a large real codebase (the .py files of installed torch + transformers, ~5,000 files):
+    time to a 64k context, cold (empty parse cache) and warm (cache filled);
+(b) PDFs: a real one shipped on the machine, and a 150-page one generated here from the
+    standard library's own documentation text: pages per second to sections and text;
+(c) retrieval: bench/retrieval_questions.json over the standard library: how often the
+    file holding the answer is packed (its text, not just its signatures) at 8k/16k/64k,
+    ranked vs the naive path-order packer.
+
+Token counts use the model's own tokenizer.json (the CPU default model's, from the model
+cache; pass --tokenizer to choose another).
+
+    python bench/ingest.py [--tokenizer PATH] [--skip-large]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import pydoc
+import shutil
+import statistics
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+import pymupdf
+from tokenizers import Tokenizer
+
+from nsa_assist.ingest.context import CountTokens
+from nsa_assist.ingest.pack import PackConfig, pack_repository
+from nsa_assist.ingest.parse_cache import ParseCache, map_files
+from nsa_assist.ingest.path_order import pack_in_path_order
+from nsa_assist.ingest.pdf import read_pdf
+from nsa_assist.ingest.rank import rank
+from nsa_assist.ingest.terms import parse_question
+from nsa_assist.ingest.walk import WalkConfig, walk_source
+
+HERE = Path(__file__).parent
+BUDGETS = (8_192, 16_384, 65_536)
+LARGE_PACKAGES = ("torch", "transformers")
+LARGE_QUESTION = "how is the attention mask applied in the model's forward pass"
+PDF_PAGES = 150
+PDF_MODULES = (
+    "json", "email", "http.client", "argparse", "collections", "pathlib", "asyncio",
+    "subprocess", "logging", "unittest", "urllib.parse", "tarfile", "zipfile", "shutil",
+    "functools", "itertools", "dataclasses", "enum", "typing", "re", "datetime", "decimal",
+)  # fmt: skip
+REAL_PDF = Path("/usr/share/doc/libtasn1-doc/libtasn1.pdf")
+TEXT_KINDS = frozenset({"file", "definition", "doc"})
+
+
+def main() -> None:
+    args = _arguments()
+    count_tokens, tokenizer_name = _counter(args.tokenizer)
+    workers = os.cpu_count() or 1
+    results: dict = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "device": f"cpu: {platform.processor() or platform.machine()}, {workers} cores",
+        "versions": _versions(),
+        "tokenizer": tokenizer_name,
+    }
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    with tempfile.TemporaryDirectory(prefix="nsa-bench-") as tmp:
+        if not args.skip_large:
+            results["large_codebase"] = _large(Path(tmp), count_tokens, workers)
+        results["pdf"] = _pdfs(Path(tmp))
+        results["retrieval"] = _retrieval(Path(tmp), stdlib, count_tokens, workers)
+    _print_tables(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tokenizer", type=Path, default=None)
+    parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "ingest-cpu.json")
+    return parser.parse_args()
+
+
+def _counter(path: Path | None) -> tuple[CountTokens, str]:
+    if path is None:
+        home = Path(os.environ.get("NSA_HOME") or "~/.cache/nsa-assist").expanduser()
+        found = sorted((home / "models").glob("qwen2.5-coder-0.5b*.tokenizer.json"))
+        if not found:
+            sys.exit("no tokenizer.json in the model cache: run `nsa models pull` or --tokenizer")
+        path = found[0]
+    tokenizer = Tokenizer.from_file(str(path))
+    return (lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)), path.name
+
+
+def _versions() -> dict[str, str]:
+    names = ("tree-sitter", "tree-sitter-language-pack", "pymupdf", "networkx", "tokenizers")
+    found = {name: importlib.metadata.version(name) for name in names}
+    return {"python": platform.python_version(), **found}
+
+
+def _link_tree(sources: list[tuple[Path, str]], target: Path, suffixes: tuple[str, ...]) -> int:
+    """Mirror files (hard links where possible) so a benchmark corpus is one folder."""
+    count = 0
+    for source, prefix in sources:
+        for path in sorted(source.rglob("*")):
+            rel = path.relative_to(source)
+            if "site-packages" in rel.parts or not path.is_file() or path.is_symlink():
+                continue
+            if suffixes and path.suffix not in suffixes:
+                continue
+            destination = target / prefix / rel
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(path, destination)
+            except OSError:
+                shutil.copyfile(path, destination)
+            count += 1
+    return count
+
+
+def _timed_pipeline(
+    root: Path, question: str, budget: int, cache: Path, count_tokens: CountTokens, workers: int
+) -> dict:
+    """Walk, parse (through the cache), rank and pack once, timing each stage."""
+    times: dict[str, float] = {}
+    start = time.perf_counter()
+    walked = walk_source(root, WalkConfig(use_git=False))
+    times["walk"] = time.perf_counter() - start
+    mark = time.perf_counter()
+    parse_cache = ParseCache(cache)
+    maps = map_files(walked.files, parse_cache, workers)
+    parse_cache.close()
+    times["parse"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    ranking = rank(walked.files, maps, parse_question(question))
+    times["rank"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    context = pack_repository(walked, maps, ranking, PackConfig(budget), count_tokens)
+    times["pack"] = time.perf_counter() - mark
+    times["total"] = time.perf_counter() - start
+    size = sum(len(file.text) for file in walked.files)
+    return {
+        "files": len(walked.files),
+        "megabytes": round(size / 1e6, 1),
+        "context_tokens": context.tokens,
+        "seconds": {k: round(v, 3) for k, v in times.items()},
+    }
+
+
+def _large(tmp: Path, count_tokens: CountTokens, workers: int) -> dict:
+    site = Path(sysconfig.get_paths()["purelib"])
+    root = tmp / "large"
+    sources = [(site / name, name) for name in LARGE_PACKAGES if (site / name).is_dir()]
+    linked = _link_tree(sources, root, (".py",))
+    cache = tmp / "large-cache"
+    cold = _timed_pipeline(root, LARGE_QUESTION, 65_536, cache, count_tokens, workers)
+    warm_runs = [
+        _timed_pipeline(root, LARGE_QUESTION, 65_536, cache, count_tokens, workers)
+        for _ in range(3)
+    ]
+    warm = min(warm_runs, key=lambda run: run["seconds"]["total"])
+    return {
+        "corpus": f"*.py of {', '.join(name for _, name in sources)} ({linked} files)",
+        "budget": 65_536,
+        "workers": workers,
+        "cold": cold,
+        "warm_best_of_3": warm,
+    }
+
+
+def _pdfs(tmp: Path) -> dict:
+    generated = _make_pdf(tmp / "stdlib-docs.pdf")
+    found = {"generated": _pdf_speed(generated, "150+ pages of pydoc text of stdlib modules")}
+    if REAL_PDF.is_file():
+        found["real"] = _pdf_speed(REAL_PDF, "libtasn1 manual (pdfTeX), shipped by Debian")
+    return found
+
+
+def _pdf_speed(path: Path, what: str) -> dict:
+    seconds = []
+    for _ in range(3):
+        start = time.perf_counter()
+        document = read_pdf(path)
+        seconds.append(time.perf_counter() - start)
+    pages = len(document.pages)
+    return {
+        "what": what,
+        "pages": pages,
+        "sections": len(document.sections),
+        "characters": sum(len(page.text) for page in document.pages),
+        "pages_per_second_median": round(pages / statistics.median(seconds), 1),
+        "pages_per_second_first": round(pages / seconds[0], 1),
+    }
+
+
+def _make_pdf(path: Path) -> Path:
+    """A book of pydoc text: chapters with a TOC, running header, page numbers, wrapped text."""
+    document = pymupdf.open()
+    outline: list[list] = []
+    for module_name in PDF_MODULES:
+        module = pydoc.locate(module_name)
+        text = pydoc.plain(pydoc.render_doc(module, renderer=pydoc.plaintext))
+        outline.append([1, f"The {module_name} module", document.page_count + 1])
+        _write_chapter(document, module_name, text)
+        if document.page_count >= PDF_PAGES:
+            break
+    for number, page in enumerate(document, start=1):
+        page.insert_text((72, 36), "Python Standard Library — Reference Excerpts", fontsize=8)
+        page.insert_text((300, 810), str(number), fontsize=8)
+    document.set_toc(outline)
+    document.save(path)
+    return path
+
+
+def _write_chapter(document: pymupdf.Document, title: str, text: str) -> None:
+    lines = [line.rstrip() for line in text.splitlines()]
+    page = document.new_page(width=595, height=842)
+    page.insert_text((72, 90), f"The {title} module", fontsize=18)
+    y = 120.0
+    for line in lines:
+        for piece in _wrap(line, 95):
+            if y > 780:
+                page = document.new_page(width=595, height=842)
+                y = 72.0
+            page.insert_text((72, y), piece, fontsize=9, fontname="cour")
+            y += 11.0
+        if not line:
+            y += 4.0
+
+
+def _wrap(line: str, width: int) -> list[str]:
+    return [line[i : i + width] for i in range(0, len(line), width)] or [""]
+
+
+def _retrieval(tmp: Path, stdlib: Path, count_tokens: CountTokens, workers: int) -> dict:
+    labelled = json.loads((HERE / "retrieval_questions.json").read_text())["questions"]
+    root = tmp / "stdlib"
+    _link_tree([(stdlib, "")], root, ())
+    walked = walk_source(root, WalkConfig(use_git=False))
+    cache = ParseCache(tmp / "stdlib-cache")
+    maps = map_files(walked.files, cache, workers)
+    cache.close()
+    ranked_hits = {budget: 0 for budget in BUDGETS}
+    mentioned = {budget: 0 for budget in BUDGETS}
+    misses: dict[int, list[str]] = {budget: [] for budget in BUDGETS}
+    for item in labelled:
+        ranking = rank(walked.files, maps, parse_question(item["question"]))
+        for budget in BUDGETS:
+            context = pack_repository(walked, maps, ranking, PackConfig(budget), count_tokens)
+            texts = {c.path for c in context.chunks if c.kind in TEXT_KINDS}
+            listed = {c.path for c in context.chunks} | _map_paths(context.text)
+            ranked_hits[budget] += item["answer_file"] in texts
+            mentioned[budget] += item["answer_file"] in texts | listed
+            if item["answer_file"] not in texts:
+                misses[budget].append(item["answer_file"])
+    naive = {}
+    for budget in BUDGETS:
+        packed = {c.path for c in pack_in_path_order(root, budget, count_tokens).chunks}
+        naive[budget] = sum(item["answer_file"] in packed for item in labelled)
+    total = len(labelled)
+    return {
+        "corpus": f"{stdlib} without site-packages: {len(walked.files)} text files",
+        "questions": total,
+        "by_budget": {
+            str(budget): {
+                "ranked_text_hits": ranked_hits[budget],
+                "ranked_text_rate": round(ranked_hits[budget] / total, 3),
+                "ranked_text_or_signatures_rate": round(mentioned[budget] / total, 3),
+                "path_order_rate": round(naive[budget] / total, 3),
+                "ranked_misses": misses[budget],
+            }
+            for budget in BUDGETS
+        },
+    }
+
+
+def _map_paths(text: str) -> set[str]:
+    """Paths named in the repo map section (lines `path:` that end a file header)."""
+    return {line[:-1] for line in text.splitlines() if line.endswith(".py:") and " " not in line}
+
+
+def _print_tables(results: dict) -> None:
+    if "large_codebase" in results:
+        large = results["large_codebase"]
+        print(f"\n(a) {large['corpus']} -> 64k context")
+        for name in ("cold", "warm_best_of_3"):
+            run = large[name]
+            stages = ", ".join(f"{k} {v:.2f}" for k, v in run["seconds"].items())
+            print(f"  {name:15} {run['files']} files, {run['megabytes']} MB: {stages} s")
+    print("\n(b) PDF pages/s (median of 3)")
+    for name, run in results["pdf"].items():
+        rate = run["pages_per_second_median"]
+        print(f"  {name:10} {run['pages']} pages, {run['sections']} sections: {rate} pages/s")
+    retrieval = results["retrieval"]
+    print(f"\n(c) retrieval, {retrieval['questions']} questions: answer file's text in the context")
+    print(f"  {'budget':>8} {'ranked':>8} {'+signatures':>12} {'path order':>11}")
+    for budget, row in retrieval["by_budget"].items():
+        print(
+            f"  {budget:>8} {row['ranked_text_rate']:>8.0%} "
+            f"{row['ranked_text_or_signatures_rate']:>12.0%} {row['path_order_rate']:>11.0%}"
+        )
+
+
+if __name__ == "__main__":
+    main()
