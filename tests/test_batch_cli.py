@@ -36,17 +36,14 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_batch_rejects_bad_lines_runs_the_rest_and_rerun_skips_done(env: Path) -> None:
     rng = random.Random()
     write_repo(env / "repo", rng)
-    good = [
-        {"id": f"job-{i}", "source": "repo", "question": random_text(rng, 5)} for i in range(4)
-    ]
+    good = [{"id": f"job-{i}", "source": "repo", "question": random_text(rng, 5)} for i in range(4)]
     good.append({"id": "sum", "source": "repo", "task": "summarize"})
     bad = [
         ("{not json", "malformed JSON"),
         (json.dumps({"id": "k", "source": "repo", "task": "translate"}), "unknown kind"),
         (json.dumps({"id": "s", "question": "where?"}), "missing source"),
         (json.dumps({"id": "m", "source": "no-such-dir", "question": "x"}), "source not found"),
-        (json.dumps({"id": "o", "source": "repo", "question": random_text(rng, 900)}),
-         "oversized"),
+        (json.dumps({"id": "o", "source": "repo", "question": random_text(rng, 900)}), "oversized"),
     ]
     lines = [json.dumps(job) for job in good[:2]] + [text for text, _ in bad]
     lines += [json.dumps(job) for job in good[2:]]
@@ -77,6 +74,12 @@ def test_batch_rejects_bad_lines_runs_the_rest_and_rerun_skips_done(env: Path) -
     assert sorted(j["id"] for j in json.loads(listed.stdout)) == sorted(j["id"] for j in good)
     shown = json.loads(CliRunner().invoke(app, ["jobs", "show", "job-0", "--json"]).stdout)
     assert shown["result"]["text"] == records[0]["answer"]
+    watched = CliRunner().invoke(app, ["jobs", "watch", "job-0", "--json"])
+    events = [json.loads(line) for line in watched.stdout.splitlines()]
+    assert watched.exit_code == 0 and events[-1]["status"] == "done"
+    assert "".join(e["text"] for e in events if e["type"] == "text") == records[0]["answer"]
+    retry = CliRunner().invoke(app, ["jobs", "retry", "job-0"])
+    assert retry.exit_code == 2 and "only failed or cancelled" in retry.stderr
     cancel = CliRunner().invoke(app, ["jobs", "cancel", "job-0"])
     assert cancel.exit_code == 2 and "already done" in cancel.stderr
     missing = CliRunner().invoke(app, ["jobs", "show", "nope"])
