@@ -28,6 +28,8 @@ from .varlen import SeqMeta, make_tiles
 MODE_CMP, MODE_SLC, MODE_WIN = 0, 1, 2
 LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
+_LOG2E = tl.constexpr(LOG2E)  # the kernels may only read constexpr globals
+_LN2 = tl.constexpr(LN2)
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ def _attn_fwd_kernel(
             acc, m_i, l_i = _softmax_step(b_q, b_k, b_v, mask, acc, m_i, l_i, scale_log2)
     seen = l_i > 0
     out = acc / tl.where(seen, l_i, 1.0)[:, None]
-    b_lse = tl.where(seen, (m_i + tl.log2(tl.where(seen, l_i, 1.0))) * LN2, float("-inf"))
+    b_lse = tl.where(seen, (m_i + tl.log2(tl.where(seen, l_i, 1.0))) * _LN2, float("-inf"))
     flat = split.to(tl.int64) * N * H + row.to(tl.int64) * H + head  # [BM]
     o_ptr = o + flat[:, None] * DV + dv[None, :]
     tl.store(o_ptr, out.to(o.dtype.element_ty), mask=valid[:, None] & (dv[None, :] < DV))
@@ -205,7 +207,7 @@ def _attn_dq_kernel(
     b_do = _load_rows(do, row, head, dv, valid, H, DV)
     flat = row.to(tl.int64) * H + head
     b_lse = tl.load(lse + flat, mask=valid, other=0.0)
-    b_lse = tl.where(b_lse == float("-inf"), 0.0, b_lse * LOG2E)
+    b_lse = tl.where(b_lse == float("-inf"), 0.0, b_lse * _LOG2E)
     b_delta = tl.load(delta + flat, mask=valid, other=0.0)
     acc = tl.zeros([BM, BDK], dtype=tl.float32)
     if MODE == 1:
@@ -300,7 +302,7 @@ def _attn_dkdv_kernel(
         b_do = _load_rows(do, row, head, dv, valid, H, DV)
         flat = row.to(tl.int64) * H + head
         b_lse = tl.load(lse + flat, mask=valid, other=0.0)
-        b_lse = tl.where(b_lse == float("-inf"), 0.0, b_lse * LOG2E)
+        b_lse = tl.where(b_lse == float("-inf"), 0.0, b_lse * _LOG2E)
         b_delta = tl.load(delta + flat, mask=valid, other=0.0)
         if MODE == 1:
             sel_ptr = sel + (row.to(tl.int64) * H_KV + hkv)[:, None] * NSEL + ns[None, :]

@@ -14,7 +14,7 @@ import triton
 import triton.language as tl
 
 from ..errors import KernelsUserError
-from .attention import LOG2E, Selection, _load_keys, _load_rows, tile_rows
+from .attention import _LOG2E, LOG2E, Selection, _load_keys, _load_rows, tile_rows
 from .config import NSAConfig
 from .varlen import SeqMeta, make_tiles
 
@@ -72,7 +72,7 @@ def _slc_scores_kernel(
     dk = tl.arange(0, BDK)
     b_q = _load_rows(q, row, head, dk, valid, H, DK)
     b_lse = tl.load(lse + row.to(tl.int64) * H + head, mask=valid, other=0.0)
-    b_lse = tl.where(b_lse == float("-inf"), 0.0, b_lse * LOG2E)
+    b_lse = tl.where(b_lse == float("-inf"), 0.0, b_lse * _LOG2E)
     # per position (not per row) for the output
     ti = tl.arange(0, BT)
     t_pos = pos0 + i0 + ti
