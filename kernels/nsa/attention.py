@@ -23,7 +23,7 @@ import triton
 import triton.language as tl
 
 from .config import NSAConfig
-from .varlen import SeqMeta, make_tiles
+from .varlen import SeqMeta, make_tiles, query_tiles
 
 MODE_CMP, MODE_SLC, MODE_WIN = 0, 1, 2
 LOG2E = 1.4426950408889634
@@ -362,7 +362,7 @@ def _tiles(meta: SeqMeta, mode: int, BT: int, sel: Selection | None, device):
     if mode == MODE_SLC:
         assert sel is not None and sel.rows_per_tile == BT, "selection built for other tiles"
         return sel.tile_seq, sel.tile_i0, sel.idx, sel.ulist, sel.ucount, sel.ulist.shape[-1]
-    tile_seq, tile_i0 = make_tiles(meta.q_lens, BT, device)
+    tile_seq, tile_i0 = query_tiles(meta, BT, device)
     return tile_seq, tile_i0, tile_seq, tile_seq, tile_seq, 0
 
 

@@ -1,42 +1,123 @@
 """Combining the branches: gated sum (paper) or log-sum-exp merge (union), forward and backward.
 
-Elementwise over [N, H, Dv]; done in float32 and cast back to the output dtype.
+Row-wise over the N*H rows of [N, H, Dv] outputs, in float32 registers; one pass each way.
 """
 
 from __future__ import annotations
 
 import torch
+import triton
+import triton.language as tl
+
+ROWS_PER_PROGRAM = 32
+
+
+@triton.jit
+def _combine_fwd_kernel(
+    o_a, o_b, o_c, gates, lse_a, lse_b, out, lse_out, R,
+    DV: tl.constexpr, BDV: tl.constexpr, BR: tl.constexpr, UNION: tl.constexpr,
+):  # fmt: skip
+    r = tl.program_id(0) * BR + tl.arange(0, BR)
+    c = tl.arange(0, BDV)
+    rm = r < R
+    m = rm[:, None] & (c[None, :] < DV)
+    off = r.to(tl.int64)[:, None] * DV + c[None, :]
+    a = tl.load(o_a + off, mask=m, other=0.0).to(tl.float32)
+    b = tl.load(o_b + off, mask=m, other=0.0).to(tl.float32)
+    if UNION:
+        la = tl.load(lse_a + r, mask=rm, other=float("-inf"))
+        lb = tl.load(lse_b + r, mask=rm, other=float("-inf"))
+        mx = tl.maximum(la, lb)
+        mx = tl.where(mx == float("-inf"), 0.0, mx)
+        wa = tl.exp(la - mx)
+        wb = tl.exp(lb - mx)
+        tot = wa + wb
+        o = (wa[:, None] * a + wb[:, None] * b) / tl.where(tot > 0, tot, 1.0)[:, None]
+        lse = tl.where(tot > 0, mx + tl.log(tl.where(tot > 0, tot, 1.0)), float("-inf"))
+        tl.store(lse_out + r, lse, mask=rm)
+    else:
+        x = tl.load(o_c + off, mask=m, other=0.0).to(tl.float32)
+        g0 = tl.load(gates + r * 3, mask=rm, other=0.0).to(tl.float32)
+        g1 = tl.load(gates + r * 3 + 1, mask=rm, other=0.0).to(tl.float32)
+        g2 = tl.load(gates + r * 3 + 2, mask=rm, other=0.0).to(tl.float32)
+        o = g0[:, None] * x + g1[:, None] * a + g2[:, None] * b
+    tl.store(out + off, o.to(out.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def _gated_bwd_kernel(
+    do, o_cmp, o_slc, o_win, gates, d_cmp, d_slc, d_win, dgates, delta, R,
+    DV: tl.constexpr, BDV: tl.constexpr, BR: tl.constexpr,
+):  # fmt: skip
+    r = tl.program_id(0) * BR + tl.arange(0, BR)
+    c = tl.arange(0, BDV)
+    rm = r < R
+    m = rm[:, None] & (c[None, :] < DV)
+    off = r.to(tl.int64)[:, None] * DV + c[None, :]
+    b_do = tl.load(do + off, mask=m, other=0.0).to(tl.float32)
+    for k in tl.static_range(3):
+        if k == 0:
+            src, dst = o_cmp, d_cmp
+        elif k == 1:
+            src, dst = o_slc, d_slc
+        else:
+            src, dst = o_win, d_win
+        g = tl.load(gates + r * 3 + k, mask=rm, other=0.0).to(tl.float32)
+        dg = tl.sum(b_do * tl.load(src + off, mask=m, other=0.0).to(tl.float32), 1)
+        tl.store(dst + off, (g[:, None] * b_do).to(dst.dtype.element_ty), mask=m)
+        tl.store(dgates + r * 3 + k, dg, mask=rm)
+        tl.store(delta + k * R + r, g * dg, mask=rm)  # rowsum(g*do * o) of this branch
+
+
+def _grid(R: int) -> tuple[int]:
+    return (triton.cdiv(R, ROWS_PER_PROGRAM),)
+
+
+def _pad(n: int) -> int:
+    return max(16, triton.next_power_of_2(n))
 
 
 def gated_combine(
     o_cmp: torch.Tensor, o_slc: torch.Tensor, o_win: torch.Tensor, gates: torch.Tensor
 ) -> torch.Tensor:
     """o = g_cmp * o_cmp + g_slc * o_slc + g_win * o_win; o_* [N, H, Dv], gates [N, H, 3]."""
-    g = gates.float()
-    o = g[..., 0:1] * o_cmp.float() + g[..., 1:2] * o_slc.float() + g[..., 2:3] * o_win.float()
-    return o.to(o_slc.dtype)
-
-
-def gated_combine_bwd(
-    do: torch.Tensor, branches: tuple[torch.Tensor, ...], gates: torch.Tensor
-) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Per-branch output gradients g_c * do (in do's dtype) and dgates [N, H, 3] (fp32)."""
-    do32 = do.float()
-    d_branch = [(gates[..., c : c + 1].float() * do32).to(do.dtype) for c in range(3)]
-    dgates = torch.stack([(do32 * o.float()).sum(-1) for o in branches], dim=-1)
-    return d_branch, dgates
+    out = torch.empty_like(o_slc)
+    R, DV = o_slc.shape[0] * o_slc.shape[1], o_slc.shape[2]
+    _combine_fwd_kernel[_grid(R)](
+        o_slc, o_win, o_cmp, gates, o_slc, o_slc, out, out, R,
+        DV=DV, BDV=_pad(DV), BR=ROWS_PER_PROGRAM, UNION=False,
+    )  # fmt: skip
+    return out
 
 
 def union_merge(
     o_a: torch.Tensor, lse_a: torch.Tensor, o_b: torch.Tensor, lse_b: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One softmax over two disjoint key sets from their partial results: o [N, H, Dv], lse."""
-    lse = torch.logaddexp(lse_a, lse_b)
-    safe = torch.where(lse == float("-inf"), 0.0, lse)
-    o = torch.exp(lse_a - safe)[..., None] * o_a.float() + torch.exp(lse_b - safe)[..., None] * (
-        o_b.float()
-    )
-    return o.to(o_a.dtype), lse
+    out = torch.empty_like(o_a)
+    lse = torch.empty_like(lse_a)
+    R, DV = o_a.shape[0] * o_a.shape[1], o_a.shape[2]
+    _combine_fwd_kernel[_grid(R)](
+        o_a, o_b, o_a, o_a, lse_a, lse_b, out, lse, R,
+        DV=DV, BDV=_pad(DV), BR=ROWS_PER_PROGRAM, UNION=True,
+    )  # fmt: skip
+    return out, lse
+
+
+def gated_combine_bwd(
+    do: torch.Tensor, branches: tuple[torch.Tensor, ...], gates: torch.Tensor
+) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Per-branch output gradients g_c * do (do's dtype), dgates [N, H, 3] and the three
+    branches' delta = rowsum(g_c * do * o_c) [3, N, H] (fp32)."""
+    N, H, DV = do.shape
+    d_branch = [torch.empty_like(do) for _ in range(3)]
+    dgates = torch.empty(N, H, 3, device=do.device, dtype=torch.float32)
+    delta = torch.empty(3, N, H, device=do.device, dtype=torch.float32)
+    _gated_bwd_kernel[_grid(N * H)](
+        do, *branches, gates, *d_branch, dgates, delta, N * H,
+        DV=DV, BDV=_pad(DV), BR=ROWS_PER_PROGRAM,
+    )  # fmt: skip
+    return d_branch, dgates, delta
 
 
 def merge_splits(o: torch.Tensor, lse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

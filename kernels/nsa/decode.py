@@ -72,12 +72,15 @@ def _validate(q, k_cache, v_cache, kc_cache, vc_cache, lengths, cfg, gates) -> N
         raise KernelsUserError("vc_cache/kc_cache disagree with the caches")
     if H % k_cache.shape[2] or H // k_cache.shape[2] > 16:
         raise KernelsUserError("H / H_kv must be an integer 1..16")
-    if len(lengths) != B or min(lengths) < 1 or max(lengths) > k_cache.shape[1]:
-        raise KernelsUserError(f"lengths must be B={B} values in 1..{k_cache.shape[1]}")
-    if max(cfg.num_compressed(n) for n in lengths) > kc_cache.shape[1]:
-        raise KernelsUserError("kc_cache too short for the longest sequence")
+    if kc_cache.shape[1] < cfg.num_compressed(k_cache.shape[1]):
+        raise KernelsUserError("kc_cache must hold every block of a full k_cache")
     if cfg.combine == "gated" and (gates is None or gates.shape != (B, H, 3)):
         raise KernelsUserError("gated combine needs gates [B, H, 3]")
+    if isinstance(lengths, torch.Tensor):
+        if lengths.shape != (B,) or lengths.dtype != torch.int32 or lengths.device != q.device:
+            raise KernelsUserError("lengths must be int32 [B] on q's device (or a list)")
+    elif len(lengths) != B or min(lengths) < 1 or max(lengths) > k_cache.shape[1]:
+        raise KernelsUserError(f"lengths must be B={B} values in 1..{k_cache.shape[1]}")
 
 
 def nsa_decode(
@@ -86,7 +89,7 @@ def nsa_decode(
     v_cache: torch.Tensor,
     kc_cache: torch.Tensor,
     vc_cache: torch.Tensor,
-    lengths: list[int] | torch.Tensor,
+    lengths: torch.Tensor | list[int],
     cfg: NSAConfig,
     gates: torch.Tensor | None = None,
     scale: float | None = None,
@@ -95,35 +98,33 @@ def nsa_decode(
     """NSA output of the newest token: q [B, H, Dk] -> o [B, H, Dv].
 
     The caches must already hold the new token's k/v and every completed compressed block
-    (update_compressed_cache). splits: key splits per branch (None: enough to fill the GPU).
+    (update_compressed_cache). lengths as an int32 device tensor keeps the call free of
+    host-device copies and syncs, so a decode step can be captured in a CUDA graph (its values
+    are then not checked). splits: key splits per branch (None: enough to fill the GPU).
     """
-    lengths = [int(n) for n in lengths]
     _validate(q, k_cache, v_cache, kc_cache, vc_cache, lengths, cfg, gates)
+    if not isinstance(lengths, torch.Tensor):
+        lengths = torch.tensor(lengths, dtype=torch.int32, device=q.device)
     B, S, H_kv, _ = k_cache.shape
     S_cmp = kc_cache.shape[1]
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    meta = decode_meta(lengths, S, S_cmp, cfg, q.device)
+    meta = decode_meta(lengths, S, S_cmp, cfg)
     q = q.contiguous()
     k, v = k_cache.reshape(B * S, H_kv, -1), v_cache.reshape(B * S, H_kv, -1)
     kc, vc = kc_cache.reshape(B * S_cmp, H_kv, -1), vc_cache.reshape(B * S_cmp, H_kv, -1)
     G = q.shape[1] // H_kv
     run = dict(block_m=DECODE_BLOCK_M, out_dtype=torch.float32)
-    splits = _splits(B * H_kv, max(cfg.num_compressed(n) for n in lengths))
-    o_cmp, lse_cmp = merge_splits(
-        *attn_fwd(q, kc, vc, meta, cfg, MODE_CMP, scale, splits=splits, **run)
-    )
-    idx = top_n(slc_scores(q, kc, lse_cmp, meta, cfg, scale), cfg)
-    sel = selection_per_query(idx, meta, G, DECODE_BLOCK_M)
-    splits = _splits(B * H_kv, cfg.n_selected * cfg.slc_block)
-    o_slc, lse_slc = merge_splits(
-        *attn_fwd(
-            q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, splits=min(splits, cfg.n_selected), **run
-        )
-    )
-    splits = _splits(B * H_kv, cfg.window)
-    o_win, lse_win = merge_splits(
-        *attn_fwd(q, k, v, meta, cfg, MODE_WIN, scale, splits=splits, **run)
-    )
+    n_split = lambda keys: splits or _splits(B * H_kv, keys)
+    n_cmp = cfg.num_compressed(S)
+    part = attn_fwd(q, kc, vc, meta, cfg, MODE_CMP, scale, splits=n_split(n_cmp), **run)
+    o_cmp, lse_cmp = merge_splits(*part)
+    scores = slc_scores(q, kc, lse_cmp, meta, cfg, scale, splits=n_split(n_cmp))
+    sel = selection_per_query(top_n(scores, cfg), meta, G, DECODE_BLOCK_M)
+    slc_splits = min(n_split(cfg.n_selected * cfg.slc_block), cfg.n_selected)
+    part = attn_fwd(q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, splits=slc_splits, **run)
+    o_slc, lse_slc = merge_splits(*part)
+    part = attn_fwd(q, k, v, meta, cfg, MODE_WIN, scale, splits=n_split(cfg.window), **run)
+    o_win, lse_win = merge_splits(*part)
     if cfg.combine == "union":
         o, _ = union_merge(o_slc, lse_slc, o_win, lse_win)
     else:

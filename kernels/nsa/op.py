@@ -53,7 +53,7 @@ class NSAFunction(torch.autograd.Function):
         o_cmp, lse_cmp = attn_fwd(q, kc, vc, meta, cfg, MODE_CMP, scale, **cmp_args)
         o_cmp, lse_cmp = o_cmp[0], lse_cmp[0]
         idx = top_n(slc_scores(q, kc, lse_cmp, meta, cfg, scale), cfg)
-        sel = build_selection(idx, meta, G, tuning.block_m_slc)
+        sel = build_selection(idx, meta, cfg, G, tuning.block_m_slc)
         slc_args, win_args = _branch_args(tuning, MODE_SLC), _branch_args(tuning, MODE_WIN)
         o_slc, lse_slc = attn_fwd(q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, **slc_args)
         o_win, lse_win = attn_fwd(q, k, v, meta, cfg, MODE_WIN, scale, **win_args)
@@ -95,12 +95,14 @@ class NSAFunction(torch.autograd.Function):
             branch(MODE_WIN, k, v, do, lse, delta, dk, dv)
         else:
             gates, o_cmp, lse_cmp, o_slc, lse_slc, o_win, lse_win = ctx.saved_tensors[5:]
-            (do_cmp, do_slc, do_win), dgates = gated_combine_bwd(do, (o_cmp, o_slc, o_win), gates)
+            (do_cmp, do_slc, do_win), dgates, delta = gated_combine_bwd(
+                do, (o_cmp, o_slc, o_win), gates
+            )
             dkc = torch.zeros(kc.shape, device=q.device, dtype=torch.float32)
             dvc = torch.zeros(vc.shape, device=q.device, dtype=torch.float32)
-            branch(MODE_CMP, kc, vc, do_cmp, lse_cmp, row_dot(do_cmp, o_cmp), dkc, dvc)
-            branch(MODE_SLC, k, v, do_slc, lse_slc, row_dot(do_slc, o_slc), dk, dv)
-            branch(MODE_WIN, k, v, do_win, lse_win, row_dot(do_win, o_win), dk, dv)
+            branch(MODE_CMP, kc, vc, do_cmp, lse_cmp, delta[0], dkc, dvc)
+            branch(MODE_SLC, k, v, do_slc, lse_slc, delta[1], dk, dv)
+            branch(MODE_WIN, k, v, do_win, lse_win, delta[2], dk, dv)
             dkc, dvc, dgates = dkc.to(kc.dtype), dvc.to(vc.dtype), dgates.to(gates.dtype)
         return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dkc, dvc, dgates,
                 None, None, None, None)  # fmt: skip

@@ -16,7 +16,7 @@ import triton.language as tl
 from ..errors import KernelsUserError
 from .attention import _LOG2E, LOG2E, Selection, _load_keys, _load_rows, tile_rows
 from .config import NSAConfig
-from .varlen import SeqMeta, make_tiles
+from .varlen import SeqMeta, query_tiles
 
 SCORE_TILE_ROWS = 64  # rows (positions x padded heads) per scores tile
 SCORE_BLOCKS = 16  # selection blocks per inner step (BJ)
@@ -53,10 +53,11 @@ def _slc_scores_kernel(
     BM: tl.constexpr, DK: tl.constexpr, BDK: tl.constexpr, BJ: tl.constexpr, BC: tl.constexpr,
     HALO: tl.constexpr,
     CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr, SLC_BLOCK: tl.constexpr,
-    L_UNITS: tl.constexpr, R_UNITS: tl.constexpr,
+    L_UNITS: tl.constexpr, R_UNITS: tl.constexpr, SPLITS: tl.constexpr,
 ):  # fmt: skip
     tile = tl.program_id(0)
     hkv = tl.program_id(1)
+    split = tl.program_id(2)
     b = tl.load(tile_seq + tile)
     i0 = tl.load(tile_i0 + tile)
     ql = tl.load(q_len + b)
@@ -80,19 +81,21 @@ def _slc_scores_kernel(
     cur = t_pos // SLC_BLOCK
     t_hi = pos0 + i0 + tl.minimum(BT, ql - i0) - 1
     out_row = (tl.load(q_start + b) + i0 + ti).to(tl.int64) * H_KV + hkv
-    for jc in range(0, tl.cdiv(t_hi // SLC_BLOCK + 1, BJ)):
+    n_jc = tl.cdiv(t_hi // SLC_BLOCK + 1, BJ)
+    per = tl.cdiv(n_jc, SPLITS)
+    for jc in range(split * per, tl.minimum(n_jc, (split + 1) * per)):
         j = jc * BJ + tl.arange(0, BJ)
         c = jc * BC + tl.arange(0, BC)
         p = _cmp_probs(b_q, kc, c, hkv, t, valid, cl, cbase, b_lse, scale_log2, dk,
                        H_KV, DK, CMP_BLOCK, CMP_STRIDE)  # fmt: skip
-        acc = tl.dot(p, _overlap(c, j, L_UNITS, R_UNITS), input_precision="ieee")  # [BM, BJ]
+        acc = tl.dot(p, _overlap(c, j, L_UNITS, R_UNITS), input_precision="tf32x3")  # [BM, BJ]
         if HALO > 0:
             # the L-1 compressed tokens before this chunk that still overlap block jc * BJ
             h = tl.arange(0, HALO)
             ch = tl.where(h < L_UNITS - 1, jc * BC - (L_UNITS - 1) + h, -1)
             ph = _cmp_probs(b_q, kc, ch, hkv, t, valid, cl, cbase, b_lse, scale_log2, dk,
                             H_KV, DK, CMP_BLOCK, CMP_STRIDE)  # fmt: skip
-            acc += tl.dot(ph, _overlap(ch, j, L_UNITS, R_UNITS), input_precision="ieee")
+            acc += tl.dot(ph, _overlap(ch, j, L_UNITS, R_UNITS), input_precision="tf32x3")
         group = tl.sum(tl.reshape(acc, (BT, GP, BJ)), 1)  # [BT, BJ], Eq. 10
         forced = (j[None, :] == 0) | (j[None, :] == cur[:, None]) | (j[None, :] == cur[:, None] - 1)
         group = tl.where(forced, float("inf"), group)
@@ -112,9 +115,12 @@ def _check_units(cfg: NSAConfig) -> tuple[int, int]:
 
 def slc_scores(
     q: torch.Tensor, kc: torch.Tensor, lse_cmp: torch.Tensor, meta: SeqMeta, cfg: NSAConfig,
-    scale: float,
+    scale: float, splits: int = 1,
 ) -> torch.Tensor:  # fmt: skip
-    """Block scores [N, H_kv, N_slc] fp32 (forced +inf, future -inf) from the compressed lse."""
+    """Block scores [N, H_kv, N_slc] fp32 (forced +inf, future -inf) from the compressed lse.
+
+    splits > 1 divides each tile's selection blocks over several programs (decode).
+    """
     L, R = _check_units(cfg)
     N, H, DK = q.shape
     H_KV = kc.shape[1]
@@ -123,16 +129,15 @@ def slc_scores(
     BT = max(1, SCORE_TILE_ROWS // GP, 16 // GP)
     NS = max(cfg.num_slc_blocks(n) for n in meta.k_lens)
     scores = torch.full((N, H_KV, NS), float("-inf"), device=q.device, dtype=torch.float32)
-    tile_seq, tile_i0 = make_tiles(meta.q_lens, BT, q.device)
-    c_len = meta.c_start.new_tensor(meta.c_lens)
+    tile_seq, tile_i0 = query_tiles(meta, BT, q.device)
     halo = 0 if L == 1 else max(16, triton.next_power_of_2(L - 1))
-    _slc_scores_kernel[(tile_seq.numel(), H_KV)](
+    _slc_scores_kernel[(tile_seq.numel(), H_KV, splits)](
         q, kc, lse_cmp, scores, tile_seq, tile_i0, meta.q_start, meta.q_len, meta.q_pos0,
-        meta.c_start, c_len, NS, scale * LOG2E, H=H, H_KV=H_KV, G=G, GP=GP, BT=BT, BM=BT * GP,
+        meta.c_start, meta.c_len, NS, scale * LOG2E, H=H, H_KV=H_KV, G=G, GP=GP, BT=BT, BM=BT * GP,
         DK=DK, BDK=max(16, triton.next_power_of_2(DK)), BJ=SCORE_BLOCKS, BC=SCORE_BLOCKS * R,
         HALO=halo,
         CMP_BLOCK=cfg.cmp_block, CMP_STRIDE=cfg.cmp_stride, SLC_BLOCK=cfg.slc_block,
-        L_UNITS=L, R_UNITS=R,
+        L_UNITS=L, R_UNITS=R, SPLITS=splits,
     )  # fmt: skip
     return scores
 
@@ -147,27 +152,56 @@ def top_n(scores: torch.Tensor, cfg: NSAConfig) -> torch.Tensor:
     return idx
 
 
-def build_selection(idx: torch.Tensor, meta: SeqMeta, G: int, block_m: int) -> Selection:
-    """Union of the selected blocks of each tile's positions (sorted, unique, then padding)."""
+@triton.jit
+def _tile_union_kernel(
+    idx, ulist, ucount,  # idx [N, H_KV, NSEL]; ulist [n_tiles, H_KV, U]; ucount [n_tiles, H_KV]
+    tile_seq, tile_i0, q_start, q_len, q_pos0, U,
+    H_KV: tl.constexpr, NSEL: tl.constexpr, BT: tl.constexpr, BE: tl.constexpr,
+    BJ: tl.constexpr, SLC_BLOCK: tl.constexpr,
+):  # fmt: skip
+    """Sorted union of the blocks a tile's positions selected, by a membership sweep."""
+    tile = tl.program_id(0)
+    hkv = tl.program_id(1)
+    b = tl.load(tile_seq + tile)
+    i0 = tl.load(tile_i0 + tile)
+    ql = tl.load(q_len + b)
+    e = tl.arange(0, BE)
+    i = e // NSEL
+    valid = (i < BT) & (i0 + i < ql)
+    row = (tl.load(q_start + b) + i0 + i).to(tl.int64)
+    blocks = tl.load(idx + (row * H_KV + hkv) * NSEL + e % NSEL, mask=valid, other=-1)  # [BE]
+    last = (tl.load(q_pos0 + b) + i0 + tl.minimum(BT, ql - i0) - 1) // SLC_BLOCK
+    out = ulist + (tile * H_KV + hkv).to(tl.int64) * U
+    count = 0
+    for j0 in range(0, last + 1, BJ):
+        j = j0 + tl.arange(0, BJ)
+        member = tl.max((blocks[:, None] == j[None, :]).to(tl.int32), 0)  # [BJ]
+        pos = count + tl.cumsum(member, 0) - member
+        tl.store(out + pos, j, mask=member > 0)
+        count += tl.sum(member, 0)
+    tl.store(ucount + tile * H_KV + hkv, count)
+
+
+UNION_SWEEP = 128  # blocks per membership step
+
+
+def build_selection(
+    idx: torch.Tensor, meta: SeqMeta, cfg: NSAConfig, G: int, block_m: int
+) -> Selection:
+    """Union of the selected blocks of each tile's positions: ulist [n_tiles, H_kv, U], sorted,
+    its first ucount entries valid."""
     _, BT = tile_rows(G, block_m)
-    tile_seq, tile_i0 = make_tiles(meta.q_lens, BT, idx.device)
+    tile_seq, tile_i0 = query_tiles(meta, BT, idx.device)
     H_KV, n = idx.shape[1], idx.shape[2]
-    q_start = meta.q_start.long()[tile_seq.long()]
-    offs = torch.arange(BT, device=idx.device)
-    rows = (q_start + tile_i0.long())[:, None] + offs[None, :]  # [n_tiles, BT]
-    in_seq = (tile_i0.long()[:, None] + offs[None, :]) < meta.q_len.long()[tile_seq.long()][:, None]
-    blocks = idx[rows.clamp(max=idx.shape[0] - 1)]  # [n_tiles, BT, H_kv, n]
-    blocks = blocks.masked_fill(~in_seq[:, :, None, None], -1)
-    blocks = blocks.permute(0, 2, 1, 3).reshape(-1, H_KV, BT * n)
-    big = torch.iinfo(torch.int32).max
-    blocks = torch.where(blocks < 0, big, blocks).sort(dim=-1).values
-    dup = torch.zeros_like(blocks, dtype=torch.bool)
-    dup[..., 1:] = blocks[..., 1:] == blocks[..., :-1]
-    ulist = torch.where(dup, big, blocks).sort(dim=-1).values
-    ucount = (ulist != big).sum(-1).to(torch.int32)
-    width = max(1, int(ucount.max()) if ucount.numel() else 1)
-    ulist = ulist[..., :width].contiguous()
-    return Selection(idx, ulist, ucount.contiguous(), tile_seq, tile_i0, BT)
+    U = min(BT * n, max(cfg.num_slc_blocks(k) for k in meta.k_lens))
+    ulist = torch.empty(tile_seq.numel(), H_KV, U, device=idx.device, dtype=torch.int32)
+    ucount = torch.empty(tile_seq.numel(), H_KV, device=idx.device, dtype=torch.int32)
+    _tile_union_kernel[(tile_seq.numel(), H_KV)](
+        idx, ulist, ucount, tile_seq, tile_i0, meta.q_start, meta.q_len, meta.q_pos0, U,
+        H_KV=H_KV, NSEL=n, BT=BT, BE=triton.next_power_of_2(BT * n), BJ=UNION_SWEEP,
+        SLC_BLOCK=cfg.slc_block,
+    )  # fmt: skip
+    return Selection(idx, ulist, ucount, tile_seq, tile_i0, BT)
 
 
 def selection_per_query(idx: torch.Tensor, meta: SeqMeta, G: int, block_m: int) -> Selection:

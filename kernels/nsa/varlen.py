@@ -18,16 +18,22 @@ from .config import NSAConfig
 
 @dataclass(frozen=True)
 class SeqMeta:
-    """Device tensors (int32, [B]) and their host copies for grid sizes."""
+    """Device tensors (int32, [B]) and host lengths for grid sizes.
+
+    For decode the host k_lens/c_lens are the cache capacities (upper bounds), so building it
+    needs no device-to-host copy and a decode step can be captured in a CUDA graph.
+    """
 
     q_start: torch.Tensor
     q_len: torch.Tensor
     q_pos0: torch.Tensor
     k_start: torch.Tensor
     c_start: torch.Tensor
+    c_len: torch.Tensor
     q_lens: tuple[int, ...]
     k_lens: tuple[int, ...]
     c_lens: tuple[int, ...]
+    single_query: bool = False
 
     @property
     def batch(self) -> int:
@@ -56,6 +62,7 @@ def prefill_meta(cu_seqlens: list[int], cfg: NSAConfig, device) -> SeqMeta:
         q_pos0=_i32([0] * len(lens), device),
         k_start=_i32(cu_seqlens[:-1], device),
         c_start=_i32(_starts(c_lens), device),
+        c_len=_i32(c_lens, device),
         q_lens=tuple(lens),
         k_lens=tuple(lens),
         c_lens=tuple(c_lens),
@@ -63,19 +70,26 @@ def prefill_meta(cu_seqlens: list[int], cfg: NSAConfig, device) -> SeqMeta:
 
 
 def decode_meta(
-    lengths: list[int], cache_len: int, cmp_cache_len: int, cfg: NSAConfig, device
+    lengths: torch.Tensor, cache_len: int, cmp_cache_len: int, cfg: NSAConfig
 ) -> SeqMeta:
-    """One query per sequence at position lengths[b] - 1; caches padded to cache_len rows."""
-    B = len(lengths)
+    """One query per sequence at position lengths[b] - 1 (lengths: int32 [B] on the device);
+    caches padded to cache_len / cmp_cache_len rows per sequence. Device ops only."""
+    B = lengths.shape[0]
+    seq = torch.arange(B, device=lengths.device, dtype=torch.int32)
+    n_cmp = torch.where(
+        lengths >= cfg.cmp_block, (lengths - cfg.cmp_block) // cfg.cmp_stride + 1, 0
+    ).to(torch.int32)
     return SeqMeta(
-        q_start=_i32(range(B), device),
-        q_len=_i32([1] * B, device),
-        q_pos0=_i32([n - 1 for n in lengths], device),
-        k_start=_i32([b * cache_len for b in range(B)], device),
-        c_start=_i32([b * cmp_cache_len for b in range(B)], device),
+        q_start=seq,
+        q_len=torch.ones_like(seq),
+        q_pos0=(lengths - 1).to(torch.int32),
+        k_start=seq * cache_len,
+        c_start=seq * cmp_cache_len,
+        c_len=n_cmp,
         q_lens=(1,) * B,
-        k_lens=tuple(lengths),
-        c_lens=tuple(cfg.num_compressed(n) for n in lengths),
+        k_lens=(cache_len,) * B,
+        c_lens=(cmp_cache_len,) * B,
+        single_query=True,
     )
 
 
@@ -83,6 +97,14 @@ def cmp_cu_seqlens(cu_seqlens: list[int], cfg: NSAConfig) -> list[int]:
     """Offsets of each sequence's compressed tokens when packed like cu_seqlens."""
     lens = [cfg.num_compressed(b - a) for a, b in itertools.pairwise(cu_seqlens)]
     return [*_starts(lens), sum(lens)]
+
+
+def query_tiles(meta: SeqMeta, rows_per_tile: int, device) -> tuple[torch.Tensor, ...]:
+    """Query tiles of a SeqMeta (one per sequence for decode, built on the device)."""
+    if meta.single_query:
+        seq = torch.arange(meta.batch, device=device, dtype=torch.int32)
+        return seq, torch.zeros_like(seq)
+    return make_tiles(meta.q_lens, rows_per_tile, device)
 
 
 def make_tiles(lengths: tuple[int, ...], rows_per_tile: int, device) -> tuple[torch.Tensor, ...]:
