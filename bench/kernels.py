@@ -21,11 +21,18 @@ import torch
 import triton
 
 from nsa_assist.kernels.nsa import NSAConfig, nsa_attention, nsa_decode
-from nsa_assist.kernels.nsa.attention import MODE_CMP, MODE_SLC, MODE_WIN, attn_fwd
+from nsa_assist.kernels.nsa.attention import (
+    MODE_CMP,
+    MODE_SLC,
+    MODE_WIN,
+    attn_dkdv,
+    attn_dq,
+    attn_fwd,
+)
 from nsa_assist.kernels.nsa.combine import gated_combine
 from nsa_assist.kernels.nsa.compress import compress_mean
-from nsa_assist.kernels.nsa.op import DEFAULT_TUNING, _branch_args
-from nsa_assist.kernels.nsa.select import build_selection, slc_scores, top_n
+from nsa_assist.kernels.nsa.op import KernelTuning, _branch_args
+from nsa_assist.kernels.nsa.select import build_selection, slc_scores, slc_work, top_n
 from nsa_assist.kernels.nsa.varlen import prefill_meta
 
 CONFIGS = {  # name: (H, H_kv, Dk, Dv)
@@ -96,7 +103,7 @@ def bench_dense(T, H, Dk, Dv, reps):
     return t_fwd, t_bwd
 
 
-def bench_prefill(name, T, cfg, reps):
+def bench_prefill(name, T, cfg, tuning, reps):
     H, H_kv, Dk, Dv = CONFIGS[name]
     q, k, v = (x.requires_grad_() for x in _inputs(T, H, H_kv, Dk, Dv))
     gates = torch.rand(T, H, 3, device="cuda", dtype=torch.bfloat16, requires_grad=True)
@@ -104,7 +111,7 @@ def bench_prefill(name, T, cfg, reps):
 
     def fwd():
         kc, vc = compress_mean(k, cu, cfg), compress_mean(v, cu, cfg)
-        return nsa_attention(q, k, v, kc, vc, cfg, gates, cu)
+        return nsa_attention(q, k, v, kc, vc, cfg, gates, cu, tuning=tuning)
 
     o = fwd()
     do = torch.randn_like(o)
@@ -141,8 +148,19 @@ def bench_decode(name, T, batch, cfg, reps):
     kc, vc = kc.view(batch, n_c, H_kv, Dk), vc.view(batch, n_c, H_kv, Dv)
     q = mk(batch, H, Dk)
     gates = torch.rand(batch, H, 3, device="cuda", dtype=torch.bfloat16)
-    lengths = [T] * batch
-    t_nsa = time_ms(lambda: nsa_decode(q, k_cache, v_cache, kc, vc, lengths, cfg, gates), reps)
+    lengths = torch.full((batch,), T, device="cuda", dtype=torch.int32)
+    step = lambda: nsa_decode(q, k_cache, v_cache, kc, vc, lengths, cfg, gates)
+    t_nsa = time_ms(step, reps)
+    stream = torch.cuda.Stream()  # warm up off the capture stream, then capture one step
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    t_graph = time_ms(graph.replay, reps)
     # dense GQA decode: the G query heads of a KV head are G "positions" of one flash call
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -161,40 +179,103 @@ def bench_decode(name, T, batch, cfg, reps):
         "batch": batch,
         "combine": cfg.combine,
         "nsa_decode_ms": t_nsa,
+        "nsa_decode_graph_ms": t_graph,
         "sdpa_decode_ms": t_dense,
         "decode_speedup": t_dense / t_nsa,
+        "decode_graph_speedup": t_dense / t_graph,
     }
 
 
-def stage_breakdown(name, T, cfg, reps):
-    """Forward stages timed one by one (ms), to see where the time goes."""
+def _setup(name, T, cfg):
     H, H_kv, Dk, Dv = CONFIGS[name]
     q, k, v = _inputs(T, H, H_kv, Dk, Dv)
     cu = [0, T]
-    scale = 1 / math.sqrt(Dk)
     meta = prefill_meta(cu, cfg, q.device)
     kc, vc = compress_mean(k, cu, cfg), compress_mean(v, cu, cfg)
-    args = {m: _branch_args(DEFAULT_TUNING, m) for m in (MODE_CMP, MODE_SLC, MODE_WIN)}
-    o_cmp, lse = attn_fwd(q, kc, vc, meta, cfg, MODE_CMP, scale, **args[MODE_CMP])
-    scores = slc_scores(q, kc, lse[0], meta, cfg, scale)
-    idx = top_n(scores, cfg)
-    sel = build_selection(idx, meta, H // H_kv, DEFAULT_TUNING.block_m_slc)
-    gates = torch.rand(T, H, 3, device="cuda", dtype=torch.bfloat16)
+    scale = 1 / math.sqrt(Dk)
+    _, lse = attn_fwd(q, kc, vc, meta, cfg, MODE_CMP, scale)
+    idx = top_n(slc_scores(q, kc, lse[0], meta, cfg, scale), cfg)
+    return dict(q=q, k=k, v=v, kc=kc, vc=vc, meta=meta, scale=scale, lse=lse[0], idx=idx,
+                G=H // H_kv, cu=cu)  # fmt: skip
+
+
+def tune(name, T, cfg, reps) -> tuple[KernelTuning, dict]:
+    """Rows per tile for each branch's forward, picked by time at length T."""
+    st = _setup(name, T, cfg)
+    q, k, v, kc, vc, meta, scale = (st[x] for x in ("q", "k", "v", "kc", "vc", "meta", "scale"))
+    times: dict[str, float] = {}
+
+    def attempt(label, fn):
+        try:
+            times[label] = time_ms(fn, reps)
+        except triton.runtime.errors.OutOfResources:
+            times[label] = float("inf")
+
+    for bm in (64, 128):
+        attempt(
+            f"cmp_bm{bm}", lambda bm=bm: attn_fwd(q, kc, vc, meta, cfg, MODE_CMP, scale, block_m=bm)
+        )
+        attempt(
+            f"win_bm{bm}", lambda bm=bm: attn_fwd(q, k, v, meta, cfg, MODE_WIN, scale, block_m=bm)
+        )
+    for bm in (16, 32, 64):
+
+        def slc(bm=bm):
+            sel = build_selection(st["idx"], meta, cfg, st["G"], bm)
+            return attn_fwd(q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, block_m=bm)
+
+        attempt(f"slc_bm{bm}", slc)
+    best = lambda br: int(
+        min((t, x) for x, t in times.items() if x.startswith(br))[1].split("bm")[1]
+    )
+    return KernelTuning(
+        block_m_cmp=best("cmp"), block_m_slc=best("slc"), block_m_win=best("win")
+    ), times
+
+
+def stage_breakdown(name, T, cfg, tuning, reps):
+    """Forward and backward stages timed one by one (ms), to see where the time goes."""
+    st = _setup(name, T, cfg)
+    q, k, v, kc, vc, meta, scale = (st[x] for x in ("q", "k", "v", "kc", "vc", "meta", "scale"))
+    cu, idx, lse_c = st["cu"], st["idx"], st["lse"]
+    args = {m: _branch_args(tuning, m) for m in (MODE_CMP, MODE_SLC, MODE_WIN)}
+    sel = build_selection(idx, meta, cfg, st["G"], tuning.block_m_slc)
+    o_cmp, _ = attn_fwd(q, kc, vc, meta, cfg, MODE_CMP, scale, **args[MODE_CMP])
+    scores = slc_scores(q, kc, lse_c, meta, cfg, scale)
+    gates = torch.rand(T, q.shape[1], 3, device="cuda", dtype=torch.bfloat16)
+    do = torch.randn_like(o_cmp[0])
+    delta = torch.randn(lse_c.shape, device="cuda")
+    dq = torch.zeros(q.shape, device="cuda")
+    dk, dv = torch.zeros(k.shape, device="cuda"), torch.zeros(v.shape, device="cuda")
+    dkc, dvc = torch.zeros(kc.shape, device="cuda"), torch.zeros(vc.shape, device="cuda")
+    work = slc_work(sel, k.shape[1])
+    keys = {MODE_CMP: (kc, vc, dkc, dvc), MODE_SLC: (k, v, dk, dv), MODE_WIN: (k, v, dk, dv)}
+    s = {MODE_SLC: sel}
     stages = {
         "compress": lambda: (compress_mean(k, cu, cfg), compress_mean(v, cu, cfg)),
         "cmp_attn": lambda: attn_fwd(q, kc, vc, meta, cfg, MODE_CMP, scale, **args[MODE_CMP]),
-        "scores": lambda: slc_scores(q, kc, lse[0], meta, cfg, scale),
+        "scores": lambda: slc_scores(q, kc, lse_c, meta, cfg, scale),
         "top_n": lambda: top_n(scores, cfg),
-        "unions": lambda: build_selection(idx, meta, H // H_kv, DEFAULT_TUNING.block_m_slc),
+        "unions": lambda: build_selection(idx, meta, cfg, st["G"], tuning.block_m_slc),
         "slc_attn": lambda: attn_fwd(
             q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, **args[MODE_SLC]
         ),
         "win_attn": lambda: attn_fwd(q, k, v, meta, cfg, MODE_WIN, scale, **args[MODE_WIN]),
         "combine": lambda: gated_combine(o_cmp[0], o_cmp[0], o_cmp[0], gates),
+        "bwd_slc_work": lambda: slc_work(sel, k.shape[1]),
     }
+    for mode, label in ((MODE_CMP, "cmp"), (MODE_SLC, "slc"), (MODE_WIN, "win")):
+        kk, vv, dkk, dvv = keys[mode]
+        stages[f"bwd_{label}_dq"] = lambda mode=mode, kk=kk, vv=vv: attn_dq(
+            q, kk, vv, do, lse_c, delta, dq, meta, cfg, mode, scale, sel=s.get(mode), **args[mode]
+        )
+        stages[f"bwd_{label}_dkdv"] = lambda mode=mode, kk=kk, vv=vv, dkk=dkk, dvv=dvv: attn_dkdv(
+            q, kk, vv, do, lse_c, delta, dkk, dvv, meta, cfg, mode, scale, sel=s.get(mode),
+            work=work, **args[mode],
+        )  # fmt: skip
     out = {name_: time_ms(fn, reps) for name_, fn in stages.items()}
     out["mean_union_blocks"] = sel.ucount.float().mean().item()
-    return {"config": name, "T": T, "combine": cfg.combine, "stages_ms": out}
+    return {"config": name, "T": T, "combine": cfg.combine, "tuning": str(tuning), "stages_ms": out}
 
 
 def _fmt(row: dict) -> str:
@@ -206,7 +287,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--configs", default=",".join(CONFIGS))
     p.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
     p.add_argument("--combine", default="gated", choices=["gated", "union"])
-    p.add_argument("--parts", default="prefill,decode,breakdown")
+    p.add_argument("--parts", default="tune,prefill,decode,breakdown")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--out", default="bench/results/kernels-h200.json")
     a = p.parse_args(argv)
@@ -232,10 +313,17 @@ def main(argv: list[str]) -> None:
         "decode": [],
         "breakdown": [],
     }
+    result["tuning"] = []
     for name in a.configs.split(","):
+        tuning = KernelTuning()
+        if "tune" in parts:
+            tuning, times = tune(name, max(lengths), cfg, a.reps)
+            result["tuning"].append({"config": name, "T": max(lengths), "chosen": str(tuning),
+                                     "fwd_ms": times})  # fmt: skip
+            print(name, "tuning", tuning, {k: round(v, 3) for k, v in times.items()}, flush=True)
         for T in lengths:
             if "prefill" in parts:
-                row = bench_prefill(name, T, cfg, a.reps)
+                row = bench_prefill(name, T, cfg, tuning, a.reps)
                 result["prefill"].append(row)
                 print(_fmt(row), flush=True)
             if "decode" in parts:
@@ -244,14 +332,9 @@ def main(argv: list[str]) -> None:
                     result["decode"].append(row)
                     print(_fmt(row), flush=True)
         if "breakdown" in parts:
-            row = stage_breakdown(name, max(lengths), cfg, a.reps)
+            row = stage_breakdown(name, max(lengths), cfg, tuning, a.reps)
             result["breakdown"].append(row)
-            print(
-                name,
-                max(lengths),
-                json.dumps({k: round(v, 3) for k, v in row["stages_ms"].items()}),
-                flush=True,
-            )
+            print(name, max(lengths), {k: round(v, 3) for k, v in row["stages_ms"].items()})
         torch.cuda.empty_cache()
     with open(a.out, "w") as f:
         json.dump(result, f, indent=1)
