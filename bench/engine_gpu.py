@@ -59,10 +59,12 @@ def build(
     hf_config = Qwen2Config(**shapes, attn_implementation="sdpa")
     torch.manual_seed(0)
     with torch.device(device):
-        hf = Qwen2ForCausalLM(hf_config).to(dtype).eval()
+        hf = Qwen2ForCausalLM(hf_config).eval()
         for name, param in hf.named_parameters():
             if name.endswith("bias"):  # HF starts biases at 0; make them count
                 torch.nn.init.normal_(param, std=0.02)
+            # parameters only: `hf.to(bf16)` would also round its RoPE frequency buffer
+            param.data = param.data.to(dtype)
         ours = Transformer(config_from_hf(hf_config.to_dict())).to(dtype).eval()
     ours.load_state_dict(hf.state_dict())
     ours.fuse_projections()
@@ -276,11 +278,11 @@ def sanity(hf: Any, ours: Transformer, length: int, new_tokens: int) -> dict[str
     }
 
 
-def attention_variants(config: Any, batch: int, context: int) -> dict[str, Any]:
-    """us per decode-attention call (28 calls replayed from one CUDA graph) for the flash
-    varlen variants, and their error against float32 masked SDPA."""
+def attention_decode(config: Any, batch: int, context: int) -> dict[str, Any]:
+    """us per decode-attention call (28 calls replayed from one CUDA graph) and its error
+    against float32 masked SDPA."""
     from nsa_assist.model.attention import DenseAttention, _StepPlan
-    from nsa_assist.model.flash import _varlen_arguments, varlen_attention
+    from nsa_assist.model.flash import flash_decode
 
     heads, kv_heads, dim = config.num_heads, config.num_kv_heads, config.head_dim
     capacity, dtype = context + 64, torch.bfloat16
@@ -290,20 +292,14 @@ def attention_variants(config: Any, batch: int, context: int) -> dict[str, Any]:
     kv_len = torch.full((batch,), context + 1, dtype=torch.int32, device="cuda")
     plan = _StepPlan(kv_len, capacity)
     reference = DenseAttention(config)._decode(q.float(), k.float(), v.float(), plan.mask())
-    splits = [None, 1, 4, 8, 16, 32, 64] if "num_splits" in _varlen_arguments() else [None]
     row: dict[str, Any] = {
         "batch": batch,
         "context": context,
-        "floor_us": round(2 * k.numel() * k.element_size() / HBM_BYTES_PER_S * 1e6, 2),
+        "floor_us": round(
+            2 * batch * (context + 1) * kv_heads * dim * 2 / HBM_BYTES_PER_S * 1e6, 2
+        ),
     }
-    for grouped in (True, False):
-        for n in splits:
-            name = f"{'grouped' if grouped else 'per_head'}_splits_{n or 'auto'}"
-
-            def call(grouped: bool = grouped, n: int | None = n) -> Tensor:
-                return varlen_attention(q, k, v, kv_len, capacity, plan.offsets, grouped, n)
-
-            row[name] = guarded(name, lambda call=call: _graph_us(call, reference))
+    row.update(_graph_us(lambda: flash_decode(q, k, v, kv_len, capacity, plan.offsets), reference))
     return row
 
 
@@ -412,7 +408,7 @@ def main() -> None:
         }
         if device.type == "cuda":
             results["decode_attention"] = [
-                guarded(f"attention {b}", lambda b=b: attention_variants(ours.config, b, context))
+                guarded(f"attention {b}", lambda b=b: attention_decode(ours.config, b, context))
                 for b in batches
             ]
         if args.profile is not None and device.type == "cuda":

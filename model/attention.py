@@ -30,7 +30,7 @@ from torch import Tensor
 from torch.nn.attention.bias import causal_lower_right
 
 from .config import ModelConfig
-from .flash import flash_supported, varlen_attention
+from .flash import flash_decode, flash_supported
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,10 +141,11 @@ class AttentionBackend(ABC):
 class DenseAttention(AttentionBackend):
     """Exact causal attention over the cache.
 
-    On CUDA in half precision: FlashAttention-2 varlen (`flash.varlen_attention`) for
-    prefill chunks and decode alike, reading exactly kv_len[b] keys per row (graph-safe).
-    Elsewhere PyTorch SDPA: prefill with a bottom-right causal mask; decode with the G
-    query heads of a KV head as G query rows of one call and a length mask.
+    Prefill: PyTorch SDPA (flash on CUDA), causal over the new tokens and bottom-right
+    aligned after a cached prefix. Decode on CUDA in half precision: FlashAttention-2
+    varlen (`flash.flash_decode`), reading exactly kv_len[b] keys per row (graph-safe).
+    Decode elsewhere: SDPA with the G query heads of a KV head as G query rows of one
+    call and a length mask.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -156,13 +157,13 @@ class DenseAttention(AttentionBackend):
         return replace(batch, plan=_StepPlan(batch.kv_len, batch.extent))
 
     def forward(self, q: Tensor, kv: LayerKV, batch: StepBatch, layer: int) -> Tensor:
+        if batch.start is not None:
+            return self._prefill(q, kv.keys(), kv.values(), batch.start)
         plan: _StepPlan = batch.plan
         if flash_supported(q):
             k_rows, v_rows = kv.k_all[kv.rows], kv.v_all[kv.rows]
-            return varlen_attention(q, k_rows, v_rows, batch.kv_len, batch.extent, plan.offsets)
-        if batch.start is None:
-            return self._decode(q, kv.keys(), kv.values(), plan.mask())
-        return self._prefill(q, kv.keys(), kv.values(), batch.start)
+            return flash_decode(q, k_rows, v_rows, batch.kv_len, batch.extent, plan.offsets)
+        return self._decode(q, kv.keys(), kv.values(), plan.mask())
 
     def _prefill(self, q: Tensor, k: Tensor, v: Tensor, start: int) -> Tensor:
         """q [B, T, H, D], k/v [B, S, H_kv, D] with S = start + T."""

@@ -178,7 +178,7 @@ def _as_float(kv: LayerKV) -> LayerKV:
 
 @pytest.mark.gpu
 def test_flash_chunked_prefill_matches_float32_forward() -> None:
-    """CUDA bf16 prefill in chunks (FlashAttention varlen, bottom-right causal) vs fp32 SDPA."""
+    """CUDA bf16 prefill in chunks (flash SDPA, bottom-right causal) vs fp32 in one piece."""
     _, model = tiny_pair("qwen2-tied", seed=6)
     model = model.to("cuda")
     prompt = torch.randint(0, VOCAB, (300,), device="cuda")
