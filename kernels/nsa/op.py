@@ -35,10 +35,15 @@ class KernelTuning:
 DEFAULT_TUNING = KernelTuning()
 
 
-def _branch_args(tuning: KernelTuning, mode: int) -> dict:
+BWD_MAX_BLOCK_M = 64  # dQ/dK/dV tiles hold more state: wider tiles overflow shared memory
+
+
+def _branch_args(tuning: KernelTuning, mode: int, backward: bool = False) -> dict:
     block_m = {MODE_CMP: tuning.block_m_cmp, MODE_SLC: tuning.block_m_slc}.get(
         mode, tuning.block_m_win
     )
+    if backward and mode != MODE_SLC:  # SLC tiles must match the forward's block unions
+        block_m = min(block_m, BWD_MAX_BLOCK_M)
     return dict(block_m=block_m, block_n=tuning.block_n)
 
 
@@ -81,7 +86,7 @@ class NSAFunction(torch.autograd.Function):
         work = slc_work(sel, k.shape[1])
 
         def branch(mode, keys, values, d_o, lse, delta, dkeys, dvalues):
-            args = _branch_args(tuning, mode)
+            args = _branch_args(tuning, mode, backward=True)
             s = sel if mode == MODE_SLC else None
             attn_dq(q, keys, values, d_o, lse, delta, dq, meta, cfg, mode, scale, sel=s, **args)
             attn_dkdv(q, keys, values, d_o, lse, delta, dkeys, dvalues, meta, cfg, mode, scale,

@@ -194,6 +194,9 @@ def build_selection(
     tile_seq, tile_i0 = query_tiles(meta, BT, idx.device)
     H_KV, n = idx.shape[1], idx.shape[2]
     U = min(BT * n, max(cfg.num_slc_blocks(k) for k in meta.k_lens))
+    if BT == 1 and not meta.single_query:
+        # one position per tile: its union is its own top-n, valid entries first (top_n order)
+        return Selection(idx, idx, (idx >= 0).sum(-1).to(torch.int32), tile_seq, tile_i0, 1)
     ulist = torch.empty(tile_seq.numel(), H_KV, U, device=idx.device, dtype=torch.int32)
     ucount = torch.empty(tile_seq.numel(), H_KV, device=idx.device, dtype=torch.int32)
     _tile_union_kernel[(tile_seq.numel(), H_KV)](
