@@ -8,13 +8,16 @@ are in Hugging Face layout (rotate-half pairs). Qwen2 files are stored unpermute
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import torch
-from gguf.quants import dequantize
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+from gguf import quants as gguf_quants
 
 from .config import ARCHS, ModelConfig, ModelConfigError, RopeScaling
 from .errors import ModelFileError, UnsupportedModelError
@@ -40,6 +43,10 @@ _LAYER_NAMES = {
 _LAYER_TENSOR = re.compile(r"blk\.(\d+)\.(\w+)\.(weight|bias)")
 _PERMUTED_ARCHS = ("llama",)
 LOAD_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+MAX_THREADS = 8
+"""Tensors dequantized at once; more rarely helps (memory bandwidth)."""
+BATCH_VALUES = 1 << 20
+"""Values per `dequantize_rows` call: big enough to amortize Python, small enough for cache."""
 
 
 def config_from_gguf(gguf: GGUFFile) -> ModelConfig:
@@ -126,25 +133,33 @@ def load_gguf_state_dict(
     dtype: torch.dtype = torch.float32,
     on_progress: ProgressFn | None = None,
 ) -> dict[str, torch.Tensor]:
-    """All tensors of `gguf`, dequantized to `dtype` on the CPU, under Hugging Face names."""
+    """All tensors of `gguf`, dequantized to `dtype` on the CPU, under Hugging Face names.
+
+    Tensors are dequantized on a few threads at once (numpy releases the GIL in its math)."""
     if dtype not in LOAD_DTYPES:
         raise UnsupportedModelError(f"cannot load weights as {dtype} (supported: {LOAD_DTYPES})")
     report = on_progress or no_progress
-    state: dict[str, torch.Tensor] = {}
-    total = len(gguf.tensors)
-    for done, info in enumerate(gguf.tensors.values(), start=1):
+    infos = list(gguf.tensors.values())
+    names = [hf_name(info.name) for info in infos]  # refuse unknown tensors before any work
+
+    def load(info: TensorInfo) -> torch.Tensor:
         tensor = _dequantize(gguf, info).to(dtype)
         if config.arch in _PERMUTED_ARCHS:
             tensor = _unpermute_if_rotary(info.name, tensor, config)
-        state[hf_name(info.name)] = tensor
-        report("load weights", done, total)
+        return tensor
+
+    state: dict[str, torch.Tensor] = {}
+    with ThreadPoolExecutor(min(MAX_THREADS, os.cpu_count() or 1)) as pool:
+        for done, (name, tensor) in enumerate(zip(names, pool.map(load, infos), strict=True), 1):
+            state[name] = tensor
+            report("load weights", done, len(infos))
     return state
 
 
 def _dequantize(gguf: GGUFFile, info: TensorInfo) -> torch.Tensor:
     """One tensor as float32 [*shape]; shares memory with numpy's result (no copy)."""
     try:
-        values = dequantize(gguf.raw(info), info.qtype)
+        values = _dequantize_array(gguf.raw(info), info.qtype)
     except NotImplementedError:
         raise UnsupportedModelError(
             f"{gguf.path.name}: tensor {info.name} uses {info.qtype.name}, which cannot be "
@@ -155,6 +170,26 @@ def _dequantize(gguf: GGUFFile, info: TensorInfo) -> torch.Tensor:
     if values.shape != info.shape:
         raise ModelFileError(f"{gguf.path.name}: tensor {info.name} has a malformed shape")
     return torch.from_numpy(values)
+
+
+def _dequantize_array(raw: np.ndarray, qtype: GGMLQuantizationType) -> np.ndarray:
+    """`gguf.quants` dequantization of raw [rows, bytes per row] -> float32 [rows, values].
+
+    `gguf.quants.dequantize` works on groups of 16 rows, so its Python overhead dominates
+    on large tensors; we hand its per-type `dequantize_rows` about BATCH_VALUES at a time
+    (the same arithmetic, ~30% less CPU time)."""
+    kind = getattr(gguf_quants, qtype.name, None)
+    if qtype in (GGMLQuantizationType.F32, GGMLQuantizationType.F16) or kind is None:
+        return gguf_quants.dequantize(raw, qtype)
+    kind.init_grid()
+    block_size, type_size = GGML_QUANT_SIZES[qtype]
+    rows = raw.reshape(-1, raw.shape[-1])
+    width = rows.shape[1] // type_size * block_size
+    out = np.empty((rows.shape[0], width), dtype=np.float32)
+    step = max(1, BATCH_VALUES // width)
+    for start in range(0, rows.shape[0], step):
+        out[start : start + step] = kind.dequantize_rows(rows[start : start + step])
+    return out.reshape(*raw.shape[:-1], width)
 
 
 def _unpermute_if_rotary(name: str, tensor: torch.Tensor, config: ModelConfig) -> torch.Tensor:
