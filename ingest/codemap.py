@@ -15,7 +15,7 @@ from tree_sitter import Node, Parser, Query, QueryCursor
 from tree_sitter_language_pack import get_language, get_parser
 
 from .languages import CodeLanguage
-from .terms import terms_of
+from .terms import body_terms, terms_of
 
 SIGNATURE_MAX_CHARS = 200
 DOC_MAX_CHARS = 240
@@ -52,8 +52,10 @@ class FileMap:
 
     definitions: tuple[Definition, ...]
     references: dict[str, int]
-    terms: dict[str, tuple[int, int, int]]
-    """Stemmed term -> (count in definition names, in docstrings, in referenced names)."""
+    terms: dict[str, tuple[int, int, int, int]]
+    """Stemmed term -> count in (definition names, docstrings, referenced names, whole text)."""
+    length: int
+    """Term occurrences in the whole text (the file's length for BM25)."""
 
     def to_json(self) -> dict:
         return {
@@ -63,28 +65,33 @@ class FileMap:
             ],
             "r": self.references,
             "t": self.terms,
+            "n": self.length,
         }
 
     @classmethod
     def from_json(cls, data: dict) -> FileMap:
         terms = {term: tuple(counts) for term, counts in data["t"].items()}
-        return cls(tuple(Definition(*row) for row in data["d"]), dict(data["r"]), terms)
+        definitions = tuple(Definition(*row) for row in data["d"])
+        return cls(definitions, dict(data["r"]), terms, int(data["n"]))
 
 
 def term_counts(
-    definitions: tuple[Definition, ...], references: dict[str, int]
-) -> dict[str, tuple[int, int, int]]:
-    """Count each term where it appears: definition names, docstrings, referenced names."""
+    definitions: tuple[Definition, ...], references: dict[str, int], text: str
+) -> dict[str, tuple[int, int, int, int]]:
+    """Count each term where it appears: definition names, docstrings, referenced names, and
+    anywhere in the text (comments and strings included)."""
     counts: dict[str, list[int]] = {}
     for field, texts in (
         (0, [d.name for d in definitions]),
         (1, [d.doc for d in definitions if d.doc]),
         (2, list(references)),
     ):
-        for text in texts:
-            for term in terms_of(text):
-                counts.setdefault(term, [0, 0, 0])[field] += 1
-    return {term: (c[0], c[1], c[2]) for term, c in sorted(counts.items())}
+        for item in texts:
+            for term in terms_of(item):
+                counts.setdefault(term, [0, 0, 0, 0])[field] += 1
+    for term, count in body_terms(text).items():
+        counts.setdefault(term, [0, 0, 0, 0])[3] += count
+    return {term: (c[0], c[1], c[2], c[3]) for term, c in sorted(counts.items())}
 
 
 class CodeMapper:
@@ -114,7 +121,8 @@ class CodeMapper:
             definitions.append((node.start_byte, node.end_byte, definition))
         ordered = _with_parents(definitions)
         refs = dict(sorted(references.items()))
-        return FileMap(ordered, refs, term_counts(ordered, refs))
+        terms = term_counts(ordered, refs, text)
+        return FileMap(ordered, refs, terms, sum(counts[3] for counts in terms.values()))
 
     def _parser(self, language: CodeLanguage) -> Parser:
         if language.grammar not in self._parsers:

@@ -23,8 +23,13 @@ from .walk import SourceFile, WalkResult
 
 MAX_CHARS_PER_TOKEN = 10.0
 """No tokenizer packs more chars per token: longer text cannot fit, so is never counted."""
+SAMPLE_CHARS = 4096
+SURELY_OVER = 2.0
+"""A text whose sampled estimate exceeds the limit this many times over is not counted."""
 DEFS_TRIED = 60
 """Definitions of one large file that are tried, best first."""
+UNMATCHED_DEFS = 4
+"""Of a large file, definitions that match no question term are taken only this many."""
 SECTION_DOCS, SECTION_MAP, SECTION_FILES, SECTION_SIGNATURES = range(4)
 
 
@@ -36,6 +41,9 @@ class PackConfig:
     docs_share: float = 0.10
     map_share: float = 0.12
     big_file_share: float = 0.30
+    """The most one file's full text may take; larger files give definitions instead."""
+    definitions_share: float = 0.15
+    """The most one large file's definitions may take."""
     full_text_min_score: float = 0.02
     """Files scoring below this fraction of the best get signatures, not full text."""
     min_part_tokens: int = 24
@@ -43,7 +51,13 @@ class PackConfig:
     def __post_init__(self) -> None:
         if self.budget <= 0:
             raise BudgetError(f"the token budget must be positive, got {self.budget}")
-        shares = (self.docs_share, self.map_share, self.big_file_share, self.full_text_min_score)
+        shares = (
+            self.docs_share,
+            self.map_share,
+            self.big_file_share,
+            self.definitions_share,
+            self.full_text_min_score,
+        )
         if not all(0 <= share <= 1 for share in shares):
             raise ValueError(f"shares must lie in [0, 1]: {self}")
 
@@ -68,7 +82,7 @@ class _Packer:
     def try_add(self, text: str, section: int, cap: int, chunk: Chunk) -> Chunk | None:
         """Add `text` when it fits in `cap` and the budget; count it only when it might."""
         limit = min(cap, self.left)
-        if limit <= 0 or len(text) > limit * MAX_CHARS_PER_TOKEN:
+        if limit <= 0 or len(text) > limit * MAX_CHARS_PER_TOKEN or self._surely_over(text, limit):
             return None
         tokens = self.count(text)
         if tokens > limit:
@@ -79,6 +93,13 @@ class _Packer:
         self.parts.append(_Part(text, counted, section, group))
         self.left -= tokens
         return counted
+
+    def _surely_over(self, text: str, limit: int) -> bool:
+        """Counting a long text costs; a sample of it shows when it is far over the limit."""
+        if len(text) <= 2 * SAMPLE_CHARS:
+            return False
+        sample = self.count(text[:SAMPLE_CHARS]) / SAMPLE_CHARS
+        return sample * len(text) > SURELY_OVER * limit
 
 
 def render_lines(path: str, lines: Sequence[str], start: int) -> str:
@@ -160,6 +181,7 @@ def _add_files(
     """Full text of the best files; the best definitions of those too large for a share."""
     by_path = {file.path: file for file in files}
     cap = int(config.big_file_share * config.budget)
+    definitions_cap = int(config.definitions_share * config.budget)
     top_score = ranking.files[0][1] if ranking.files else 0.0
     defs_of = _definitions_by_file(ranking.definitions)
     for path, score in ranking.files:
@@ -170,7 +192,7 @@ def _add_files(
         file = by_path[path]
         where = Chunk(0, path, 1, line_count(file.text), kind="file")
         if packer.try_add(render_file(path, file.text), SECTION_FILES, cap, where) is None:
-            _add_definitions(packer, file, defs_of.get(path, []), cap)
+            _add_definitions(packer, file, defs_of.get(path, []), definitions_cap)
 
 
 def _definitions_by_file(ranked: Sequence[RankedDefinition]) -> dict[str, list[RankedDefinition]]:
@@ -183,11 +205,16 @@ def _definitions_by_file(ranked: Sequence[RankedDefinition]) -> dict[str, list[R
 def _add_definitions(
     packer: _Packer, file: SourceFile, ranked: list[RankedDefinition], cap: int
 ) -> None:
-    """The best definitions of one large file, each whole, none inside another chosen one."""
+    """The best definitions of one large file, each whole, none inside another chosen one.
+
+    Definitions whose names match the question come first; only a few others follow.
+    """
     lines = file.text.splitlines(keepends=True)
     chosen: list[tuple[int, int]] = []
     spent = 0
-    for item in ranked[:DEFS_TRIED]:
+    matched = [item for item in ranked if item.matches]
+    unmatched = [item for item in ranked if not item.matches][:UNMATCHED_DEFS]
+    for item in (matched + unmatched)[:DEFS_TRIED]:
         start, end = item.definition.start, item.definition.end
         if any(s <= start <= e or start <= s <= end for s, e in chosen):
             continue

@@ -20,7 +20,7 @@ from .codemap import CodeMapper, FileMap
 from .languages import CodeLanguage, code_language
 from .walk import SourceFile
 
-CACHE_FILE = "codemap-v2.sqlite"
+CACHE_FILE = "codemap-v4.sqlite"
 """Renamed whenever `FileMap` changes shape, so old entries are never misread."""
 LOOKUP_BATCH = 500
 PARALLEL_MIN_FILES = 64
@@ -37,7 +37,7 @@ def content_key(text: str, language: CodeLanguage) -> str:
 
 
 class ParseCache:
-    """`FileMap`s by content key in `<cache_dir>/codemap-v2.sqlite`."""
+    """`FileMap`s by content key in `<cache_dir>/codemap-v4.sqlite`."""
 
     def __init__(self, cache_dir: Path) -> None:
         cache_dir.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ relevance to what they depend on; the final score mixes both.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,12 @@ from .codemap import Definition, FileMap
 from .terms import Question, split_identifier, stem, terms_of
 from .walk import SourceFile
 
+TEST_DIRS = frozenset({"test", "tests", "testing", "__tests__", "spec", "specs"})
+TEXT_CHARS_PER_TERM = 8.0
+"""Prose length in terms, estimated from characters (text files have no parsed map)."""
+MAX_DEFINITION_FILES = 400
+"""Only the best files' definitions are ranked: the map and the packer never reach further."""
+
 
 @dataclass(frozen=True, slots=True)
 class RankWeights:
@@ -30,9 +37,14 @@ class RankWeights:
     name: float = 2.0
     doc: float = 1.0
     ref: float = 0.4
+    body: float = 0.2
     text: float = 1.0
     exact_identifier: float = 4.0
     saturation: float = 1.0
+    length_norm: float = 0.5
+    """BM25's b: how much a long file's many matches are discounted (0: not at all)."""
+    test_file: float = 0.3
+    """Tests mention everything they test; questions ask about the code itself."""
     import_edge: float = 2.0
     private_name: float = 0.1
     asked_name: float = 10.0
@@ -52,6 +64,8 @@ class RankedDefinition:
     path: str
     definition: Definition
     score: float
+    matches: int = 0
+    """Question terms in the definition's name (identifiers the question names count 3)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +97,7 @@ def rank(
         for path in paths
     }
     ordered = tuple(sorted(score.items(), key=lambda item: (-item[1], item[0])))
-    return Ranking(ordered, _rank_definitions(maps, score, inbound, question))
+    return Ranking(ordered, _rank_definitions(maps, ordered, inbound, question))
 
 
 def _lexical_scores(
@@ -104,17 +118,35 @@ def _lexical_scores(
             doc_freq[term] += 1
     total = len(files)
     idf = {t: math.log(1 + (total - n + 0.5) / (n + 0.5)) for t, n in doc_freq.items()}
+    lengths = {file.path: _length(file, maps.get(file.path), weights) for file in files}
+    mean_length = sum(lengths.values()) / max(total, 1) or 1.0
     asked = {name.lower() for name in question.identifiers}
     scores: dict[str, float] = {}
     for file in files:
         tf = field_tf[file.path]
-        score = sum(idf[t] * x / (x + weights.saturation) for t, x in tf.items())
+        norm = weights.saturation * (
+            1 - weights.length_norm + weights.length_norm * lengths[file.path] / mean_length
+        )
+        score = sum(idf[t] * x * (1 + weights.saturation) / (x + norm) for t, x in tf.items())
         file_map = maps.get(file.path)
-        if file_map is not None and asked:
+        if tf and file_map is not None and asked:
             hits = {d.name.lower() for d in file_map.definitions} & asked
             score += weights.exact_identifier * len(hits)
-        scores[file.path] = score
+        scores[file.path] = score * (weights.test_file if _is_test(file.path) else 1.0)
     return scores
+
+
+def _length(file: SourceFile, file_map: FileMap | None, weights: RankWeights) -> float:
+    if file_map is not None:
+        return float(file_map.length)
+    return len(file.text[: weights.text_chars]) / TEXT_CHARS_PER_TERM
+
+
+def _is_test(path: str) -> bool:
+    parts = path.lower().split("/")
+    name = parts[-1].rsplit(".", 1)[0]
+    in_test_dir = any(part in TEST_DIRS for part in parts[:-1])
+    return in_test_dir or name.startswith("test_") or name.endswith(("_test", "_tests"))
 
 
 def _weighted_terms(
@@ -122,22 +154,30 @@ def _weighted_terms(
 ) -> dict[str, float]:
     """Weighted count of each asked-for term in one file's fields."""
     tf: dict[str, float] = defaultdict(float)
-    parts = file.path.rsplit(".", 1)[0].split("/")
-    for term in terms_of(" ".join(parts)):
+    path_terms, file_stem = _path_terms(file.path)
+    for term in path_terms:
         if term in wanted:
             tf[term] += weights.path
-    file_stem = stem(parts[-1].lower())
     if file_stem in wanted:
         tf[file_stem] += weights.stem_is_term
     if file_map is not None:
         for term in wanted & file_map.terms.keys():
-            names, docs, refs = file_map.terms[term]
-            tf[term] += weights.name * names + weights.doc * docs + weights.ref * refs
+            names, docs, refs, body = file_map.terms[term]
+            tf[term] += (
+                weights.name * names + weights.doc * docs + weights.ref * refs + weights.body * body
+            )
     else:
         for term in terms_of(file.text[: weights.text_chars]):
             if term in wanted:
                 tf[term] += weights.text
     return tf
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _path_terms(path: str) -> tuple[tuple[str, ...], str]:
+    """Terms of a path's folders and name, and the stem of its file name."""
+    parts = path.rsplit(".", 1)[0].split("/")
+    return tuple(terms_of(" ".join(parts))), stem(parts[-1].lower())
 
 
 def _file_graph(
@@ -196,21 +236,23 @@ def _module_index(paths: list[str]) -> dict[str, list[str]]:
 
 def _rank_definitions(
     maps: Mapping[str, FileMap],
-    file_score: Mapping[str, float],
+    ordered: Sequence[tuple[str, float]],
     inbound: Mapping[tuple[str, str], int],
     question: Question,
 ) -> tuple[RankedDefinition, ...]:
     """A definition ranks by its file, how often others use it, and how well it matches."""
     ranked: list[RankedDefinition] = []
     asked = {name.lower() for name in question.identifiers}
-    for path, file_map in maps.items():
-        base = file_score.get(path, 0.0)
+    for path, base in ordered[:MAX_DEFINITION_FILES]:
+        file_map = maps.get(path)
+        if file_map is None:
+            continue
         for definition in file_map.definitions:
             uses = inbound.get((path, definition.name), 0)
             words = {stem(part) for part in split_identifier(definition.name)}
             match = len(words & question.terms) + (3 if definition.name.lower() in asked else 0)
             private = 0.5 if definition.name.startswith("_") else 1.0
             score = base * (1 + math.log1p(uses)) * (1 + match) * private
-            ranked.append(RankedDefinition(path, definition, score))
+            ranked.append(RankedDefinition(path, definition, score, match))
     ranked.sort(key=lambda r: (-r.score, r.path, r.definition.start))
     return tuple(ranked)

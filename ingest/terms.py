@@ -6,7 +6,9 @@ words inside them, so "how does the http connection retry" meets `HTTPConnection
 
 from __future__ import annotations
 
+import functools
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -19,24 +21,27 @@ that the their them then there these they this those through to up use used uses
 was we were what when where which while who whom why will with would you your get gets
 set sets make makes made happen happens handle handles handled file files code function
 functions method methods class classes module modules implement implemented
-implementation defined define defines find found work works done
+implementation defined define defines find found work works done each every given way
+new own
 """
 STOPWORDS = frozenset(_STOPWORD_TEXT.split())
-SUFFIXES = ("ations", "ation", "ings", "ing", "ies", "ers", "er", "ed", "es", "s")
+SUFFIXES = ("ations", "ation", "ings", "ing", "ies", "ers", "er", "ed", "es", "s", "e")
 MIN_STEM_CHARS = 3
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def stem(word: str) -> str:
-    """A crude, deterministic stem: `parsing`, `parses`, `parser` -> `pars`."""
+    """A crude, deterministic stem: `parse`, `parsing`, `parses`, `parser` -> `pars`."""
     for suffix in SUFFIXES:
         if word.endswith(suffix) and len(word) - len(suffix) >= MIN_STEM_CHARS:
             return word[: -len(suffix)]
     return word
 
 
-def split_identifier(name: str) -> list[str]:
-    """`HTTPConnectionPool_max` -> ['http', 'connection', 'pool', 'max']."""
-    return [part.lower() for part in _PARTS.findall(name)]
+@functools.lru_cache(maxsize=1 << 16)
+def split_identifier(name: str) -> tuple[str, ...]:
+    """`HTTPConnectionPool_max` -> ('http', 'connection', 'pool', 'max')."""
+    return tuple(part.lower() for part in _PARTS.findall(name))
 
 
 def terms_of(text: str) -> list[str]:
@@ -47,6 +52,16 @@ def terms_of(text: str) -> list[str]:
             if len(part) >= MIN_TERM_CHARS and part not in STOPWORDS:
                 found.append(stem(part))
     return found
+
+
+def body_terms(text: str) -> Counter[str]:
+    """Stemmed terms of a whole text (code, comments, strings), counted; fast on large files."""
+    counted: Counter[str] = Counter()
+    for word, count in Counter(_PARTS.findall(text)).items():
+        lower = word.lower()
+        if len(lower) >= MIN_TERM_CHARS and lower not in STOPWORDS and not lower.isdigit():
+            counted[stem(lower)] += count
+    return counted
 
 
 @dataclass(frozen=True, slots=True)
