@@ -239,6 +239,7 @@ def stage_breakdown(name, T, cfg, tuning, reps):
     q, k, v, kc, vc, meta, scale = (st[x] for x in ("q", "k", "v", "kc", "vc", "meta", "scale"))
     cu, idx, lse_c = st["cu"], st["idx"], st["lse"]
     args = {m: _branch_args(tuning, m) for m in (MODE_CMP, MODE_SLC, MODE_WIN)}
+    bwd = {m: _branch_args(tuning, m, backward=True) for m in (MODE_CMP, MODE_SLC, MODE_WIN)}
     sel = build_selection(idx, meta, cfg, st["G"], tuning.block_m_slc)
     o_cmp, _ = attn_fwd(q, kc, vc, meta, cfg, MODE_CMP, scale, **args[MODE_CMP])
     scores = slc_scores(q, kc, lse_c, meta, cfg, scale)
@@ -267,11 +268,11 @@ def stage_breakdown(name, T, cfg, tuning, reps):
     for mode, label in ((MODE_CMP, "cmp"), (MODE_SLC, "slc"), (MODE_WIN, "win")):
         kk, vv, dkk, dvv = keys[mode]
         stages[f"bwd_{label}_dq"] = lambda mode=mode, kk=kk, vv=vv: attn_dq(
-            q, kk, vv, do, lse_c, delta, dq, meta, cfg, mode, scale, sel=s.get(mode), **args[mode]
+            q, kk, vv, do, lse_c, delta, dq, meta, cfg, mode, scale, sel=s.get(mode), **bwd[mode]
         )
         stages[f"bwd_{label}_dkdv"] = lambda mode=mode, kk=kk, vv=vv, dkk=dkk, dvv=dvv: attn_dkdv(
             q, kk, vv, do, lse_c, delta, dkk, dvv, meta, cfg, mode, scale, sel=s.get(mode),
-            work=work, **args[mode],
+            work=work, **bwd[mode],
         )  # fmt: skip
     out = {name_: time_ms(fn, reps) for name_, fn in stages.items()}
     out["mean_union_blocks"] = sel.ucount.float().mean().item()
