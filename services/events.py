@@ -8,10 +8,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import redis
+from redis.commands.core import Script
 
 from .config import Keys, QueueConfig
 from .connect import connect
 from .jobs import JobStatus
+from .scripts import EVENTS
 
 FLUSH_S = 0.05
 """Text and progress are buffered this long before they are written (one event per token
@@ -84,6 +86,7 @@ class RedisRunSink:
     _progress: dict[str, tuple[int, int]] = field(default_factory=dict, init=False, repr=False)
     _last_flush: float = field(default=0.0, init=False, repr=False)
     _checked: dict[str, tuple[float, bool]] = field(default_factory=dict, init=False, repr=False)
+    _script: Script | None = field(default=None, init=False, repr=False)
 
     def __getstate__(self) -> dict[str, object]:
         return {"url": self.url, "config": self.config}
@@ -131,22 +134,12 @@ class RedisRunSink:
         self._last_flush = time.monotonic()
         if not self._text and not self._progress:
             return
-        pipe = self.client.pipeline(transaction=False)
-        for job_id, pieces in self._text.items():
-            pipe.xadd(
-                self.keys.events(job_id),
-                {"type": "text", "text": "".join(pieces)},
-                maxlen=self.config.events_maxlen,
-                approximate=True,
-            )
-        for job_id, (done, total) in self._progress.items():
-            pipe.xadd(
-                self.keys.events(job_id),
-                {"type": "progress", "done": done, "total": total},
-                maxlen=self.config.events_maxlen,
-                approximate=True,
-            )
-            pipe.hset(self.keys.job(job_id), "progress", f"{done / max(total, 1):.4f}")
-        pipe.execute()
+        args: list[object] = [self.keys.events(""), self.keys.job_prefix, self.config.events_maxlen]
+        for job_id in self._text.keys() | self._progress.keys():
+            done, total = self._progress.get(job_id, (0, 0))
+            args += [job_id, "".join(self._text.get(job_id, ())), done, total]
+        if self._script is None:
+            self._script = self.client.register_script(EVENTS)
+        self._script(args=args)
         self._text.clear()
         self._progress.clear()

@@ -167,3 +167,22 @@ status_event(KEYS[4], 'queued', ARGV[2], ARGV[3])
 return 'queued'
 """
 )
+
+EVENTS = """
+-- ARGV: events key prefix, job key prefix, maxlen, then per job: id, text, done, total
+-- One call writes a whole flush of streamed text and progress ('' text / total 0: none).
+for i = 4, #ARGV, 4 do
+  local id, text, total = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 3])
+  local events = ARGV[1] .. id
+  if text ~= '' then
+    redis.call('XADD', events, 'MAXLEN', '~', ARGV[3], '*', 'type', 'text', 'text', text)
+  end
+  if total > 0 then
+    local done = tonumber(ARGV[i + 2])
+    redis.call('XADD', events, 'MAXLEN', '~', ARGV[3], '*', 'type', 'progress',
+      'done', done, 'total', total)
+    redis.call('HSET', ARGV[2] .. id, 'progress', string.format('%.4f', done / total))
+  end
+end
+return (#ARGV - 3) / 4
+"""
