@@ -132,4 +132,5 @@ def _build(
         model.lm_head.weight = model.model.embed_tokens.weight
     # A non-persistent buffer is not in the state dict, so it is still on the meta device.
     model.rope_inv_freq = inverse_frequencies(config)[0]
+    assert not any(t.is_meta for t in (*model.parameters(), *model.buffers())), "unloaded tensor"
     return model.to(device).eval()
