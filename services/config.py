@@ -29,7 +29,6 @@ class QueueConfig:
     context_ttl_s: int = 2 * DAY_S
     max_context_bytes: int = 64 * 1024 * 1024
     events_maxlen: int = 20_000
-    worker_ttl_s: int = 15
 
     def __post_init__(self) -> None:
         if not self.prefix or any(c in self.prefix for c in " \n{}"):
@@ -41,8 +40,8 @@ class QueueConfig:
         for name in ("retry_backoff_ms", "max_backoff_ms", "result_ttl_s", "context_ttl_s"):
             if getattr(self, name) < 0:
                 raise ServiceError(f"{name} must not be negative")
-        if self.max_context_bytes <= 0 or self.events_maxlen <= 0 or self.worker_ttl_s <= 0:
-            raise ServiceError("max_context_bytes, events_maxlen and worker_ttl_s must be > 0")
+        if self.max_context_bytes <= 0 or self.events_maxlen <= 0:
+            raise ServiceError("max_context_bytes and events_maxlen must be > 0")
 
     def backoff_s(self, attempt: int) -> float:
         """Delay before attempt `attempt + 1`, after attempt `attempt` failed."""

@@ -152,7 +152,8 @@ class Consumer:
             self.redis.xclaim(
                 self.keys.stream, self.config.group, self.name, 0, entries, justid=True
             )
-        self.redis.hset(self.keys.workers, self.name, repr(time.time()))
+        every = self.config.heartbeat_ms / 1000
+        self.redis.hset(self.keys.workers, self.name, f"{time.time()!r}:{every!r}")
 
     def complete(self, claim: Claim, result: TaskResult) -> str:
         """Store the result (once per job) and acknowledge; returns the job's final status."""

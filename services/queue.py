@@ -22,6 +22,8 @@ from .jobs import Job, JobResult, JobSpec, JobStatus
 from .scripts import CANCEL, RETRY, SUBMIT
 
 CONTEXT_COMPRESSION_LEVEL = 6
+LIVE_HEARTBEATS = 3
+"""A worker silent for this many of its heartbeat intervals is taken for gone."""
 SUBMIT_PIPELINE = 200
 """Jobs per round trip when submitting many at once."""
 
@@ -185,7 +187,11 @@ class JobQueue:
         return [fields for _, fields in self.redis.xrevrange(self.keys.dead, count=count)]
 
     def live_workers(self) -> dict[str, float]:
-        """Workers seen within `worker_ttl_s`, with the time each was last seen."""
-        now = time.time()
-        seen = {name: float(ts) for name, ts in self.redis.hgetall(self.keys.workers).items()}
-        return {name: ts for name, ts in seen.items() if now - ts < self.config.worker_ttl_s}
+        """Workers that sent a heartbeat within their last `LIVE_HEARTBEATS` intervals (each
+        records its own interval), with the time each was last seen."""
+        now, live = time.time(), {}
+        for name, record in self.redis.hgetall(self.keys.workers).items():
+            seen, every = (float(x) for x in record.split(":"))
+            if now - seen < LIVE_HEARTBEATS * every:
+                live[name] = seen
+        return live

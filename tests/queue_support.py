@@ -11,7 +11,7 @@ from pathlib import Path
 from nsa_assist.services.config import QueueConfig
 from nsa_assist.services.embedded_redis import EmbeddedRedis, EmbeddedRedisConfig
 
-FAST = QueueConfig(claim_idle_ms=400, heartbeat_ms=100, retry_backoff_ms=50, worker_ttl_s=2)
+FAST = QueueConfig(claim_idle_ms=400, heartbeat_ms=100, retry_backoff_ms=50)
 """Short timeouts so takeovers and retries happen within a test's second."""
 
 

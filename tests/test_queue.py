@@ -138,6 +138,9 @@ def test_silent_worker_loses_job_but_heartbeat_keeps_it(redis_url: str) -> None:
     assert dead.complete(lost, answer("lost", "late zombie")) == "done"
     assert queue.result("lost").text == "by other"
     assert queue.get("kept").worker == "alive"
+    assert set(queue.live_workers()) == {"alive"}  # only `alive` sent heartbeats
+    time.sleep(3 * FAST.heartbeat_ms / 1000)
+    assert queue.live_workers() == {}
 
 
 def test_job_lost_every_time_goes_to_dead_letters(redis_url: str) -> None:
