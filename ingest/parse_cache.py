@@ -2,16 +2,19 @@
 
 The cache wraps the pure `CodeMapper.map_file`: the key is a hash of the file's bytes, its
 grammar and the query text (so editing a query invalidates old entries), the value is the
-`FileMap` as JSON, in one SQLite file under the cache folder the caller passes in.
+`FileMap`'s plain-data form serialized with `marshal` (several times faster to load than
+JSON, which matters when a warm run reads thousands), in one SQLite file under the cache
+folder the caller passes in. The file name carries the Python version, as marshal's does.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import json
+import marshal
 import multiprocessing
 import sqlite3
+import sys
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -20,7 +23,7 @@ from .codemap import CodeMapper, FileMap
 from .languages import CodeLanguage, code_language
 from .walk import SourceFile
 
-CACHE_FILE = "codemap-v4.sqlite"
+CACHE_FILE = f"codemap-v5-py{sys.version_info.major}{sys.version_info.minor}.sqlite"
 """Renamed whenever `FileMap` changes shape, so old entries are never misread."""
 LOOKUP_BATCH = 500
 PARALLEL_MIN_FILES = 64
@@ -37,13 +40,13 @@ def content_key(text: str, language: CodeLanguage) -> str:
 
 
 class ParseCache:
-    """`FileMap`s by content key in `<cache_dir>/codemap-v4.sqlite`."""
+    """`FileMap`s by content key in `<cache_dir>/codemap-v5-pyXY.sqlite`."""
 
     def __init__(self, cache_dir: Path) -> None:
         cache_dir.mkdir(parents=True, exist_ok=True)
         self.path = cache_dir / CACHE_FILE
         self._db = sqlite3.connect(self.path)
-        self._db.execute("CREATE TABLE IF NOT EXISTS maps (key TEXT PRIMARY KEY, value TEXT)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS maps (key TEXT PRIMARY KEY, value BLOB)")
 
     def get_many(self, keys: Sequence[str]) -> dict[str, FileMap]:
         found: dict[str, FileMap] = {}
@@ -51,13 +54,11 @@ class ParseCache:
             batch = list(keys[start : start + LOOKUP_BATCH])
             marks = ",".join("?" * len(batch))
             rows = self._db.execute(f"SELECT key, value FROM maps WHERE key IN ({marks})", batch)
-            found.update((key, FileMap.from_json(json.loads(value))) for key, value in rows)
+            found.update((key, FileMap.from_json(marshal.loads(value))) for key, value in rows)
         return found
 
     def put_many(self, items: Iterable[tuple[str, FileMap]]) -> None:
-        rows = [
-            (key, json.dumps(file_map.to_json(), separators=(",", ":"))) for key, file_map in items
-        ]
+        rows = [(key, marshal.dumps(file_map.to_json())) for key, file_map in items]
         with self._db:
             self._db.executemany("INSERT OR REPLACE INTO maps VALUES (?, ?)", rows)
 

@@ -161,7 +161,7 @@ def _weighted_terms(
     if file_stem in wanted:
         tf[file_stem] += weights.stem_is_term
     if file_map is not None:
-        for term in wanted & file_map.terms.keys():
+        for term in sorted(wanted & file_map.terms.keys()):
             names, docs, refs, body = file_map.terms[term]
             tf[term] += (
                 weights.name * names + weights.doc * docs + weights.ref * refs + weights.body * body
@@ -184,25 +184,28 @@ def _file_graph(
     paths: list[str], maps: Mapping[str, FileMap], question: Question, weights: RankWeights
 ) -> tuple[nx.DiGraph, dict[tuple[str, str], int]]:
     """Files linked user -> definer (weighted by use), and each definition's inbound uses."""
-    definers: dict[str, list[str]] = defaultdict(list)
+    everywhere: dict[str, list[str]] = defaultdict(list)
     for path, file_map in maps.items():
         for name in {d.name for d in file_map.definitions}:
             if len(name) >= weights.min_name_chars:
-                definers[name].append(path)
+                everywhere[name].append(path)
+    # a name defined in many files (`get`, `run`) says nothing about which one is meant
+    definers = {n: found for n, found in everywhere.items() if len(found) <= weights.max_definers}
     modules = _module_index(paths)
     asked = question.identifiers
     edges: dict[tuple[str, str], float] = defaultdict(float)
     inbound: dict[tuple[str, str], int] = defaultdict(int)
     for src, file_map in maps.items():
-        for name, count in file_map.references.items():
-            targets = definers.get(name)
-            if targets is not None and len(targets) <= weights.max_definers:
-                factor = math.sqrt(count) * _name_weight(name, asked, weights)
-                for dst in targets:
-                    if dst != src:
-                        edges[(src, dst)] += factor
-                        inbound[(dst, name)] += count
-            for dst in modules.get(name, ()):
+        references = file_map.references
+        for name in sorted(references.keys() & definers.keys()):  # sorted: same sums every run
+            count = references[name]
+            factor = math.sqrt(count) * _name_weight(name, asked, weights)
+            for dst in definers[name]:
+                if dst != src:
+                    edges[(src, dst)] += factor
+                    inbound[(dst, name)] += count
+        for name in sorted(references.keys() & modules.keys()):
+            for dst in modules[name]:
                 if dst != src:
                     edges[(src, dst)] += weights.import_edge
     graph = nx.DiGraph()

@@ -170,3 +170,32 @@ def test_budget_holds_with_the_model_tokenizer(budget: int) -> None:
     result = ingest_repository(STDLIB / "json", "how is JSON encoded", budget, count, options)
     assert 0.5 * budget < result.context.tokens <= budget
     assert result.context.tokens == count(result.context.text)
+
+
+def test_deterministic_across_processes_with_different_hash_seeds() -> None:
+    """Set and dict orders change with PYTHONHASHSEED; the packed context must not."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, hashlib; sys.path.insert(0, 'tests');"
+        "from pathlib import Path;"
+        "from ingest_support import standin_count_tokens as c;"
+        "from nsa_assist.ingest.pipeline import IngestOptions, ingest_repository;"
+        "from nsa_assist.ingest.walk import WalkConfig;"
+        f"r = ingest_repository(Path({str(STDLIB / 'email')!r}), 'how are headers folded', 3000,"
+        " c, IngestOptions(walk=WalkConfig(use_git=False)));"
+        "print(hashlib.sha256((r.context.text + repr(r.context.chunks)).encode()).hexdigest())"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent.parent,
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(digests) == 1
