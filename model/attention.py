@@ -13,9 +13,17 @@ backend everything it needs to attend:
   sequences start together (prefill), and the backend's per-step `plan`;
 - the layer index, so a backend may treat layers differently (dense for some, NSA others).
 
-It returns [B, T, H, D]. Backends must not allocate Python-visible state per step in
-`forward` or `prepare` when `batch.start is None` (decode): that path is captured into
-CUDA graphs, so it may only use tensor operations on its inputs.
+It returns [B, T, H, D]. `prepare(batch)` runs once per step before the layers, for work
+they share (masks, offsets, block tables), stored in `batch.plan`.
+
+On CUDA the decode step (`batch.start is None`) is captured once into a CUDA graph and
+then replayed, so `prepare` and `forward` run as Python only at capture time. On that
+path they must work with tensor operations on device tensors: no host syncs (`.item()`,
+`.tolist()`), no Python decisions on tensor values, no per-step Python bookkeeping;
+updates of `kv.state` must be tensor writes (e.g. keyed on `batch.kv_len`).
+
+To plug a backend in: `model.set_attention(backend)`, then build the `Engine` (its KV
+cache asks the backend for per-layer state and tells it when a row moves).
 """
 
 from __future__ import annotations

@@ -30,22 +30,32 @@ PrefillCallback = Callable[[str, int, int], None]  # (request_id, tokens done, p
 FinishReason = Literal["stop", "length"]
 
 
+# Prefill chunk when none is given. On an H200 (1.5B, bf16) one 64k-token chunk took
+# 1.00 s and 8k-token chunks 1.51 s, so a GPU takes big chunks; on a CPU, 2048-token
+# chunks keep activation memory small (a few hundred MB for the 0.5B in float32).
+CPU_PREFILL_CHUNK = 2048
+GPU_PREFILL_CHUNK = 65536
+
+
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
     """max_seq_len bounds prompt + output per sequence; the KV cache holds
-    max_batch_size x max_seq_len positions. cuda_graphs is ignored off CUDA.
-    cpu_threads, if set, is applied with torch.set_num_threads (process-wide)."""
+    max_batch_size x max_seq_len positions. prefill_chunk None picks by device (above).
+    cuda_graphs is ignored off CUDA. cpu_threads, if set, is applied with
+    torch.set_num_threads (process-wide)."""
 
     max_batch_size: int = 4
-    prefill_chunk: int = 2048
+    prefill_chunk: int | None = None
     max_seq_len: int = 8192
     cuda_graphs: bool = True
     cpu_threads: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_size", "prefill_chunk", "max_seq_len"):
+        for name in ("max_batch_size", "max_seq_len"):
             if getattr(self, name) < 1:
                 raise EngineConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.prefill_chunk is not None and self.prefill_chunk < 1:
+            raise EngineConfigError(f"prefill_chunk must be >= 1, got {self.prefill_chunk}")
         if self.cpu_threads is not None and self.cpu_threads < 1:
             raise EngineConfigError(f"cpu_threads must be >= 1, got {self.cpu_threads}")
 
@@ -95,6 +105,8 @@ class Engine:
         self.model = model.eval()
         self.config = config
         self.device, self.dtype = param.device, param.dtype
+        default_chunk = GPU_PREFILL_CHUNK if self.device.type == "cuda" else CPU_PREFILL_CHUNK
+        self.prefill_chunk = config.prefill_chunk or default_chunk
         model.fuse_projections()
         self.cache = KVCache(
             model.config,
@@ -164,7 +176,7 @@ class Engine:
         report = None
         if progress is not None:
             report = lambda done, total: progress(request.request_id, done, total)
-        logits = prefill(self.model, self.cache, row, prompt, self.config.prefill_chunk, report)
+        logits = prefill(self.model, self.cache, row, prompt, self.prefill_chunk, report)
         generator = make_generator(request.params, self.device)
         first = int(sample(logits.unsqueeze(0), [request.params], [generator])[0])
         elapsed = time.perf_counter() - began
