@@ -151,3 +151,12 @@ def test_redis_restart_mid_batch_loses_nothing(local_ray: None, tmp_path: Path) 
     for job_id, job, result in zip(ids, jobs, results, strict=True):
         assert result.text == expected(job_id, job_id, question, result.attempt)
         assert result.attempt == job.attempts <= 2
+
+
+def test_a_runner_that_cannot_start_is_a_clear_error(local_ray: None, redis_url: str) -> None:
+    from nsa_assist.services.events import RedisRunSink
+    from nsa_assist.workers.pool import ActorPool, ActorStartError
+
+    broken = functools.partial(EchoRunner, max_batch=0)  # its constructor refuses this
+    with pytest.raises(ActorStartError, match="failed to start: AssertionError"):
+        ActorPool(PoolConfig(actors=1, cpus_per_actor=0.5), broken, RedisRunSink(redis_url, FAST))

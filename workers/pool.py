@@ -14,7 +14,12 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from .actors import RunnerHost
+from .errors import EngineError
 from .runner import RunnerFactory, RunSink, Task, TaskResult
+
+
+class ActorStartError(EngineError):
+    """The runner could not be built in its actor (unknown model, out of memory, ...)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +77,15 @@ class ActorPool:
             max_concurrency=2,
         )
         self.config = config
-        self.actors = [remote.remote(factory, sink) for _ in range(config.actors)]
-        self.max_batch = min(ray.get([actor.max_batch.remote() for actor in self.actors]))
         self._busy: dict[ray.ObjectRef, int] = {}
         self._probes: dict[ray.ObjectRef, int] = {}
+        self.actors = [remote.remote(factory, sink) for _ in range(config.actors)]
+        try:
+            self.max_batch = min(ray.get([actor.max_batch.remote() for actor in self.actors]))
+        except RayActorError as error:
+            self.shutdown()
+            lines = [line for line in str(error).splitlines() if line.strip()]
+            raise ActorStartError(f"the worker's actors failed to start: {lines[-1]}") from None
 
     def idle(self) -> list[int]:
         """Actors free to start a batch (not busy, not restarting after a death)."""
