@@ -72,8 +72,8 @@ def keys_read(T: int, cfg: NSAConfig) -> dict[str, float]:
 
 def nsa_flops(T: int, H: int, Dk: int, Dv: int, cfg: NSAConfig) -> dict[str, float]:
     k = keys_read(T, cfg)
-    attn = k["slc"] + k["win"] + (k["cmp"] if cfg.combine == "gated" else 0)
-    fwd = 2 * (Dk + Dv) * (attn + k["cmp"]) + 2 * Dk * k["cmp"]  # + the scores pass
+    # all three branches run forward (union needs the compressed lse), plus the scores pass
+    fwd = 2 * (Dk + Dv) * (k["slc"] + k["win"] + k["cmp"]) + 2 * Dk * k["cmp"]
     bwd = 2.5 * 2 * (Dk + Dv) * (k["slc"] + k["win"] + (k["cmp"] if cfg.combine == "gated" else 0))
     return {"fwd": H * fwd, "bwd": H * bwd}
 
@@ -316,7 +316,7 @@ def main(argv: list[str]) -> None:
     }
     result["tuning"] = []
     for name in a.configs.split(","):
-        tuning = KernelTuning()
+        tuning = KernelTuning().for_group(CONFIGS[name][0] // CONFIGS[name][1])
         if "tune" in parts:
             tuning, times = tune(name, max(lengths), cfg, a.reps)
             result["tuning"].append({"config": name, "T": max(lengths), "chosen": str(tuning),

@@ -33,8 +33,11 @@ SMALL = dict(cmp_block=8, cmp_stride=4, slc_block=16, window=16)
 # (G, H_kv): every group size the issue names; lengths below are not multiples of any block
 GROUPS = [(1, 3), (2, 2), (3, 1), (6, 2), (7, 1), (16, 1)]
 LENGTHS = [37, 5, 22]  # 5 < l, 22 < 2 l'; none a multiple of l, d or l'
-# bigger selection tiles than the GPU default: fewer interpreted programs, same code paths
-TEST_TUNING = KernelTuning(block_m_slc=64, block_n=32)
+# bigger selection tiles than the GPU default (fewer interpreted programs, same code paths);
+# one query step per dK/dV program so the split, atomically added path runs
+TEST_TUNING = KernelTuning(
+    block_m_cmp=64, block_m_slc=64, block_m_win=64, block_n=32, dkdv_query_steps=2
+)
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:

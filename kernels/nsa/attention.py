@@ -26,6 +26,9 @@ from .config import NSAConfig
 from .varlen import SeqMeta, make_tiles, query_tiles
 
 MODE_CMP, MODE_SLC, MODE_WIN = 0, 1, 2
+# dK/dV of the compressed branch: early key tiles are read by every later query, so one
+# program per key tile would serialise ~T / BT query steps; cap the steps per program
+DKDV_QUERY_STEPS = 128
 LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
 _LOG2E = tl.constexpr(LOG2E)  # the kernels may only read constexpr globals
@@ -252,11 +255,11 @@ def _attn_dkdv_kernel(
     q, k, v, do, lse, delta, dk_out, dv_out,  # dk_out/dv_out [*, H_KV, D] fp32, accumulated
     tile_i0, q_start, q_len, q_pos0, kv_start, kv_len,
     w_seq, w_a, w_b, w_start, w_len, w_tiles,  # SLC: work items; else key tiles (w_seq, w_a=s0)
-    sel, scale_log2, scale, window,
+    sel, scale_log2, scale, window, n_splits,
     H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, BT: tl.constexpr, BM: tl.constexpr,
     BN: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
     MODE: tl.constexpr, UNION: tl.constexpr, CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr,
-    SLC_BLOCK: tl.constexpr, NSEL: tl.constexpr, BSEL: tl.constexpr,
+    SLC_BLOCK: tl.constexpr, NSEL: tl.constexpr, BSEL: tl.constexpr, ATOMIC: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0)
     b = tl.load(w_seq + pid)
@@ -269,7 +272,8 @@ def _attn_dkdv_kernel(
         j = tl.load(w_a + pid)
         s = j * SLC_BLOCK + tl.program_id(1) * BN + tl.arange(0, BN)
         kvalid = (s < (j + 1) * SLC_BLOCK) & (s < tl.load(kv_len + b))
-        n_iter = tl.load(w_len + pid)
+        it_lo = 0
+        it_hi = tl.load(w_len + pid)
         first = tl.load(w_start + pid)
     else:
         hkv = tl.program_id(1)
@@ -282,7 +286,11 @@ def _attn_dkdv_kernel(
         else:
             i_first = tl.maximum(s0 - pos0, 0)
             i_end = tl.minimum(ql, s0 + BN - 1 + window - pos0)
+        # the query steps of this key tile are shared out over n_splits programs
         n_iter = tl.cdiv(i_end - i_first, BT)
+        per = tl.cdiv(n_iter, n_splits)
+        it_lo = tl.program_id(2) * per
+        it_hi = tl.minimum(n_iter, it_lo + per)
     dk = tl.arange(0, BDK)
     dv = tl.arange(0, BDV)
     b_k = _load_keys(k, kbase + s, hkv, dk, kvalid, H_KV, DK)  # [BN, BDK]
@@ -291,7 +299,7 @@ def _attn_dkdv_kernel(
     acc_v = tl.zeros([BN, BDV], dtype=tl.float32)
     r = tl.arange(0, BM)
     ns = tl.arange(0, BSEL)
-    for it in range(0, n_iter):
+    for it in range(it_lo, it_hi):
         i0 = tl.load(tile_i0 + tl.load(w_tiles + first + it)) if MODE == 1 else i_first + it * BT
         i = r // G
         valid = (i < BT) & (i0 + i < ql)
@@ -318,7 +326,7 @@ def _attn_dkdv_kernel(
     kflat = ((kbase + s).to(tl.int64) * H_KV + hkv)[:, None]
     mk = kvalid[:, None] & (dk[None, :] < DK)
     mv = kvalid[:, None] & (dv[None, :] < DV)
-    if MODE == 1:
+    if ATOMIC:
         tl.atomic_add(dk_out + kflat * DK + dk[None, :], acc_k * scale, mask=mk)
         tl.atomic_add(dv_out + kflat * DV + dv[None, :], acc_v, mask=mv)
     else:
@@ -411,16 +419,18 @@ def attn_dkdv(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.Tensor, lse: torch.Tensor,
     delta: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor, meta: SeqMeta, cfg: NSAConfig,
     mode: int, scale: float, sel: Selection | None = None, work=None, block_m: int = 64,
-    block_n: int = 64,
+    block_n: int = 64, query_steps: int = DKDV_QUERY_STEPS,
 ) -> None:  # fmt: skip
     """Adds one branch's dK/dV into dk, dv ([*, H_kv, D], fp32).
 
-    CMP/WIN: one program per BN keys of one KV head (no atomics). SLC: one program per work item
-    of select.slc_work (a block and a list of query tiles that read it), atomically added.
+    CMP/WIN: programs per BN keys of one KV head, the query range split so no program takes more
+    than DKDV_QUERY_STEPS steps (atomically added when split). SLC: one program per work item of
+    select.slc_work (a block and a list of query tiles that read it), atomically added.
     """
     d = _dims(q, k, v)
     BM, BT = tile_rows(d["G"], block_m)
     BN = _block_n(cfg, mode, block_n)
+    n_splits = 1
     if mode == MODE_SLC:
         assert sel is not None and work is not None and sel.rows_per_tile == BT
         w_seq, w_blk, w_hkv, w_start, w_len, w_tiles = work
@@ -435,7 +445,8 @@ def attn_dkdv(
         kv_lens = meta.c_lens if mode == MODE_CMP else meta.k_lens
         w_seq, w_blk = make_tiles(kv_lens, BN, q.device)
         w_hkv = w_start = w_len = w_tiles = tile_i0 = idx = w_seq
-        grid = (w_seq.numel(), d["H_KV"])
+        n_splits = max(1, triton.cdiv(max(meta.q_lens), BT * query_steps))
+        grid = (w_seq.numel(), d["H_KV"], n_splits)
         kv_start = meta.c_start if mode == MODE_CMP else meta.k_start
         kv_len = meta.k_start.new_tensor(kv_lens)
     if grid[0] == 0:
@@ -443,6 +454,7 @@ def attn_dkdv(
     _attn_dkdv_kernel[grid](
         q, k, v, do, lse, delta, dk, dv, tile_i0, meta.q_start, meta.q_len, meta.q_pos0,
         kv_start, kv_len, w_seq, w_blk, w_hkv, w_start, w_len, w_tiles, idx,
-        scale * LOG2E, scale, cfg.window, BT=BT, BM=BM, BN=BN, **d, **_consts(cfg, mode),
+        scale * LOG2E, scale, cfg.window, n_splits, BT=BT, BM=BM, BN=BN,
+        ATOMIC=mode == MODE_SLC or n_splits > 1, **d, **_consts(cfg, mode),
         num_warps=_warps(d, BM),
     )  # fmt: skip

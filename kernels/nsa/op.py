@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from ..errors import KernelsUserError
-from .attention import MODE_CMP, MODE_SLC, MODE_WIN, attn_dkdv, attn_dq, attn_fwd
+from .attention import (
+    DKDV_QUERY_STEPS,
+    MODE_CMP,
+    MODE_SLC,
+    MODE_WIN,
+    attn_dkdv,
+    attn_dq,
+    attn_fwd,
+)
 from .combine import gated_combine, gated_combine_bwd, row_dot, union_merge
 from .config import NSAConfig
 from .select import build_selection, slc_scores, slc_work, top_n
@@ -24,12 +32,25 @@ from .varlen import cmp_cu_seqlens, prefill_meta
 
 @dataclass(frozen=True)
 class KernelTuning:
-    """Tile sizes: rows per tile (positions x G heads) for each branch, keys per step."""
+    """Tile sizes: rows per tile (positions x G heads) for each branch, keys per step.
 
-    block_m_cmp: int = 64
-    block_m_slc: int = 16
-    block_m_win: int = 64
+    Defaults come from bench/kernels.py's sweep on an H200 at 64k (kernels/NOTES.md):
+    128-row tiles for the compressed and window branches; for the selection branch 16 rows
+    (one position) when G >= 16 and 64 rows (several positions sharing a block union) below.
+    block_m_slc = 0 picks that by G.
+    """
+
+    block_m_cmp: int = 128
+    block_m_slc: int = 0
+    block_m_win: int = 128
     block_n: int = 64
+    dkdv_query_steps: int = DKDV_QUERY_STEPS
+
+    def for_group(self, G: int) -> KernelTuning:
+        """This tuning with block_m_slc resolved for group size G."""
+        if self.block_m_slc:
+            return self
+        return replace(self, block_m_slc=16 if G >= 16 else 64)
 
 
 DEFAULT_TUNING = KernelTuning()
@@ -54,6 +75,7 @@ class NSAFunction(torch.autograd.Function):
     def forward(ctx, q, k, v, kc, vc, gates, cu_seqlens, cfg, scale, tuning):
         meta = prefill_meta(cu_seqlens, cfg, q.device)
         G = q.shape[1] // k.shape[1]
+        tuning = tuning.for_group(G)
         cmp_args = _branch_args(tuning, MODE_CMP)
         o_cmp, lse_cmp = attn_fwd(q, kc, vc, meta, cfg, MODE_CMP, scale, **cmp_args)
         o_cmp, lse_cmp = o_cmp[0], lse_cmp[0]
@@ -90,7 +112,7 @@ class NSAFunction(torch.autograd.Function):
             s = sel if mode == MODE_SLC else None
             attn_dq(q, keys, values, d_o, lse, delta, dq, meta, cfg, mode, scale, sel=s, **args)
             attn_dkdv(q, keys, values, d_o, lse, delta, dkeys, dvalues, meta, cfg, mode, scale,
-                      sel=s, work=work, **args)  # fmt: skip
+                      sel=s, work=work, query_steps=tuning.dkdv_query_steps, **args)  # fmt: skip
 
         dkc = dvc = dgates = None
         if cfg.combine == "union":
@@ -140,10 +162,12 @@ def _validate(q, k, v, kc, vc, gates, cfg: NSAConfig, cu_seqlens) -> None:
 
 
 def _interpreting() -> bool:
-    # The only place kernels/ looks at the environment: Triton itself reads this variable.
-    import os
+    """Whether Triton's interpreter runs the kernels (set before they were decorated)."""
+    from triton.runtime.interpreter import InterpretedFunction
 
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+    from .attention import _attn_fwd_kernel
+
+    return isinstance(_attn_fwd_kernel, InterpretedFunction)
 
 
 def nsa_attention(

@@ -88,14 +88,14 @@ def _slc_scores_kernel(
         c = jc * BC + tl.arange(0, BC)
         p = _cmp_probs(b_q, kc, c, hkv, t, valid, cl, cbase, b_lse, scale_log2, dk,
                        H_KV, DK, CMP_BLOCK, CMP_STRIDE)  # fmt: skip
-        acc = tl.dot(p, _overlap(c, j, L_UNITS, R_UNITS), input_precision="tf32x3")  # [BM, BJ]
+        acc = tl.dot(p, _overlap(c, j, L_UNITS, R_UNITS), input_precision="ieee")  # [BM, BJ]
         if HALO > 0:
             # the L-1 compressed tokens before this chunk that still overlap block jc * BJ
             h = tl.arange(0, HALO)
             ch = tl.where(h < L_UNITS - 1, jc * BC - (L_UNITS - 1) + h, -1)
             ph = _cmp_probs(b_q, kc, ch, hkv, t, valid, cl, cbase, b_lse, scale_log2, dk,
                             H_KV, DK, CMP_BLOCK, CMP_STRIDE)  # fmt: skip
-            acc += tl.dot(ph, _overlap(ch, j, L_UNITS, R_UNITS), input_precision="tf32x3")
+            acc += tl.dot(ph, _overlap(ch, j, L_UNITS, R_UNITS), input_precision="ieee")
         group = tl.sum(tl.reshape(acc, (BT, GP, BJ)), 1)  # [BT, BJ], Eq. 10
         forced = (j[None, :] == 0) | (j[None, :] == cur[:, None]) | (j[None, :] == cur[:, None] - 1)
         group = tl.where(forced, float("inf"), group)

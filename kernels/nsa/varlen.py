@@ -110,11 +110,15 @@ def query_tiles(meta: SeqMeta, rows_per_tile: int, device) -> tuple[torch.Tensor
 def make_tiles(lengths: tuple[int, ...], rows_per_tile: int, device) -> tuple[torch.Tensor, ...]:
     """Tiles of `rows_per_tile` consecutive rows that never straddle two sequences.
 
-    Returns tile_seq [n_tiles] and tile_i0 [n_tiles] (first row within its sequence), int32.
+    Returns tile_seq [n_tiles] and tile_i0 [n_tiles] (first row within its sequence), int32,
+    built on the device from B host counts (no per-tile Python work).
     """
-    seq, first = [], []
-    for b, n in enumerate(lengths):
-        starts = range(0, n, rows_per_tile)
-        seq.extend([b] * len(starts))
-        first.extend(starts)
-    return _i32(seq, device), _i32(first, device)
+    counts = [-(-n // rows_per_tile) for n in lengths]
+    total = sum(counts)
+    counts_t = torch.tensor(counts, device=device)
+    seq = torch.repeat_interleave(
+        torch.arange(len(lengths), device=device), counts_t, output_size=total
+    )
+    first_tile = torch.cumsum(counts_t, 0) - counts_t
+    i0 = (torch.arange(total, device=device) - first_tile[seq]) * rows_per_tile
+    return seq.to(torch.int32), i0.to(torch.int32)
