@@ -160,3 +160,26 @@ def test_a_runner_that_cannot_start_is_a_clear_error(local_ray: None, redis_url:
     broken = functools.partial(EchoRunner, max_batch=0)  # its constructor refuses this
     with pytest.raises(ActorStartError, match="failed to start: AssertionError"):
         ActorPool(PoolConfig(actors=1, cpus_per_actor=0.5), broken, RedisRunSink(redis_url, FAST))
+
+
+def test_failed_attempt_retries_and_cancel_stops_a_running_job(
+    local_ray: None, redis_url: str
+) -> None:
+    queue = JobQueue(redis_url, FAST)
+    worker = Worker(redis_url, functools.partial(EchoRunner, max_batch=1), actors=1)
+    try:
+        queue.submit(JobSpec(JobKind.ASK, "src", "flaky fail-attempts=1", id="flaky"), "c")
+        wait_for(lambda: queue.get("flaky").status.terminal, 30, "the flaky job")
+        queue.submit(JobSpec(JobKind.ASK, "src", "slow delay-per-token=0.2", id="stop"), "c")
+        wait_for(lambda: queue.get("stop").progress > 0, 30, "the slow job to start")
+        queue.cancel("stop")
+        wait_for(lambda: queue.redis.xlen(queue.keys.stream) == 0, 30, "the cancel to land")
+        texts = [e for _, e in queue.redis.xrange(queue.keys.events("stop")) if e["type"] == "text"]
+    finally:
+        worker.close()
+    flaky = queue.get("flaky")
+    assert flaky.status is JobStatus.DONE and flaky.attempts == 2
+    assert queue.result("flaky").attempt == 2
+    assert queue.get("stop").status is JobStatus.CANCELLED and queue.result("stop") is None
+    streamed = "".join(e["text"] for e in texts).split()
+    assert 0 < len(streamed) < len(expected("stop", "c", "slow delay-per-token=0.2", 1).split())
