@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from rich.console import Console
 from nsa_assist.ingest.context import Context
 
 from .guard import fail, user_errors_as_exit
+from .ingest import PARSE_CACHE_DIR
 from .runtime import ModelChoice, choose_model, load_with_progress
 from .settings import Settings
 
@@ -72,7 +74,7 @@ def _validate(options: AskOptions) -> None:
 
 
 def _run(options: AskOptions, choice: ModelChoice, settings: Settings) -> None:
-    from nsa_assist.ingest.path_order import pack_in_path_order
+    from nsa_assist.ingest.pipeline import IngestOptions, ingest_source
     from nsa_assist.ingest.prompt import build_messages, framing_text
     from nsa_assist.workers.engine import Engine, EngineConfig, Request, SamplingParams
 
@@ -89,8 +91,14 @@ def _run(options: AskOptions, choice: ModelChoice, settings: Settings) -> None:
     framing = count_tokens(framing_text(options.question)) + PROMPT_MARGIN
     if framing >= budget:
         raise fail(f"the question alone needs {framing} tokens, over the budget of {budget}")
-    context = pack_in_path_order(options.source, budget - framing, count_tokens)
-    _report_packing(err, context)
+    ingest_options = IngestOptions(
+        cache_dir=settings.home / PARSE_CACHE_DIR, workers=os.cpu_count() or 1
+    )
+    ingested = ingest_source(
+        options.source, options.question, budget - framing, count_tokens, ingest_options
+    )
+    context = ingested.context
+    _report_packing(err, context, ingested.notes)
 
     prompt = tokenizer.apply_chat(build_messages(context, options.question))
     prompt_ids = tokenizer.encode(prompt)
@@ -142,7 +150,9 @@ def _run(options: AskOptions, choice: ModelChoice, settings: Settings) -> None:
     print(json.dumps(result, ensure_ascii=False))
 
 
-def _report_packing(err: Console, context: Context) -> None:
+def _report_packing(err: Console, context: Context, notes: tuple[str, ...]) -> None:
+    for note in notes:
+        err.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     err.print(
         f"[dim]context: {context.tokens:,} of {context.budget:,} tokens, "
         f"{len(context.chunks)} files[/]"
