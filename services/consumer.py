@@ -127,7 +127,8 @@ class Consumer:
             blob, flat = reply[2], [item.decode() for item in reply[3:]]
             job = Job.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
             if blob == b"" and self._has_context(flat):
-                self._fail_now(entry, job_id, "the job's context expired before it ran")
+                error = "the job's context expired before it ran"
+                self._fail_call(entry, job_id, error, 0, 0.0, int(reply[1]))
                 continue
             task = Task(
                 job_id=job.id,
@@ -195,19 +196,21 @@ class Consumer:
         self._complete(keys=keys, args=args, client=pipe)
 
     def fail(self, claim: Claim, error: str) -> str:
-        """Record a failed attempt: 'retry' after a backoff, or 'failed' after the last one."""
+        """Record a failed attempt: 'retry' after a backoff, or 'failed' after the last one
+        ('stale' when another worker has taken the job over meanwhile)."""
         delay = self.config.backoff_s(claim.task.attempt)
-        return self._fail_call(claim.entry, claim.job.id, error, self.config.max_attempts, delay)
+        return self._fail_call(
+            claim.entry, claim.job.id, error, self.config.max_attempts, delay, claim.task.attempt
+        )
 
     def requeue(self, claim: Claim, error: str) -> str:
         """The attempt was lost with its worker: run it again now (if attempts remain)."""
-        return self._fail_call(claim.entry, claim.job.id, error, self.config.max_attempts, 0.0)
-
-    def _fail_now(self, entry: str, job_id: str, error: str) -> str:
-        return self._fail_call(entry, job_id, error, 0, 0.0)
+        return self._fail_call(
+            claim.entry, claim.job.id, error, self.config.max_attempts, 0.0, claim.task.attempt
+        )
 
     def _fail_call(
-        self, entry: str, job_id: str, error: str, max_attempts: int, delay_s: float
+        self, entry: str, job_id: str, error: str, max_attempts: int, delay_s: float, attempt: int
     ) -> str:
         keys = [
             self.keys.job(job_id),
@@ -227,5 +230,6 @@ class Consumer:
                 repr(delay_s),
                 self.config.result_ttl_s,
                 self.config.events_maxlen,
+                attempt,
             ],
         )

@@ -92,14 +92,18 @@ FAIL = (
     _EVENT
     + """
 -- KEYS: job, stream, delayed, dead, events
--- ARGV: entry, group, now, error, max_attempts, delay_s, ttl, maxlen
+-- ARGV: entry, group, now, error, max_attempts, delay_s, ttl, maxlen, attempt
 -- A failed attempt goes to the delayed set until its backoff ends, or, after the last
--- attempt, to the dead-letter stream.
-drop_entry(KEYS[2], ARGV[2], ARGV[1])
+-- attempt, to the dead-letter stream. A report from an attempt that is no longer the
+-- job's latest (its worker lost the job to a takeover) changes nothing, not even the entry.
 local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'running' and redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[9] then
+  return 'stale'
+end
+drop_entry(KEYS[2], ARGV[2], ARGV[1])
 if not status then return 'gone' end
 if status ~= 'running' then return status end
-local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
+local attempts = tonumber(ARGV[9])
 local id = redis.call('HGET', KEYS[1], 'id')
 if attempts >= tonumber(ARGV[5]) then
   redis.call('HSET', KEYS[1], 'status', 'failed', 'error', ARGV[4], 'finished_at', ARGV[3])

@@ -134,6 +134,8 @@ def test_silent_worker_loses_job_but_heartbeat_keeps_it(redis_url: str) -> None:
         taken = other.take(5, block_ms=50)
     assert [c.job.id for c in taken] == ["lost"]
     assert taken[0].task.attempt == 2
+    assert dead.fail(lost, "zombie error") == "stale"  # the takeover's attempt is untouched
+    assert queue.get("lost").status is JobStatus.RUNNING
     assert other.complete(taken[0], answer("lost", "by other")) == "done"
     assert dead.complete(lost, answer("lost", "late zombie")) == "done"
     assert queue.result("lost").text == "by other"
