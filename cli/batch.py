@@ -120,7 +120,7 @@ def _execute(
     from nsa_assist.services.submit import ContextBuilder, submit_lines
 
     with queue_redis(settings.redis_url, settings.home) as (url, _):
-        queue = JobQueue(url, queue_config(TAKEOVER_S))
+        queue = JobQueue(url, queue_config(TAKEOVER_S), patient=True)  # rides out a restart
         ingest = IngestOptions(cache_dir=settings.home / "parse-cache")
         build = ContextBuilder(
             _token_counter(options.model, settings),
