@@ -129,15 +129,20 @@ def tokenizer_from_gguf(gguf: GGUFFile, cache_dir: Path) -> ModelTokenizer:
 
     The cache is keyed by a hash of the file's raw tokenizer metadata and BUILDER_VERSION,
     so a different file under the same name is rebuilt, not trusted."""
-    stem = gguf.path.name.removesuffix(".gguf")
-    json_path = cache_dir / f"{stem}.tokenizer.json"
-    key_path = cache_dir / f"{stem}.tokenizer.key"
+    json_path = tokenizer_cache_path(gguf.path, cache_dir)
+    key_path = json_path.with_suffix(".key")
     key = f"v{BUILDER_VERSION}:{gguf.metadata_digest('tokenizer.ggml.')}"
     if not (json_path.is_file() and _read(key_path) == key):
         cache_dir.mkdir(parents=True, exist_ok=True)
         _write_atomic(json_path, build_tokenizer(gguf.metadata).to_str())
         _write_atomic(key_path, key)
     return ModelTokenizer(json_path, spec_from_gguf(gguf.metadata))
+
+
+def tokenizer_cache_path(gguf_path: Path, cache_dir: Path) -> Path:
+    """Where `tokenizer_from_gguf` keeps the tokenizer.json built for `gguf_path`
+    (`<cache_dir>/<stem>.tokenizer.json`, the contract's name)."""
+    return cache_dir / f"{gguf_path.name.removesuffix('.gguf')}.tokenizer.json"
 
 
 def _read(path: Path) -> str | None:
