@@ -158,6 +158,7 @@ def _write_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(text)
+        os.chmod(name, 0o644)  # mkstemp makes it private; other tools read the tokenizer too
         os.replace(name, path)
     finally:
         Path(name).unlink(missing_ok=True)
