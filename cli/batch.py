@@ -177,7 +177,12 @@ def _local_worker(
         + (GPU_SEQ_LEN - GPU_BUDGET if gpu else CPU_SEQ_LEN - CPU_BUDGET)
     )
     factory = runner_factory(options.model, settings.home, options.device, LOCAL_MAX_BATCH, seq_len)
-    pool = PoolConfig(actors=1, gpus_per_actor=1.0 if gpu else 0.0, cpus_per_actor=1.0)
+    if gpu:
+        import torch
+
+        pool = PoolConfig(actors=torch.cuda.device_count(), gpus_per_actor=1.0)
+    else:
+        pool = PoolConfig(actors=1, cpus_per_actor=1.0)
     return LocalWorker(url, queue_config(TAKEOVER_S), pool, factory)
 
 
