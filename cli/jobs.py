@@ -7,6 +7,7 @@ import contextlib
 import json
 import sys
 import time
+from datetime import datetime
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated
 
@@ -104,6 +105,8 @@ def show_command(job_id: JobId, as_json: JsonFlag = False) -> None:
         return
     console = Console()
     for key, value in job.to_dict().items():
+        if key.endswith("_at") and isinstance(value, float):
+            value = datetime.fromtimestamp(value).isoformat(sep=" ", timespec="seconds")
         if value not in (None, ""):
             console.print(f"[bold]{key}[/]: {value}", highlight=False)
     if result is not None:
