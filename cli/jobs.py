@@ -7,8 +7,8 @@ import contextlib
 import json
 import sys
 import time
-from datetime import datetime
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
