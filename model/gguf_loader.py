@@ -19,7 +19,14 @@ import torch
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 from gguf import quants as gguf_quants
 
-from .config import ARCHS, ModelConfig, ModelConfigError, RopeScaling
+from .config import (
+    ARCHS,
+    YARN_BETA_FAST,
+    YARN_BETA_SLOW,
+    ModelConfig,
+    ModelConfigError,
+    RopeScaling,
+)
 from .errors import ModelFileError, UnsupportedModelError
 from .gguf_file import GGUFFile, TensorInfo
 from .progress import ProgressFn, no_progress
@@ -102,14 +109,15 @@ def _rope_scaling(meta: Mapping[str, Any], arch: str, context: int) -> RopeScali
     if kind != "yarn":
         raise UnsupportedModelError(f"rope scaling {kind!r} is not supported (supported: yarn)")
     original = int(meta.get(f"{arch}.rope.scaling.original_context_length", context))
+    if original <= 0:
+        raise ModelFileError(f"{arch}.rope.scaling.original_context_length is {original}")
     factor = float(meta.get(f"{arch}.rope.scaling.factor", context / original))
-    defaults = RopeScaling(factor, original)
     try:
         return RopeScaling(
             factor=factor,
             original_max_position=original,
-            beta_fast=float(meta.get(f"{arch}.rope.scaling.yarn_beta_fast", defaults.beta_fast)),
-            beta_slow=float(meta.get(f"{arch}.rope.scaling.yarn_beta_slow", defaults.beta_slow)),
+            beta_fast=float(meta.get(f"{arch}.rope.scaling.yarn_beta_fast", YARN_BETA_FAST)),
+            beta_slow=float(meta.get(f"{arch}.rope.scaling.yarn_beta_slow", YARN_BETA_SLOW)),
         )
     except ModelConfigError as error:
         raise UnsupportedModelError(str(error)) from None
