@@ -100,7 +100,7 @@ def _run(options: AskOptions, choice: ModelChoice, settings: Settings) -> None:
     context = ingested.context
     _report_packing(err, context, ingested.notes)
 
-    prompt = tokenizer.apply_chat(build_messages(context, options.question))
+    prompt = tokenizer.apply_chat(build_messages(context.text, options.question))
     prompt_ids = tokenizer.encode(prompt)
     params = SamplingParams(
         temperature=options.temperature,

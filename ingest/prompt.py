@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from .context import Context
-
 SYSTEM_PROMPT = (
     "You are nsa-assist, an expert engineer who answers questions about the code and "
     "documents given in the context. Answer from the context only. Cite the files you rely "
@@ -12,9 +10,12 @@ SYSTEM_PROMPT = (
 )
 
 
-def build_messages(context: Context, question: str) -> list[dict[str, str]]:
-    """System and user messages in the role/content form every chat template takes."""
-    user = f"Context:\n\n{context.text}\nQuestion: {question.strip()}"
+def build_messages(context_text: str, question: str) -> list[dict[str, str]]:
+    """System and user messages in the role/content form every chat template takes.
+
+    Takes the packed text (not a `Context`) so a worker that received only the stored text
+    of a queued job frames it exactly as `nsa ask` does."""
+    user = f"Context:\n\n{context_text}\nQuestion: {question.strip()}"
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 

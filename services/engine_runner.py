@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nsa_assist.ingest.prompt import SYSTEM_PROMPT
+from nsa_assist.ingest.prompt import build_messages
 from nsa_assist.workers.runner import RunSink, Task, TaskResult
 
 from .errors import ServiceError
@@ -40,9 +40,7 @@ class EngineRunnerConfig:
 
 def job_messages(task: Task) -> list[dict[str, str]]:
     """The chat for one job; the same framing `nsa ask` uses for its packed context."""
-    question = (task.question or SUMMARY_QUESTION).strip()
-    user = f"Context:\n\n{task.context}\nQuestion: {question}"
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    return build_messages(task.context, task.question or SUMMARY_QUESTION)
 
 
 class EngineRunner:
