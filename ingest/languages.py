@@ -102,7 +102,9 @@ TEXT_BY_NAME: dict[str, str] = {
     "readme": "text",
 }
 
-DOC_SUFFIXES = frozenset({".md", ".markdown", ".rst", ".txt", ".adoc", ""})
+DOC_SUFFIXES = frozenset({".md", ".markdown", ".rst", ".txt", ".adoc"})
+NOT_DOCS = ("license", "licence", "copying", "notice", "authors", "requirements")
+"""Prose files that say nothing about how the code works."""
 
 
 def code_language(path: str) -> CodeLanguage | None:
@@ -125,4 +127,7 @@ def language_name(path: str) -> str:
 def is_doc(path: str) -> bool:
     """True for prose files (README, docs) that the packer puts first when at the top."""
     pure = PurePosixPath(path)
-    return pure.suffix.lower() in DOC_SUFFIXES and not pure.name.startswith(".")
+    name = pure.name.lower()
+    if name.startswith("readme"):
+        return True
+    return pure.suffix.lower() in DOC_SUFFIXES and not name.startswith((".", *NOT_DOCS))

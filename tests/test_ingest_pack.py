@@ -199,3 +199,21 @@ def test_deterministic_across_processes_with_different_hash_seeds() -> None:
         for seed in ("1", "2", "3")
     }
     assert len(digests) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "doc"),
+    [
+        ("README", True),
+        ("readme.rst", True),
+        ("ARCHITECTURE.md", True),
+        ("LICENSE.txt", False),
+        ("requirements.txt", False),
+        ("Makefile", False),
+        ("setup.py", False),
+    ],
+)
+def test_which_top_level_files_lead_as_docs(path: str, doc: bool) -> None:
+    from nsa_assist.ingest.languages import is_doc
+
+    assert is_doc(path) is doc
