@@ -98,8 +98,11 @@ class _Extractor:
                 f"{self.archive.name}: more than {self.limits.max_members:,} members"
             )
 
-    def check_link(self, rel: PurePosixPath, link: str) -> None:
-        if not _link_stays_inside(rel, link):
+    def check_link(self, rel: PurePosixPath, link: str, *, from_root: bool = False) -> None:
+        """A link must resolve inside the archive (from its folder, or from the root for tar
+        hard links); inside ones are listed as skipped, never created."""
+        anchor = PurePosixPath("member") if from_root else rel
+        if not _link_stays_inside(anchor, link):
             raise UnsafeArchiveError(
                 f"{self.archive.name}: link {rel} -> {link} points outside the archive"
             )
@@ -156,8 +159,7 @@ class _TarExtractor(_Extractor):
             if member.issym():
                 self.check_link(rel, member.linkname)
             elif member.islnk():
-                # hard link names are relative to the archive root, not to the member
-                self.check_link(PurePosixPath("x"), member.linkname)
+                self.check_link(rel, member.linkname, from_root=True)
             elif not member.isfile():
                 self.dropped.append(Dropped(str(rel), "special file in the archive"))
             else:

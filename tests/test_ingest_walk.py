@@ -213,3 +213,14 @@ def test_not_an_archive(tmp_path: Path) -> None:
     fake.write_bytes(b"not a zip at all")
     with pytest.raises(SourceError, match="not a readable zip"):
         walk_source(fake)
+
+
+def test_tar_hard_link_escape_is_an_error(tmp_path: Path) -> None:
+    archive = tmp_path / "hard.tar"
+    with tarfile.open(archive, "w") as tf:
+        info = tarfile.TarInfo("pkg/passwd")
+        info.type = tarfile.LNKTYPE
+        info.linkname = "../etc/passwd"
+        tf.addfile(info)
+    with pytest.raises(UnsafeArchiveError, match=r"link pkg/passwd -> \.\./etc/passwd"):
+        walk_source(archive)
