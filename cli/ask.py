@@ -8,17 +8,20 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-
-from nsa_assist.ingest.context import Context
 
 from .guard import fail, user_errors_as_exit
 from .ingest import PARSE_CACHE_DIR
 from .runtime import ModelChoice, choose_model, load_with_progress
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from nsa_assist.ingest.context import Context, CountTokens
+    from nsa_assist.model.loader import LoadedModel
+    from nsa_assist.workers.engine import Completion
 
 CPU_BUDGET = 8_192
 GPU_BUDGET = 65_536
@@ -34,10 +37,11 @@ class AskOptions:
     max_new_tokens: int
     temperature: float
     as_json: bool
+    queue: bool
 
 
 def ask_command(
-    source: Annotated[Path, typer.Argument(help="A folder or a file to ask about.")],
+    source: Annotated[Path, typer.Argument(help="A folder, git checkout, archive, file or PDF.")],
     question: Annotated[str, typer.Argument(help="Your question, in quotes.")],
     model: Annotated[
         str | None,
@@ -52,12 +56,19 @@ def ask_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of streaming.")
     ] = False,
+    queue: Annotated[
+        bool, typer.Option("--queue", help="Run on a `nsa worker` through the job queue.")
+    ] = False,
 ) -> None:
-    """Answer a question about a codebase or a document, citing path:line."""
-    options = AskOptions(source, question, budget, max_new_tokens, temperature, as_json)
+    """Answer a question about a codebase or a document, citing path:line or pages."""
+    options = AskOptions(source, question, budget, max_new_tokens, temperature, as_json, queue)
     with user_errors_as_exit():
         _validate(options)
-        _run(options, choose_model(model), Settings.from_env())
+        choice, settings = choose_model(model), Settings.from_env()
+        if options.queue:
+            _answer_via_queue(options, choice, settings)
+        else:
+            _answer_locally(options, choice, settings)
 
 
 def _validate(options: AskOptions) -> None:
@@ -73,21 +84,13 @@ def _validate(options: AskOptions) -> None:
         raise fail(f"--temperature must be >= 0, got {options.temperature}")
 
 
-def _run(options: AskOptions, choice: ModelChoice, settings: Settings) -> None:
+def _pack(
+    options: AskOptions, budget: int, count_tokens: CountTokens, settings: Settings, err: Console
+) -> Context:
+    """The ranked context for the question, leaving room for the prompt's framing."""
     from nsa_assist.ingest.pipeline import IngestOptions, ingest_source
-    from nsa_assist.ingest.prompt import build_messages, framing_text
-    from nsa_assist.workers.engine import Engine, EngineConfig, Request, SamplingParams
+    from nsa_assist.ingest.prompt import framing_text
 
-    err = Console(stderr=True)
-    started = time.perf_counter()
-    loaded = load_with_progress(choice, settings, err)
-    load_seconds = time.perf_counter() - started
-    tokenizer = loaded.tokenizer
-
-    def count_tokens(text: str) -> int:
-        return len(tokenizer.encode(text))
-
-    budget = options.budget or (GPU_BUDGET if choice.device == "cuda" else CPU_BUDGET)
     framing = count_tokens(framing_text(options.question)) + PROMPT_MARGIN
     if framing >= budget:
         raise fail(f"the question alone needs {framing} tokens, over the budget of {budget}")
@@ -97,65 +100,12 @@ def _run(options: AskOptions, choice: ModelChoice, settings: Settings) -> None:
     ingested = ingest_source(
         options.source, options.question, budget - framing, count_tokens, ingest_options
     )
-    context = ingested.context
-    _report_packing(err, context, ingested.notes)
-
-    prompt = tokenizer.apply_chat(build_messages(context.text, options.question))
-    prompt_ids = tokenizer.encode(prompt)
-    params = SamplingParams(
-        temperature=options.temperature,
-        max_new_tokens=options.max_new_tokens,
-        stop_token_ids=tokenizer.stop_token_ids,
-    )
-    engine = Engine(
-        loaded.model,
-        EngineConfig(max_batch_size=1, max_seq_len=len(prompt_ids) + options.max_new_tokens),
-    )
-    decoder = tokenizer.stream_decoder()
-    pieces: list[str] = []
-
-    def on_token(_: str, token_id: int) -> None:
-        piece = decoder.push(token_id)
-        pieces.append(piece)
-        if not options.as_json and piece:
-            sys.stdout.write(piece)
-            sys.stdout.flush()
-
-    with err.status(f"reading {len(prompt_ids):,} prompt tokens…"):
-        completion = engine.generate([Request("ask", prompt_ids, params)], on_token=on_token)[0]
-    if not options.as_json:
-        sys.stdout.write("\n")
-        decode_rate = len(completion.token_ids) / max(completion.decode_seconds, 1e-9)
-        err.print(
-            f"[dim]{loaded.name} · context {context.tokens:,} tokens from "
-            f"{len(context.chunks)} files · load {load_seconds:.1f} s · prefill "
-            f"{completion.prefill_seconds:.1f} s · decode {decode_rate:.1f} tokens/s[/]"
-        )
-        return
-    result = {
-        "answer": "".join(pieces),
-        "model": loaded.name,
-        "context_tokens": context.tokens,
-        "prompt_tokens": len(prompt_ids),
-        "generated_tokens": len(completion.token_ids),
-        "finish_reason": completion.finish_reason,
-        "timings": {
-            "load": round(load_seconds, 3),
-            "prefill": round(completion.prefill_seconds, 3),
-            "decode": round(completion.decode_seconds, 3),
-        },
-        "sources": context.sources,
-        "dropped": [{"path": d.path, "reason": d.reason} for d in context.dropped],
-    }
-    print(json.dumps(result, ensure_ascii=False))
-
-
-def _report_packing(err: Console, context: Context, notes: tuple[str, ...]) -> None:
-    for note in notes:
+    for note in ingested.notes:
         err.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    context = ingested.context
     err.print(
         f"[dim]context: {context.tokens:,} of {context.budget:,} tokens, "
-        f"{len(context.chunks)} files[/]"
+        f"{len(context.chunks)} chunks from {len(context.sources)} sources[/]"
     )
     if context.dropped:
         shown = ", ".join(f"{d.path} ({d.reason})" for d in context.dropped[:5])
@@ -165,3 +115,164 @@ def _report_packing(err: Console, context: Context, notes: tuple[str, ...]) -> N
             highlight=False,
             soft_wrap=True,
         )
+    return context
+
+
+def _default_budget(options: AskOptions, choice: ModelChoice) -> int:
+    return options.budget or (GPU_BUDGET if choice.device == "cuda" else CPU_BUDGET)
+
+
+def _write(piece: str) -> None:
+    sys.stdout.write(piece)
+    sys.stdout.flush()
+
+
+def _answer_locally(options: AskOptions, choice: ModelChoice, settings: Settings) -> None:
+    err = Console(stderr=True)
+    started = time.perf_counter()
+    loaded = load_with_progress(choice, settings, err)
+    load_seconds = time.perf_counter() - started
+    tokenizer = loaded.tokenizer
+    context = _pack(
+        options,
+        _default_budget(options, choice),
+        lambda text: len(tokenizer.encode(text)),
+        settings,
+        err,
+    )
+    answer, completion, prompt_tokens = _generate(options, loaded, context, err)
+    if not options.as_json:
+        _write("\n")
+        rate = len(completion.token_ids) / max(completion.decode_seconds, 1e-9)
+        err.print(
+            f"[dim]{loaded.name} · load {load_seconds:.1f} s · prefill "
+            f"{completion.prefill_seconds:.1f} s ({prompt_tokens:,} tokens) · "
+            f"decode {rate:.1f} tokens/s[/]",
+            soft_wrap=True,
+        )
+        return
+    timings = {
+        "load": load_seconds,
+        "prefill": completion.prefill_seconds,
+        "decode": completion.decode_seconds,
+    }
+    _print_json(answer, loaded.name, context, prompt_tokens, completion, timings)
+
+
+def _generate(
+    options: AskOptions, loaded: LoadedModel, context: Context, err: Console
+) -> tuple[str, Completion, int]:
+    """Prefill with a bar on stderr, then stream the answer to stdout (unless --json)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from nsa_assist.ingest.prompt import build_messages
+    from nsa_assist.workers.engine import Engine, EngineConfig, Request, SamplingParams
+
+    tokenizer = loaded.tokenizer
+    messages = build_messages(context.text, options.question)
+    prompt_ids = tokenizer.encode(tokenizer.apply_chat(messages))
+    params = SamplingParams(
+        temperature=options.temperature,
+        max_new_tokens=options.max_new_tokens,
+        stop_token_ids=tokenizer.stop_token_ids,
+    )
+    config = EngineConfig(max_batch_size=1, max_seq_len=len(prompt_ids) + options.max_new_tokens)
+    engine = Engine(loaded.model, config)
+    decoder = tokenizer.stream_decoder()
+    pieces: list[str] = []
+    bar = Progress(
+        TextColumn("reading the prompt"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,} tokens"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+    task = bar.add_task("prefill", total=len(prompt_ids))
+
+    def on_prefill(_: str, done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    def on_token(_: str, token_id: int) -> None:
+        if bar.live.is_started:
+            bar.stop()  # the answer starts: the bar must not redraw over it
+        piece = decoder.push(token_id)
+        pieces.append(piece)
+        if piece and not options.as_json:
+            _write(piece)
+
+    bar.start()
+    try:
+        completion = engine.generate([Request("ask", prompt_ids, params)], on_token, on_prefill)[0]
+    finally:
+        bar.stop()
+    return "".join(pieces), completion, len(prompt_ids)
+
+
+def _print_json(
+    answer: str,
+    model: str,
+    context: Context,
+    prompt_tokens: int,
+    completion: Completion,
+    timings: dict[str, float],
+) -> None:
+    result = {
+        "answer": answer,
+        "model": model,
+        "context_tokens": context.tokens,
+        "prompt_tokens": prompt_tokens,
+        "generated_tokens": len(completion.token_ids),
+        "finish_reason": completion.finish_reason,
+        "timings": {key: round(value, 3) for key, value in timings.items()},
+        "sources": context.sources,
+        "citations": [chunk.citation() for chunk in context.chunks],
+        "dropped": [{"path": d.path, "reason": d.reason} for d in context.dropped],
+    }
+    print(json.dumps(result, ensure_ascii=False))
+
+
+def _answer_via_queue(options: AskOptions, choice: ModelChoice, settings: Settings) -> None:
+    """Pack here (workers need not see the files), run on a worker, stream its events."""
+    from nsa_assist.services.jobs import JobKind, JobSpec
+    from nsa_assist.services.runners import load_tokenizer
+
+    from .jobs import ask_via_queue, open_queue, require_live_worker
+
+    err = Console(stderr=True)
+    with open_queue(settings) as queue:
+        require_live_worker(queue)
+        tokenizer = load_tokenizer(choice.ref, settings.home)
+        context = _pack(
+            options,
+            _default_budget(options, choice),
+            lambda text: len(tokenizer.encode(text)),
+            settings,
+            err,
+        )
+        spec = JobSpec(
+            kind=JobKind.ASK,
+            source=str(options.source.resolve()),
+            question=options.question,
+            max_new_tokens=options.max_new_tokens,
+        )
+        on_text = (lambda _: None) if options.as_json else _write
+        result = ask_via_queue(queue, spec, context.text, on_text)
+    if not options.as_json:
+        _write("\n")
+        err.print(f"[dim]job {result.job_id} on {result.worker} · {result.seconds:.1f} s[/]")
+        return
+    payload = {
+        "answer": result.text,
+        "model": choice.ref,
+        "job_id": result.job_id,
+        "worker": result.worker,
+        "context_tokens": context.tokens,
+        "prompt_tokens": result.prompt_tokens,
+        "generated_tokens": result.completion_tokens,
+        "finish_reason": result.finish_reason,
+        "timings": {"total": round(result.seconds, 3)},
+        "sources": context.sources,
+        "citations": [chunk.citation() for chunk in context.chunks],
+    }
+    print(json.dumps(payload, ensure_ascii=False))

@@ -174,8 +174,19 @@ def _act(job_id: str, action: str, as_json: bool) -> None:
         Console(stderr=True).print(f"{job_id}: {status}")
 
 
+def require_live_worker(queue: JobQueue) -> None:
+    """Fail before any work is done when no worker would ever take the job."""
+    from nsa_assist.services.errors import ServiceError
+
+    if not queue.live_workers():
+        raise ServiceError(
+            "no worker is running: start `nsa worker` with the same "
+            "NSA_REDIS_URL / NSA_HOME, or ask without --queue"
+        )
+
+
 def ask_via_queue(
-    spec: JobSpec, context: str, settings: Settings, on_text: Callable[[str], None]
+    queue: JobQueue, spec: JobSpec, context: str, on_text: Callable[[str], None]
 ) -> JobResult:
     """Run one job through the queue, streaming its text; for `nsa ask --queue`.
 
@@ -184,17 +195,12 @@ def ask_via_queue(
     from nsa_assist.services.events import follow
     from nsa_assist.services.jobs import JobStatus
 
-    with open_queue(settings) as queue:
-        if not queue.live_workers():
-            raise ServiceError(
-                "no worker is running: start `nsa worker` with the same "
-                "NSA_REDIS_URL / NSA_HOME, or ask without --queue"
-            )
-        job_id = queue.submit(spec, context).job_id
-        for event in follow(queue.redis, queue.keys, job_id):
-            if event.kind == "text":
-                on_text(event.text)
-        job, result = queue.get(job_id), queue.result(job_id)
+    require_live_worker(queue)
+    job_id = queue.submit(spec, context).job_id
+    for event in follow(queue.redis, queue.keys, job_id):
+        if event.kind == "text":
+            on_text(event.text)
+    job, result = queue.get(job_id), queue.result(job_id)
     if job.status is not JobStatus.DONE or result is None:
         raise ServiceError(f"job {job_id} {job.status.value}: {job.error or 'no result'}")
     return result

@@ -118,3 +118,22 @@ def test_ask_tight_budget_says_what_it_dropped() -> None:
     assert answer["prompt_tokens"] <= 700
     kept = set(answer["sources"])
     assert not kept & {item["path"] for item in answer["dropped"]}
+
+
+@pytest.mark.slow
+def test_ask_queue_without_worker_is_one_line_error(tmp_path: Path) -> None:
+    # a private home: its embedded Redis has never seen a worker
+    home = tmp_path / "home"
+    models = default_home() / "models"
+    home.mkdir()
+    (home / "models").symlink_to(models, target_is_directory=True)
+    result = run_nsa(
+        "ask",
+        str(SAMPLE_REPO),
+        "Where is auth enforced?",
+        "--model",
+        TEST_MODEL,
+        "--queue",
+        home=home,
+    )
+    _assert_one_line_error(result, "no worker is running")
