@@ -130,6 +130,15 @@ class Transformer(nn.Module):
         """Swap the attention backend (e.g. dense -> NSA); caches must be rebuilt after."""
         self.__dict__["attention"] = backend
 
+    def extend_context(self, tokens: int) -> None:
+        """Switch YaRN on when `tokens` exceed the trained context (`ModelConfig.with_context`);
+        build KV caches and engines after this."""
+        config = self.config.with_context(tokens)
+        if config is not self.config:
+            self.config = config
+            self._rope_freq, self.rope_mscale = inverse_frequencies(config)
+            self._rope_freq_on.clear()
+
     def fuse_projections(self) -> None:
         """Run q/k/v and gate/up as single matmuls (fewer kernels per decode step).
 

@@ -151,3 +151,21 @@ def test_with_context_turns_on_yarn_past_trained_length() -> None:
     longer = config.with_context(3 * config.max_position)
     assert longer.rope_scaling == RopeScaling(4.0, config.max_position)
     assert longer.context_length == 4 * config.max_position
+
+
+def test_extend_context_matches_hf_yarn_model() -> None:
+    reference, ours = tiny_pair("llama")
+    trained = ours.config.max_position
+    ours.extend_context(3 * trained)  # -> YaRN, factor 4
+    yarn = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": trained}
+    hf_config = reference.config.to_dict() | {
+        "rope_scaling": yarn,
+        "rope_parameters": None,  # transformers 5 reads this first; make it take rope_scaling
+        "max_position_embeddings": 4 * trained,
+    }
+    stretched = type(reference)(type(reference.config)(**hf_config)).eval()
+    stretched.load_state_dict(reference.state_dict())
+    ids = torch.randint(0, VOCAB, (1, 40))
+    with torch.no_grad():
+        assert (ours(ids) - stretched(ids).logits).abs().max().item() < LOGIT_TOLERANCE
+        assert (ours(ids) - reference(ids).logits).abs().max().item() > 100 * LOGIT_TOLERANCE
