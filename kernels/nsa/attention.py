@@ -96,7 +96,7 @@ def _slc_mask(s, t, member, valid, kvalid, window, UNION: tl.constexpr):
 
 
 @triton.jit
-def _softmax_step(b_q, b_k, b_v, mask, acc, m_i, l_i, scale_log2):
+def _softmax_step(b_q, b_k, b_v, mask, acc, m_i, l_i, scale_log2, WITH_V: tl.constexpr):
     s = tl.dot(b_q, tl.trans(b_k)) * scale_log2  # [BM, BN]
     s = tl.where(mask, s, float("-inf"))
     m_new = tl.maximum(m_i, tl.max(s, 1))
@@ -104,7 +104,8 @@ def _softmax_step(b_q, b_k, b_v, mask, acc, m_i, l_i, scale_log2):
     alpha = tl.exp2(m_i - m_use)
     p = tl.exp2(s - m_use[:, None])
     l_i = l_i * alpha + tl.sum(p, 1)
-    acc = acc * alpha[:, None] + tl.dot(p.to(b_v.dtype), b_v)
+    if WITH_V:
+        acc = acc * alpha[:, None] + tl.dot(p.to(b_v.dtype), b_v)
     return acc, m_new, l_i
 
 
@@ -118,6 +119,7 @@ def _attn_fwd_kernel(
     BN: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
     MODE: tl.constexpr, UNION: tl.constexpr, CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr,
     SLC_BLOCK: tl.constexpr, NSEL: tl.constexpr, BSEL: tl.constexpr, SPLITS: tl.constexpr,
+    WITH_V: tl.constexpr,  # False: log-sum-exp only (the compressed branch in union mode)
 ):  # fmt: skip
     tile = tl.program_id(0)
     hkv = tl.program_id(1)
@@ -155,9 +157,11 @@ def _attn_fwd_kernel(
                 s = j * SLC_BLOCK + sub + tl.arange(0, BN)
                 kvalid = (s < (j + 1) * SLC_BLOCK) & (s <= t_hi)
                 b_k = _load_keys(k, kbase + s, hkv, dk, kvalid, H_KV, DK)
-                b_v = _load_keys(v, kbase + s, hkv, dv, kvalid, H_KV, DV)
+                b_v = _load_keys(v, kbase + s, hkv, dv, kvalid & WITH_V, H_KV, DV)
                 mask = _slc_mask(s, t, member, valid, kvalid, window, UNION)
-                acc, m_i, l_i = _softmax_step(b_q, b_k, b_v, mask, acc, m_i, l_i, scale_log2)
+                acc, m_i, l_i = _softmax_step(
+                    b_q, b_k, b_v, mask, acc, m_i, l_i, scale_log2, WITH_V
+                )
     else:
         lo, hi = _dense_span(MODE, t_lo, t_hi, window, CMP_BLOCK, CMP_STRIDE)
         n_chunks = tl.cdiv(hi - lo, BN)
@@ -166,15 +170,16 @@ def _attn_fwd_kernel(
             s = lo + ci * BN + tl.arange(0, BN)
             kvalid = s < hi
             b_k = _load_keys(k, kbase + s, hkv, dk, kvalid, H_KV, DK)
-            b_v = _load_keys(v, kbase + s, hkv, dv, kvalid, H_KV, DV)
+            b_v = _load_keys(v, kbase + s, hkv, dv, kvalid & WITH_V, H_KV, DV)
             mask = _dense_mask(MODE, s, t, valid, kvalid, window, CMP_BLOCK, CMP_STRIDE)
-            acc, m_i, l_i = _softmax_step(b_q, b_k, b_v, mask, acc, m_i, l_i, scale_log2)
+            acc, m_i, l_i = _softmax_step(b_q, b_k, b_v, mask, acc, m_i, l_i, scale_log2, WITH_V)
     seen = l_i > 0
     out = acc / tl.where(seen, l_i, 1.0)[:, None]
     b_lse = tl.where(seen, (m_i + tl.log2(tl.where(seen, l_i, 1.0))) * _LN2, float("-inf"))
     flat = split.to(tl.int64) * N * H + row.to(tl.int64) * H + head  # [BM]
     o_ptr = o + flat[:, None] * DV + dv[None, :]
-    tl.store(o_ptr, out.to(o.dtype.element_ty), mask=valid[:, None] & (dv[None, :] < DV))
+    if WITH_V:
+        tl.store(o_ptr, out.to(o.dtype.element_ty), mask=valid[:, None] & (dv[None, :] < DV))
     tl.store(lse + flat, b_lse, mask=valid)
 
 
@@ -377,24 +382,26 @@ def _tiles(meta: SeqMeta, mode: int, BT: int, sel: Selection | None, device):
 def attn_fwd(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: SeqMeta, cfg: NSAConfig, mode: int,
     scale: float, sel: Selection | None = None, splits: int = 1, block_m: int = 64,
-    block_n: int = 64, out_dtype: torch.dtype | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """One branch forward. Returns o [S, N, H, Dv] and lse [S, N, H] (fp32) for S splits."""
+    block_n: int = 64, out_dtype: torch.dtype | None = None, with_output: bool = True,
+) -> tuple[torch.Tensor | None, torch.Tensor]:  # fmt: skip
+    """One branch forward. Returns o [S, N, H, Dv] and lse [S, N, H] (fp32) for S splits;
+    with_output=False skips the values and returns (None, lse)."""
     d = _dims(q, k, v)
     BM, BT = tile_rows(d["G"], block_m)
     tile_seq, tile_i0, idx, ulist, ucount, U = _tiles(meta, mode, BT, sel, q.device)
     N = q.shape[0]
-    o = torch.empty(splits, N, d["H"], d["DV"], device=q.device, dtype=out_dtype or q.dtype)
+    o_shape = (splits, N, d["H"], d["DV"]) if with_output else (1,)
+    o = torch.empty(o_shape, device=q.device, dtype=out_dtype or q.dtype)
     lse = torch.empty(splits, N, d["H"], device=q.device, dtype=torch.float32)
     kv_start = meta.c_start if mode == MODE_CMP else meta.k_start
     grid = (tile_seq.numel(), d["H_KV"], splits)
     _attn_fwd_kernel[grid](
         q, k, v, o, lse, tile_seq, tile_i0, meta.q_start, meta.q_len, meta.q_pos0, kv_start,
         idx, ulist, ucount, U, N, scale * LOG2E, cfg.window,
-        BT=BT, BM=BM, BN=_block_n(cfg, mode, block_n), SPLITS=splits, **d, **_consts(cfg, mode),
-        num_warps=_warps(d, BM),
+        BT=BT, BM=BM, BN=_block_n(cfg, mode, block_n), SPLITS=splits, WITH_V=with_output,
+        **d, **_consts(cfg, mode), num_warps=_warps(d, BM),
     )  # fmt: skip
-    return o, lse
+    return (o if with_output else None), lse
 
 
 def attn_dq(

@@ -116,8 +116,12 @@ def nsa_decode(
     run = dict(block_m=DECODE_BLOCK_M, out_dtype=torch.float32)
     n_split = lambda keys: splits or _splits(B * H_kv, keys)
     n_cmp = cfg.num_compressed(S)
-    part = attn_fwd(q, kc, vc, meta, cfg, MODE_CMP, scale, splits=n_split(n_cmp), **run)
-    o_cmp, lse_cmp = merge_splits(*part)
+    gated = cfg.combine == "gated"  # union reads only the compressed log-sum-exp
+    o_part, lse_part = attn_fwd(
+        q, kc, vc, meta, cfg, MODE_CMP, scale, splits=n_split(n_cmp), with_output=gated, **run
+    )
+    lse_cmp = torch.logsumexp(lse_part, dim=0)
+    o_cmp = merge_splits(o_part, lse_part)[0] if gated else None
     scores = slc_scores(q, kc, lse_cmp, meta, cfg, scale, splits=n_split(n_cmp))
     sel = selection_per_query(top_n(scores, cfg), meta, G, DECODE_BLOCK_M)
     slc_splits = min(n_split(cfg.n_selected * cfg.slc_block), cfg.n_selected)

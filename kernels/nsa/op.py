@@ -77,8 +77,11 @@ class NSAFunction(torch.autograd.Function):
         G = q.shape[1] // k.shape[1]
         tuning = tuning.for_group(G)
         cmp_args = _branch_args(tuning, MODE_CMP)
-        o_cmp, lse_cmp = attn_fwd(q, kc, vc, meta, cfg, MODE_CMP, scale, **cmp_args)
-        o_cmp, lse_cmp = o_cmp[0], lse_cmp[0]
+        gated = cfg.combine == "gated"  # union reads only the compressed log-sum-exp
+        o_cmp, lse_cmp = attn_fwd(
+            q, kc, vc, meta, cfg, MODE_CMP, scale, with_output=gated, **cmp_args
+        )
+        lse_cmp = lse_cmp[0]
         idx = top_n(slc_scores(q, kc, lse_cmp, meta, cfg, scale), cfg)
         sel = build_selection(idx, meta, cfg, G, tuning.block_m_slc)
         slc_args, win_args = _branch_args(tuning, MODE_SLC), _branch_args(tuning, MODE_WIN)
@@ -89,6 +92,7 @@ class NSAFunction(torch.autograd.Function):
             o, lse = union_merge(o_slc, lse_slc, o_win, lse_win)
             ctx.save_for_backward(q, k, v, kc, vc, o, lse)
         else:
+            o_cmp = o_cmp[0]
             o = gated_combine(o_cmp, o_slc, o_win, gates)
             ctx.save_for_backward(
                 q, k, v, kc, vc, gates, o_cmp, lse_cmp, o_slc, lse_slc, o_win, lse_win
