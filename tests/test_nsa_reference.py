@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from nsa_assist.kernels.errors import KernelsUserError
 from nsa_assist.kernels.nsa.config import NSAConfig
 from nsa_assist.kernels.reference import (
