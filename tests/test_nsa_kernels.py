@@ -109,10 +109,15 @@ def test_batched_layout_equals_packed():
     torch.testing.assert_close(batched.flatten(0, 1), packed)
 
 
-def test_scores_kernel_is_eq_8_to_10():
-    """Kernel block scores == reference probabilities @ overlap matrix, summed over the group."""
+@pytest.mark.parametrize("T,splits", [(61, 1), (600, 2)], ids=["T61", "T600-2splits"])
+def test_scores_kernel_is_eq_8_to_10(T, splits):
+    """Kernel block scores == reference probabilities @ overlap matrix, summed over the group.
+
+    600 tokens span 38 selection blocks, more than one 16-block step, so the spill carried
+    between steps (and into a second split) is checked too.
+    """
     cfg = NSAConfig(**SMALL)
-    T, H, H_kv = 61, 6, 2
+    H, H_kv = 6, 2
     q, k, _, _, cu = _packed([T], H, H_kv)
     kc = compress_mean(k, cu, cfg).detach()
     q = q.detach()
@@ -125,7 +130,8 @@ def test_scores_kernel_is_eq_8_to_10():
     p = torch.exp(s - lse.nan_to_num(neginf=0.0)[..., None]).nan_to_num()
     W = overlap_matrix(n_c, cfg.num_slc_blocks(T), cfg, DEVICE)
     want = (p @ W).view(H_kv, 3, T, -1).sum(1).permute(1, 0, 2)  # [T, H_kv, N_slc]
-    got = slc_scores(q, kc, lse.T.contiguous(), prefill_meta(cu, cfg, DEVICE), cfg, 0.25)
+    meta = prefill_meta(cu, cfg, DEVICE)
+    got = slc_scores(q, kc, lse.T.contiguous(), meta, cfg, 0.25, splits=splits)
     finite = torch.isfinite(got)
     cur = (t // cfg.slc_block)[:, None, None]
     j = torch.arange(got.shape[-1], device=DEVICE)[None, None, :]

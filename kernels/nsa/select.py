@@ -1,8 +1,9 @@
 """Block selection: importance scores (Eq. 8-10) in Triton, top-n, and the per-tile block lists.
 
 The scores kernel recomputes the compressed attention probabilities from its log-sum-exp,
-maps them onto selection blocks (Eq. 9, the overlap weights of reference.overlap_matrix) and
-sums the G heads of a group (Eq. 10) in registers, so it writes one [N, H_kv, N_slc] fp32
+maps them onto selection blocks (Eq. 9, the overlap weights of reference.overlap_matrix, as
+per-unit sums plus a one-block shift of what spills over) and sums the G heads of a group
+(Eq. 10) in registers, so it writes one [N, H_kv, N_slc] fp32
 score table per group instead of a [T x T_cmp] matrix per head. Forced blocks (first, local two)
 are written as +inf and blocks that start after t as -inf, so top-n is a plain top-k.
 """
@@ -21,14 +22,6 @@ from .varlen import SeqMeta, query_tiles
 SCORE_TILE_ROWS = 64  # rows (positions x padded heads) per scores tile
 SCORE_BLOCKS = 16  # selection blocks per inner step (BJ)
 SLC_WORK_TILES = 32  # query tiles per dK/dV work item of the selection branch
-
-
-@triton.jit
-def _overlap(c, j, L_UNITS: tl.constexpr, R_UNITS: tl.constexpr):
-    """Eq. 9 weight of compressed token c for selection block j: shared stride units."""
-    lo = tl.maximum(c[:, None], j[None, :] * R_UNITS)
-    hi = tl.minimum(c[:, None] + L_UNITS, (j[None, :] + 1) * R_UNITS)
-    return tl.maximum(hi - lo, 0).to(tl.float32)
 
 
 @triton.jit
@@ -83,19 +76,32 @@ def _slc_scores_kernel(
     out_row = (tl.load(q_start + b) + i0 + ti).to(tl.int64) * H_KV + hkv
     n_jc = tl.cdiv(t_hi // SLC_BLOCK + 1, BJ)
     per = tl.cdiv(n_jc, SPLITS)
-    for jc in range(split * per, tl.minimum(n_jc, (split + 1) * per)):
-        j = jc * BJ + tl.arange(0, BJ)
+    jc_lo = split * per
+    # Eq. 9 with l <= l': the token at unit u of block j lies w_in[u] units inside block j and
+    # spills w_out[u] units into block j + 1
+    u = tl.arange(0, R_UNITS)
+    w_in = tl.minimum(L_UNITS, R_UNITS - u).to(tl.float32)
+    w_out = L_UNITS - w_in
+    # the spill of the block just before this program's first chunk (its last R tokens)
+    h = tl.arange(0, HALO)
+    ch = tl.where(h < R_UNITS, jc_lo * BC - R_UNITS + h, -1)
+    ph = _cmp_probs(b_q, kc, ch, hkv, t, valid, cl, cbase, b_lse, scale_log2, dk,
+                    H_KV, DK, CMP_BLOCK, CMP_STRIDE)  # fmt: skip
+    w_h = tl.where(h < R_UNITS, tl.maximum(L_UNITS - R_UNITS + h, 0), 0).to(tl.float32)
+    carry = tl.sum(ph * w_h[None, :], 1)  # [BM]
+    jj = tl.arange(0, BJ)
+    shift = (jj[None, :] == jj[:, None] + 1).to(tl.float32)  # [BJ, BJ]: column j <- row j-1
+    for jc in range(jc_lo, tl.minimum(n_jc, jc_lo + per)):
+        j = jc * BJ + jj
         c = jc * BC + tl.arange(0, BC)
         p = _cmp_probs(b_q, kc, c, hkv, t, valid, cl, cbase, b_lse, scale_log2, dk,
                        H_KV, DK, CMP_BLOCK, CMP_STRIDE)  # fmt: skip
-        acc = tl.dot(p, _overlap(c, j, L_UNITS, R_UNITS), input_precision="ieee")  # [BM, BJ]
-        if HALO > 0:
-            # the L-1 compressed tokens before this chunk that still overlap block jc * BJ
-            h = tl.arange(0, HALO)
-            ch = tl.where(h < L_UNITS - 1, jc * BC - (L_UNITS - 1) + h, -1)
-            ph = _cmp_probs(b_q, kc, ch, hkv, t, valid, cl, cbase, b_lse, scale_log2, dk,
-                            H_KV, DK, CMP_BLOCK, CMP_STRIDE)  # fmt: skip
-            acc += tl.dot(ph, _overlap(ch, j, L_UNITS, R_UNITS), input_precision="ieee")
+        p3 = tl.reshape(p, (BM, BJ, R_UNITS))
+        inside = tl.sum(p3 * w_in[None, None, :], 2)  # [BM, BJ]
+        spill = tl.sum(p3 * w_out[None, None, :], 2)
+        acc = inside + tl.dot(spill, shift, input_precision="ieee")
+        acc += tl.where(jj[None, :] == 0, carry[:, None], 0.0)
+        carry = tl.sum(tl.where(jj[None, :] == BJ - 1, spill, 0.0), 1)
         group = tl.sum(tl.reshape(acc, (BT, GP, BJ)), 1)  # [BT, BJ], Eq. 10
         forced = (j[None, :] == 0) | (j[None, :] == cur[:, None]) | (j[None, :] == cur[:, None] - 1)
         group = tl.where(forced, float("inf"), group)
@@ -110,6 +116,8 @@ def _check_units(cfg: NSAConfig) -> tuple[int, int]:
         raise KernelsUserError(
             f"the Triton kernels need slc_block / cmp_stride to be a power of two, got {R}"
         )
+    if L > R:
+        raise KernelsUserError("the Triton kernels need cmp_block <= slc_block")
     return L, R
 
 
@@ -130,7 +138,7 @@ def slc_scores(
     NS = max(cfg.num_slc_blocks(n) for n in meta.k_lens)
     scores = torch.full((N, H_KV, NS), float("-inf"), device=q.device, dtype=torch.float32)
     tile_seq, tile_i0 = query_tiles(meta, BT, q.device)
-    halo = 0 if L == 1 else max(16, triton.next_power_of_2(L - 1))
+    halo = max(16, R)
     _slc_scores_kernel[(tile_seq.numel(), H_KV, splits)](
         q, kc, lse_cmp, scores, tile_seq, tile_i0, meta.q_start, meta.q_len, meta.q_pos0,
         meta.c_start, meta.c_len, NS, scale * LOG2E, H=H, H_KV=H_KV, G=G, GP=GP, BT=BT, BM=BT * GP,
