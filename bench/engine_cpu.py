@@ -19,6 +19,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -172,9 +173,6 @@ def bf16_once(args: argparse.Namespace, prompt: list[int], config: EngineConfig)
 
 
 def write(args: argparse.Namespace, results: dict[str, Any]) -> None:
-    import gguf
-    import transformers
-
     record = {
         "command": shlex.join([sys.executable, *sys.argv]),
         "model": args.model,
@@ -187,8 +185,8 @@ def write(args: argparse.Namespace, results: dict[str, Any]) -> None:
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "gguf": getattr(gguf, "__version__", "unknown"),
+            "transformers": metadata.version("transformers"),
+            "gguf": metadata.version("gguf"),
         },
         "results": results,
     }
