@@ -9,6 +9,7 @@ from .batch import batch_command
 from .ingest import ingest_command
 from .jobs import jobs_app
 from .models import models_app
+from .summarize import summarize_command
 from .worker import worker_command
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app.command("worker")(worker_command)
 app.command("batch")(batch_command)
 app.add_typer(jobs_app, name="jobs")
 app.command("ingest")(ingest_command)
+app.command("summarize")(summarize_command)
 
 
 def main() -> None:
