@@ -176,8 +176,9 @@ def _generate(
         max_new_tokens=options.max_new_tokens,
         stop_token_ids=tokenizer.stop_token_ids,
     )
-    config = EngineConfig(max_batch_size=1, max_seq_len=len(prompt_ids) + options.max_new_tokens)
-    engine = Engine(loaded.model, config)
+    max_seq_len = len(prompt_ids) + options.max_new_tokens
+    loaded.model.extend_context(max_seq_len)  # YaRN past the trained context, else a no-op
+    engine = Engine(loaded.model, EngineConfig(max_batch_size=1, max_seq_len=max_seq_len))
     decoder = tokenizer.stream_decoder()
     pieces: list[str] = []
     bar = Progress(

@@ -29,7 +29,6 @@ from .hf_folder import (
 from .progress import ProgressFn, no_progress
 from .pull import is_present, pull_model
 from .registry import REGISTRY, models_dir
-from .rope import inverse_frequencies
 from .tokenizer import ModelTokenizer
 from .transformer import Transformer
 
@@ -130,7 +129,5 @@ def _build(
         raise ModelFileError(f"the weights do not fit the architecture: {error}") from None
     if config.tie_embeddings:  # assign=True gave the head its own Parameter object
         model.lm_head.weight = model.model.embed_tokens.weight
-    # A non-persistent buffer is not in the state dict, so it is still on the meta device.
-    model.rope_inv_freq = inverse_frequencies(config)[0]
     assert not any(t.is_meta for t in (*model.parameters(), *model.buffers())), "unloaded tensor"
     return model.to(device).eval()

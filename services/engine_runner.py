@@ -53,6 +53,7 @@ class EngineRunner:
         self.config = config
         self.max_batch = config.max_batch
         self.loaded = load_model(config.model, home=config.home, device=config.device)
+        self.loaded.model.extend_context(config.max_seq_len)  # YaRN past the trained context
         engine_config = EngineConfig(
             max_batch_size=config.max_batch, max_seq_len=config.max_seq_len
         )
