@@ -64,53 +64,26 @@ def ingest_command(
 
 
 def token_counter(model: str | None, home: Path) -> tuple[str, CountTokens]:
-    """The model's own tokenizer as a `count_tokens` function, without loading the model."""
-    from tokenizers import Tokenizer
+    """The model's own tokenizer as a `count_tokens` function, without loading the model.
 
-    path, name = _tokenizer_file(model, home)
-    tokenizer = Tokenizer.from_file(str(path))
+    `model` may also be a bare tokenizer.json; None means this machine's default model."""
+    given = Path(model).expanduser() if model else None
+    if given is not None and given.is_file() and given.suffix == ".json":
+        from tokenizers import Tokenizer
 
-    def count_tokens(text: str) -> int:
-        return len(tokenizer.encode(text, add_special_tokens=False).ids)
+        raw = Tokenizer.from_file(str(given))
+        return given.name, lambda text: len(raw.encode(text, add_special_tokens=False).ids)
+    from nsa_assist.model.loader import load_tokenizer
 
-    return name, count_tokens
+    from .progress import stage_progress
+    from .runtime import announce_first_use, choose_model
 
-
-def _tokenizer_file(model: str | None, home: Path) -> tuple[Path, str]:
-    from nsa_assist.model.registry import CPU_DEFAULT, REGISTRY, model_path, models_dir
-
-    ref = model or CPU_DEFAULT
-    given = Path(ref).expanduser()
-    if given.is_file() and given.suffix == ".json":
-        return given, given.name
-    if given.is_dir():
-        if not (given / "tokenizer.json").is_file():
-            raise fail(f"{given} has no tokenizer.json")
-        return given / "tokenizer.json", given.name
-    if given.is_file() and given.suffix == ".gguf":
-        return _from_gguf(given, models_dir(home)), given.name
-    spec = REGISTRY.get(ref)
-    if spec is None:
-        raise fail(
-            f"unknown model {ref!r}: give a registry name ({', '.join(REGISTRY)}), "
-            "a .gguf file, a model folder or a tokenizer.json"
-        )
-    cached = models_dir(home) / f"{spec.filename.removesuffix('.gguf')}.tokenizer.json"
-    if cached.is_file():
-        return cached, spec.name
-    if model_path(spec, home).is_file():
-        return _from_gguf(model_path(spec, home), models_dir(home)), spec.name
-    raise fail(
-        f"model {spec.name} is not pulled yet: run `nsa models pull {spec.name}` "
-        "(its tokenizer counts the tokens)"
-    )
-
-
-def _from_gguf(path: Path, cache_dir: Path) -> Path:
-    from nsa_assist.model.gguf_file import GGUFFile
-    from nsa_assist.model.gguf_tokenizer import tokenizer_from_gguf
-
-    return tokenizer_from_gguf(GGUFFile(path), cache_dir).tokenizer_json
+    ref = choose_model(model).ref
+    err = Console(stderr=True)
+    announce_first_use(ref, home, err)
+    with stage_progress(err) as on_progress:
+        tokenizer, name = load_tokenizer(ref, home=home, progress=on_progress)
+    return name, lambda text: len(tokenizer.encode(text))
 
 
 def _chunk_json(chunk: Chunk) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -35,18 +36,23 @@ def choose_model(ref: str | None) -> ModelChoice:
     return ModelChoice(default_model_name(device == "cuda"), device, explicit=False)
 
 
-def load_with_progress(choice: ModelChoice, settings: Settings, err: Console) -> LoadedModel:
-    """Load (pulling a bundled model on first use, and saying so) with bars on stderr."""
-    from nsa_assist.model.loader import load_model
+def announce_first_use(ref: str, home: Path, err: Console) -> None:
+    """Say so before a bundled model is fetched (hundreds of MB on first use)."""
     from nsa_assist.model.pull import is_present
     from nsa_assist.model.registry import REGISTRY
 
-    spec = REGISTRY.get(choice.ref)
-    if spec is not None and not is_present(spec, settings.home):
+    spec = REGISTRY.get(ref)
+    if spec is not None and not is_present(spec, home):
         err.print(
-            f"[bold]first use:[/] fetching {spec.name} ({spec.size / 1e6:,.0f} MB) "
-            f"into {settings.home}"
+            f"[bold]first use:[/] fetching {spec.name} ({spec.size / 1e6:,.0f} MB) into {home}"
         )
+
+
+def load_with_progress(choice: ModelChoice, settings: Settings, err: Console) -> LoadedModel:
+    """Load (pulling a bundled model on first use, and saying so) with bars on stderr."""
+    from nsa_assist.model.loader import load_model
+
+    announce_first_use(choice.ref, settings.home, err)
     with stage_progress(err) as on_progress:
         return load_model(
             choice.ref, home=settings.home, device=choice.device, progress=on_progress

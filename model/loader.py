@@ -82,6 +82,17 @@ def load_model(
     return LoadedModel(name, config, model, tokenizer, source, time.perf_counter() - started)
 
 
+def load_tokenizer(
+    ref: str, *, home: Path, progress: ProgressFn | None = None
+) -> tuple[ModelTokenizer, str]:
+    """The tokenizer of `ref` and its display name, without loading weights (to count and
+    pack tokens before a model runs). Pulls a bundled model on first use, like `load_model`."""
+    source, name = _resolve(ref, home, progress or no_progress)
+    if source.is_dir():
+        return tokenizer_from_folder(source), name
+    return tokenizer_from_gguf(GGUFFile(source), models_dir(home)), name
+
+
 def _device(device: str) -> torch.device:
     try:
         target = torch.device(device)

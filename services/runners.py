@@ -15,7 +15,6 @@ from nsa_assist.workers.echo import EchoRunner
 from nsa_assist.workers.runner import RunnerFactory
 
 from .engine_runner import EngineRunner, EngineRunnerConfig
-from .errors import ServiceError
 
 if TYPE_CHECKING:
     from nsa_assist.model.tokenizer import ModelTokenizer
@@ -40,16 +39,6 @@ def count_words(text: str) -> int:
 
 def load_tokenizer(model: str, home: Path) -> ModelTokenizer:
     """The model's tokenizer alone (no weights loaded), to pack contexts at submit time."""
-    from nsa_assist.model.gguf_file import GGUFFile
-    from nsa_assist.model.gguf_tokenizer import tokenizer_from_gguf
-    from nsa_assist.model.hf_folder import tokenizer_from_folder
-    from nsa_assist.model.pull import pull_model
-    from nsa_assist.model.registry import REGISTRY, models_dir
+    from nsa_assist.model.loader import load_tokenizer as load_model_tokenizer
 
-    spec = REGISTRY.get(model)
-    path = pull_model(spec, home) if spec is not None else Path(model).expanduser()
-    if path.is_dir():
-        return tokenizer_from_folder(path)
-    if path.is_file() and path.suffix == ".gguf":
-        return tokenizer_from_gguf(GGUFFile(path), models_dir(home))
-    raise ServiceError(f"unknown model {model!r}: not a bundled model, .gguf file or folder")
+    return load_model_tokenizer(model, home=home)[0]

@@ -118,7 +118,7 @@ def test_errors_are_one_line_and_exit_2(
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
 
 
-def test_unpulled_model_is_a_clear_error(tmp_path: Path) -> None:
-    result = _run([str(_repo(tmp_path)), "--model", "smollm2-135m-instruct"], tmp_path)
+def test_unknown_model_is_a_clear_error(tmp_path: Path) -> None:
+    result = _run([str(_repo(tmp_path)), "--model", "no-such-model"], tmp_path)
     assert result.exit_code == 2
-    assert "nsa models pull smollm2-135m-instruct" in result.output
+    assert "unknown model 'no-such-model'" in result.output
