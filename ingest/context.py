@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 CountTokens = Callable[[str], int]
 """Counts tokens with the model's own tokenizer (built from its tokenizer.json)."""
+MAX_CHARS_PER_TOKEN = 10.0
+"""No tokenizer packs more chars per token: longer text cannot fit, so packers skip counting it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .codemap import FileMap
-from .context import Chunk, Context, CountTokens, Dropped
+from .context import MAX_CHARS_PER_TOKEN, Chunk, Context, CountTokens, Dropped
 from .errors import BudgetError
 from .languages import is_doc
 from .path_order import line_count, render_file
@@ -21,8 +21,6 @@ from .rank import RankedDefinition, Ranking
 from .repomap import fit_map
 from .walk import SourceFile, WalkResult
 
-MAX_CHARS_PER_TOKEN = 10.0
-"""No tokenizer packs more chars per token: longer text cannot fit, so is never counted."""
 SAMPLE_CHARS = 4096
 SURELY_OVER = 2.0
 """A text whose sampled estimate exceeds the limit this many times over is not counted."""

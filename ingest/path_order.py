@@ -3,15 +3,17 @@
 It is the baseline the ranked packer is measured against, and what `nsa ask` used before
 ranking existed. Each file goes in whole, under a `### path` header, until the budget is
 met; a file that does not fit is dropped with the reason, and so is everything after it
-that does not fit either (a smaller later file may still fit).
+that does not fit either (a smaller later file may still fit). Files too long to fit in
+what is left are not counted at all: a full budget costs no more tokenizer calls.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
-from .context import Chunk, Context, CountTokens, Dropped
+from .context import MAX_CHARS_PER_TOKEN, Chunk, Context, CountTokens, Dropped
 from .errors import IngestError
 
 MAX_FILE_BYTES = 1_000_000
@@ -77,9 +79,14 @@ def pack_in_path_order(source: Path, budget: int, count_tokens: CountTokens) -> 
             continue
         readable += 1
         rendered = render_file(rel, text)
+        left = budget - used
+        if len(rendered) > left * MAX_CHARS_PER_TOKEN:  # cannot fit: not worth counting
+            least = math.ceil(len(rendered) / MAX_CHARS_PER_TOKEN)
+            dropped.append(Dropped(rel, f"over budget (at least {least} tokens, {left} left)"))
+            continue
         tokens = count_tokens(rendered)
-        if used + tokens > budget:
-            dropped.append(Dropped(rel, f"over budget ({tokens} tokens, {budget - used} left)"))
+        if tokens > left:
+            dropped.append(Dropped(rel, f"over budget ({tokens} tokens, {left} left)"))
             continue
         parts.append(rendered)
         used += tokens

@@ -10,12 +10,10 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from .context import Chunk, Context, CountTokens, Dropped
+from .context import MAX_CHARS_PER_TOKEN, Chunk, Context, CountTokens, Dropped
 from .errors import BudgetError
 from .pdf import PdfDocument, PdfPage
 from .terms import Question, terms_of
-
-MAX_CHARS_PER_TOKEN = 10.0
 
 
 def render_page(page: PdfPage, title: str | None = None) -> str:

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import networkx as nx
+import numpy as np
 
 from .codemap import Definition, FileMap
 from .terms import Question, split_identifier, stem, terms_of
@@ -25,6 +25,9 @@ TEST_DIRS = frozenset({"test", "tests", "testing", "__tests__", "spec", "specs"}
 TEXT_CHARS_PER_TERM = 8.0
 """Prose length in terms, estimated from characters (text files have no parsed map)."""
 MAX_DEFINITION_FILES = 400
+PAGERANK_MAX_ITERATIONS = 100
+PAGERANK_TOLERANCE = 1e-6
+"""Per node, summed L1 change that ends the power iteration (networkx's defaults)."""
 """Only the best files' definitions are ranked: the map and the packer never reach further."""
 
 
@@ -86,9 +89,9 @@ def rank(
     weights = weights or RankWeights()
     paths = [file.path for file in files]
     lexical = _lexical_scores(files, maps, question, weights)
-    graph, inbound = _file_graph(paths, maps, question, weights)
+    edges, inbound = _file_graph(paths, maps, question, weights)
     personal = {path: score for path, score in lexical.items() if score > 0} or None
-    pagerank = nx.pagerank(graph, alpha=weights.damping, personalization=personal, weight="weight")
+    pagerank = personalized_pagerank(paths, edges, personal, weights.damping)
     top_lex = max(lexical.values(), default=0.0) or 1.0
     top_pr = max(pagerank.values(), default=0.0) or 1.0
     share = weights.lexical_share if personal else 0.0
@@ -182,7 +185,7 @@ def _path_terms(path: str) -> tuple[tuple[str, ...], str]:
 
 def _file_graph(
     paths: list[str], maps: Mapping[str, FileMap], question: Question, weights: RankWeights
-) -> tuple[nx.DiGraph, dict[tuple[str, str], int]]:
+) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], int]]:
     """Files linked user -> definer (weighted by use), and each definition's inbound uses."""
     everywhere: dict[str, list[str]] = defaultdict(list)
     for path, file_map in maps.items():
@@ -193,13 +196,14 @@ def _file_graph(
     definers = {n: found for n, found in everywhere.items() if len(found) <= weights.max_definers}
     modules = _module_index(paths)
     asked = question.identifiers
+    name_weight = {name: _name_weight(name, asked, weights) for name in definers}
     edges: dict[tuple[str, str], float] = defaultdict(float)
     inbound: dict[tuple[str, str], int] = defaultdict(int)
     for src, file_map in maps.items():
         references = file_map.references
         for name in sorted(references.keys() & definers.keys()):  # sorted: same sums every run
             count = references[name]
-            factor = math.sqrt(count) * _name_weight(name, asked, weights)
+            factor = math.sqrt(count) * name_weight[name]
             for dst in definers[name]:
                 if dst != src:
                     edges[(src, dst)] += factor
@@ -208,10 +212,46 @@ def _file_graph(
             for dst in modules[name]:
                 if dst != src:
                     edges[(src, dst)] += weights.import_edge
-    graph = nx.DiGraph()
-    graph.add_nodes_from(paths)
-    graph.add_weighted_edges_from((src, dst, w) for (src, dst), w in edges.items())
-    return graph, inbound
+    return edges, inbound
+
+
+def personalized_pagerank(
+    nodes: Sequence[str],
+    edges: Mapping[tuple[str, str], float],
+    personal: Mapping[str, float] | None,
+    damping: float,
+) -> dict[str, float]:
+    """PageRank by power iteration on arrays, as `networkx.pagerank` computes it (weighted
+    out-edges normalized per node, dangling nodes' rank spread by the personalization).
+
+    networkx builds a graph object and a scipy matrix first, which costs seconds on a large
+    repository's ~200k edges; bincount over edge arrays does the same sums in milliseconds.
+    """
+    index = {node: i for i, node in enumerate(nodes)}
+    size = len(nodes)
+    if size == 0:
+        return {}
+    src = np.fromiter((index[a] for a, _ in edges), dtype=np.int64, count=len(edges))
+    dst = np.fromiter((index[b] for _, b in edges), dtype=np.int64, count=len(edges))
+    weight = np.fromiter(edges.values(), dtype=np.float64, count=len(edges))
+    out = np.bincount(src, weights=weight, minlength=size)
+    share = weight / out[src] if len(edges) else weight
+    dangling = out == 0
+    if personal:
+        restart = np.zeros(size)
+        for node, value in personal.items():
+            restart[index[node]] = value
+        restart /= restart.sum()
+    else:
+        restart = np.full(size, 1.0 / size)
+    rank_now = np.full(size, 1.0 / size)
+    for _ in range(PAGERANK_MAX_ITERATIONS):
+        previous = rank_now
+        spread = np.bincount(dst, weights=previous[src] * share, minlength=size)
+        rank_now = damping * (spread + previous[dangling].sum() * restart) + (1 - damping) * restart
+        if np.abs(rank_now - previous).sum() < size * PAGERANK_TOLERANCE:
+            break
+    return dict(zip(nodes, rank_now.tolist(), strict=True))
 
 
 def _name_weight(name: str, asked: frozenset[str], weights: RankWeights) -> float:

@@ -2,15 +2,18 @@
 
 Like Aider's map it shows the shape of the code the model does not see in full: each line
 is `line│ signature`, indented under its class, so an answer can still cite `path:line`.
-The number of definitions shown is the largest that fits, found by bisection.
+The number of definitions shown is the largest that fits, found by bisection between
+one and the most whose characters alone could fit.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from .context import CountTokens
+from .context import MAX_CHARS_PER_TOKEN, CountTokens
 from .rank import RankedDefinition
 
 MAP_HEADER = "### Repository map (definitions by relevance; line│ signature)\n"
@@ -49,8 +52,10 @@ def fit_map(
 ) -> RepoMap | None:
     """The largest map of top-ranked definitions (outside `exclude`) within `budget` tokens."""
     candidates = [r for r in ranked if r.path not in exclude][:MAX_CANDIDATES]
+    # a map of more definitions than this has more characters than any fitting text
+    lengths = itertools.accumulate(len(r.definition.signature) + 1 for r in candidates)
     best: RepoMap | None = None
-    low, high = 1, len(candidates)
+    low, high = 1, bisect.bisect_right(list(lengths), budget * MAX_CHARS_PER_TOKEN)
     while low <= high:
         middle = (low + high) // 2
         text = render_map(candidates[:middle])
