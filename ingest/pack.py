@@ -120,7 +120,7 @@ def pack_repository(
     _add_docs(packer, docs, int(config.docs_share * config.budget), config.min_part_tokens)
     map_reserve = int(config.map_share * config.budget) if maps else 0
     packer.left -= map_reserve
-    _add_files(packer, walked.files, ranking, config)
+    below_cut = _add_files(packer, walked.files, ranking, config)
     packer.left += map_reserve
     shown = set(packer.shown)
     repo_map = fit_map(ranking.definitions, min(packer.left, map_reserve), count_tokens, shown)
@@ -131,8 +131,22 @@ def pack_repository(
     _add_signatures(packer, maps, ranking, skip=shown | mapped)
     covered = set(packer.shown) | mapped
     dropped = list(walked.skipped)
-    dropped += [Dropped(path, "over budget") for path, _ in ranking.files if path not in covered]
+    dropped += [
+        Dropped(path, _why_left_out(path, maps, below_cut))
+        for path, _ in ranking.files
+        if path not in covered
+    ]
     return _finish(packer, config.budget, dropped)
+
+
+def _why_left_out(path: str, maps: Mapping[str, FileMap], below_cut: set[str]) -> str:
+    """A file ranked too low for full text shows only its signatures; without any, nothing.
+
+    Every other file left out was tried and did not fit."""
+    file_map = maps.get(path)
+    if path in below_cut and (file_map is None or not file_map.definitions):
+        return "ranked below the cut for full text, no definitions to list"
+    return "over budget"
 
 
 def _top_docs(files: Sequence[SourceFile], ranking: Ranking) -> list[SourceFile]:
@@ -175,22 +189,27 @@ def _add_head(packer: _Packer, doc: SourceFile, cap: int, min_tokens: int) -> Ch
 
 def _add_files(
     packer: _Packer, files: Sequence[SourceFile], ranking: Ranking, config: PackConfig
-) -> None:
-    """Full text of the best files; the best definitions of those too large for a share."""
+) -> set[str]:
+    """Full text of the best files; the best definitions of those too large for a share.
+
+    Returns the files not tried because they rank below `full_text_min_score`."""
     by_path = {file.path: file for file in files}
     cap = int(config.big_file_share * config.budget)
     definitions_cap = int(config.definitions_share * config.budget)
     top_score = ranking.files[0][1] if ranking.files else 0.0
     defs_of = _definitions_by_file(ranking.definitions)
-    for path, score in ranking.files:
-        if packer.left < config.min_part_tokens or score < config.full_text_min_score * top_score:
-            return
+    for position, (path, score) in enumerate(ranking.files):
+        if packer.left < config.min_part_tokens:
+            return set()
+        if score < config.full_text_min_score * top_score:
+            return {p for p, _ in ranking.files[position:]}
         if path in packer.shown:
             continue
         file = by_path[path]
         where = Chunk(0, path, 1, line_count(file.text), kind="file")
         if packer.try_add(render_file(path, file.text), SECTION_FILES, cap, where) is None:
             _add_definitions(packer, file, defs_of.get(path, []), definitions_cap)
+    return set()
 
 
 def _definitions_by_file(ranked: Sequence[RankedDefinition]) -> dict[str, list[RankedDefinition]]:

@@ -217,3 +217,34 @@ def test_which_top_level_files_lead_as_docs(path: str, doc: bool) -> None:
     from nsa_assist.ingest.languages import is_doc
 
     assert is_doc(path) is doc
+
+
+def test_files_under_the_cut_are_not_called_over_budget(tmp_path: Path) -> None:
+    repo = _repo(tmp_path, random.randrange(1 << 30))
+    (repo / "auth" / "__init__.py").write_text('"""Authentication."""\n')
+    context = _pack(repo, "how is the access token refreshed?", 20_000).context
+    assert context.tokens < 20_000 // 2, "far under budget: nothing was cut for room"
+    reasons = {d.path: d.reason for d in context.dropped}
+    assert reasons, "low-ranked files without definitions are still listed"
+    assert "over budget" not in reasons.values()
+    assert (
+        reasons["auth/__init__.py"] == "ranked below the cut for full text, no definitions to list"
+    )
+
+
+def test_path_order_stops_counting_when_full_but_lists_every_file(tmp_path: Path) -> None:
+    rng = random.Random()
+    files = {f"f{i:03}.py": f"x = '{_words(rng, rng.randint(20, 200))}'\n" for i in range(120)}
+    repo = write_tree(tmp_path / "r", files)
+    counted: list[str] = []
+
+    def count(text: str) -> int:
+        counted.append(text)
+        return standin_count_tokens(text)
+
+    context = pack_in_path_order(repo, 400, count)
+    listed = {c.path for c in context.chunks} | {d.path for d in context.dropped}
+    assert listed == set(files)
+    assert all(d.reason.startswith("over budget") for d in context.dropped)
+    assert context.dropped and len(counted) < len(files) // 2
+    assert context.tokens == standin_count_tokens(context.text) <= 400
