@@ -89,7 +89,7 @@ def rank(
     weights = weights or RankWeights()
     paths = [file.path for file in files]
     lexical = _lexical_scores(files, maps, question, weights)
-    edges, inbound = _file_graph(paths, maps, question, weights)
+    edges, uses = _file_graph(paths, maps, question, weights)
     personal = {path: score for path, score in lexical.items() if score > 0} or None
     pagerank = personalized_pagerank(paths, edges, personal, weights.damping)
     top_lex = max(lexical.values(), default=0.0) or 1.0
@@ -100,7 +100,7 @@ def rank(
         for path in paths
     }
     ordered = tuple(sorted(score.items(), key=lambda item: (-item[1], item[0])))
-    return Ranking(ordered, _rank_definitions(maps, ordered, inbound, question))
+    return Ranking(ordered, _rank_definitions(maps, ordered, uses, question))
 
 
 def _lexical_scores(
@@ -185,8 +185,9 @@ def _path_terms(path: str) -> tuple[tuple[str, ...], str]:
 
 def _file_graph(
     paths: list[str], maps: Mapping[str, FileMap], question: Question, weights: RankWeights
-) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], int]]:
-    """Files linked user -> definer (weighted by use), and each definition's inbound uses."""
+) -> tuple[dict[tuple[str, str], float], dict[str, int]]:
+    """Files linked user -> definer (weighted by use), and the uses of each linking name in
+    all files (a definition's inbound uses are these less its own file's)."""
     everywhere: dict[str, list[str]] = defaultdict(list)
     for path, file_map in maps.items():
         for name in {d.name for d in file_map.definitions}:
@@ -198,21 +199,21 @@ def _file_graph(
     asked = question.identifiers
     name_weight = {name: _name_weight(name, asked, weights) for name in definers}
     edges: dict[tuple[str, str], float] = defaultdict(float)
-    inbound: dict[tuple[str, str], int] = defaultdict(int)
+    uses: dict[str, int] = defaultdict(int)
     for src, file_map in maps.items():
         references = file_map.references
         for name in sorted(references.keys() & definers.keys()):  # sorted: same sums every run
             count = references[name]
+            uses[name] += count
             factor = math.sqrt(count) * name_weight[name]
             for dst in definers[name]:
                 if dst != src:
                     edges[(src, dst)] += factor
-                    inbound[(dst, name)] += count
         for name in sorted(references.keys() & modules.keys()):
             for dst in modules[name]:
                 if dst != src:
                     edges[(src, dst)] += weights.import_edge
-    return edges, inbound
+    return edges, uses
 
 
 def personalized_pagerank(
@@ -280,7 +281,7 @@ def _module_index(paths: list[str]) -> dict[str, list[str]]:
 def _rank_definitions(
     maps: Mapping[str, FileMap],
     ordered: Sequence[tuple[str, float]],
-    inbound: Mapping[tuple[str, str], int],
+    uses: Mapping[str, int],
     question: Question,
 ) -> tuple[RankedDefinition, ...]:
     """A definition ranks by its file, how often others use it, and how well it matches."""
@@ -291,11 +292,13 @@ def _rank_definitions(
         if file_map is None:
             continue
         for definition in file_map.definitions:
-            uses = inbound.get((path, definition.name), 0)
+            inbound = uses.get(definition.name, 0)
+            if inbound:
+                inbound -= file_map.references.get(definition.name, 0)
             words = {stem(part) for part in split_identifier(definition.name)}
             match = len(words & question.terms) + (3 if definition.name.lower() in asked else 0)
             private = 0.5 if definition.name.startswith("_") else 1.0
-            score = base * (1 + math.log1p(uses)) * (1 + match) * private
+            score = base * (1 + math.log1p(inbound)) * (1 + match) * private
             ranked.append(RankedDefinition(path, definition, score, match))
     ranked.sort(key=lambda r: (-r.score, r.path, r.definition.start))
     return tuple(ranked)
