@@ -97,15 +97,8 @@ def _summarize(
     budget = options.budget or (GPU_BUDGET if choice.device == "cuda" else CPU_BUDGET)
     plan, config = _plan(document, loaded, budget, options.max_new_tokens)
     planned_at = time.perf_counter()
-    err.print(
-        f"[dim]{len(document.pages)} pages · "
-        + (
-            "one pass"
-            if plan.single_pass
-            else f"{len(plan.maps)} sections, {len(plan.reduces)} joins"
-        )
-        + "[/]"
-    )
+    shape = "one pass" if plan.single_pass else f"{len(plan.maps)} parts, {len(plan.reduces)} joins"
+    err.print(f"[dim]{len(document.pages)} pages · {shape}[/]")
     results = _run(plan, config, document, loaded, budget, options, err)
     finished = time.perf_counter()
     summary = results[plan.final].text
