@@ -56,6 +56,9 @@ def worker_command(
         queue = queue_config(takeover_after)
         start_ray(ray_address)
         n_gpus = cluster_gpus() if gpus is None else gpus
+        if ray_address is None and n_gpus > cluster_gpus():
+            # a local cluster never grows: actors would wait for GPUs forever
+            raise fail(f"--gpus {n_gpus}: this machine has {cluster_gpus()} GPU(s)")
         pool = (
             PoolConfig(actors=n_gpus, gpus_per_actor=1.0)
             if n_gpus > 0
