@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 SAMPLE_REPO = Path(__file__).resolve().parents[1] / "examples" / "todo-service"
-READY_TIMEOUT_S = 240
+READY_TIMEOUT_S = 120
 SAMPLE_EVERY_S = 0.2
 
 
