@@ -16,20 +16,13 @@ from .ask import CPU_BUDGET, GPU_BUDGET, PROMPT_MARGIN
 from .guard import fail, user_errors_as_exit
 from .runtime import ModelChoice, choose_model, load_with_progress
 from .settings import Settings
-from .summary_run import (
-    SUMMARY_HEADER_TOKENS,
-    PlanRunner,
-    RunConfig,
-    Step,
-    StepResult,
-    cited_pages,
-    framing_tokens,
-)
 
 if TYPE_CHECKING:
     from nsa_assist.ingest.pdf import PdfDocument
     from nsa_assist.ingest.summarize_plan import SummaryPlan
     from nsa_assist.model.loader import LoadedModel
+
+    from .summary_run import RunConfig, Step, StepResult
 
 STEP_SHARE = 4
 """An inner summary gets at most this fraction of the budget, so a reduce joins several."""
@@ -124,6 +117,8 @@ def _plan(
     """Budgets for one step's document text and for the summaries steps write."""
     from nsa_assist.ingest.summarize_plan import PlanConfig, plan_summary
 
+    from .summary_run import SUMMARY_HEADER_TOKENS, RunConfig, framing_tokens
+
     tokenizer = loaded.tokenizer
     text_budget = budget - framing_tokens(tokenizer) - PROMPT_MARGIN
     longest_step = text_budget // STEP_SHARE - SUMMARY_HEADER_TOKENS
@@ -148,6 +143,8 @@ def _run(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from nsa_assist.workers.engine import Engine, EngineConfig
+
+    from .summary_run import PlanRunner
 
     engine_config = EngineConfig(
         max_batch_size=min(MAX_BATCH, len(plan.maps)),
@@ -192,6 +189,8 @@ def _print_json(
     page_count: int,
     timings: dict[str, float],
 ) -> None:
+    from .summary_run import cited_pages
+
     steps = [
         {
             "id": r.id,
