@@ -16,17 +16,12 @@ from rich.console import Console
 from .guard import fail, user_errors_as_exit
 from .ingest import PARSE_CACHE_DIR
 from .runtime import ModelChoice, choose_model, load_with_progress
-from .settings import Settings
+from .settings import PROMPT_MARGIN, Settings, default_budget
 
 if TYPE_CHECKING:
     from nsa_assist.ingest.context import Context, CountTokens
     from nsa_assist.model.loader import LoadedModel
     from nsa_assist.workers.engine import Completion
-
-CPU_BUDGET = 8_192
-GPU_BUDGET = 65_536
-PROMPT_MARGIN = 32
-"""Tokens kept free for the chat template's own markers and BPE merges across file borders."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +114,7 @@ def _pack(
 
 
 def _default_budget(options: AskOptions, choice: ModelChoice) -> int:
-    return options.budget or (GPU_BUDGET if choice.device == "cuda" else CPU_BUDGET)
+    return options.budget or default_budget(choice.device)
 
 
 def _write(piece: str) -> None:

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .guard import USAGE_EXIT_CODE, user_errors_as_exit
-from .settings import Settings
+from .settings import CPU_BUDGET, GPU_BUDGET, Settings, default_budget
 from .worker import CPU_SEQ_LEN, GPU_SEQ_LEN, queue_config
 
 if TYPE_CHECKING:
@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from nsa_assist.services.batch import BatchLine, LineError
     from nsa_assist.services.queue import JobQueue
 
-CPU_BUDGET = 8_192
-GPU_BUDGET = 65_536
 POLL_S = 0.25
 TAKEOVER_S = 30.0
 LOCAL_MAX_BATCH = 4
@@ -71,7 +69,7 @@ def batch_command(
     err = Console(stderr=True)
     with user_errors_as_exit():
         ref, device = _model_and_device(model)
-        budget = budget or (GPU_BUDGET if device == "cuda" else CPU_BUDGET)
+        budget = budget or default_budget(device)
         options = BatchOptions(
             jobs_file, out, wait or out is not None, ref, device, budget, max_new_tokens
         )

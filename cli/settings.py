@@ -7,6 +7,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_HOME = Path("~/.cache/nsa-assist")
+CPU_BUDGET = 8_192
+"""Context tokens on a CPU: the 0.5B answers within a minute or two."""
+GPU_BUDGET = 65_536
+"""Context tokens on a GPU (the 1.5B, YaRN past its trained 32k)."""
+PROMPT_MARGIN = 32
+"""Tokens kept free for the chat template's own markers and BPE merges across file borders."""
+
+
+def default_budget(device: str) -> int:
+    """The context budget when the user gives none."""
+    return GPU_BUDGET if device == "cuda" else CPU_BUDGET
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from .ask import CPU_BUDGET, GPU_BUDGET, PROMPT_MARGIN
 from .guard import fail, user_errors_as_exit
 from .runtime import ModelChoice, choose_model, load_with_progress
-from .settings import Settings
+from .settings import PROMPT_MARGIN, Settings, default_budget
 
 if TYPE_CHECKING:
     from nsa_assist.ingest.pdf import PdfDocument
@@ -87,7 +86,7 @@ def _summarize(
     started = time.perf_counter()
     loaded = load_with_progress(choice, settings, err)
     loaded_at = time.perf_counter()
-    budget = options.budget or (GPU_BUDGET if choice.device == "cuda" else CPU_BUDGET)
+    budget = options.budget or default_budget(choice.device)
     plan, config = _plan(document, loaded, budget, options.max_new_tokens)
     planned_at = time.perf_counter()
     shape = "one pass" if plan.single_pass else f"{len(plan.maps)} parts, {len(plan.reduces)} joins"
