@@ -15,6 +15,7 @@ from rich.console import Console
 
 from .guard import fail, user_errors_as_exit
 from .ingest import PARSE_CACHE_DIR
+from .options import AnswerTokensOption, BudgetOption, ModelOption, StreamJsonOption
 from .runtime import ModelChoice, choose_model, load_with_progress
 from .settings import PROMPT_MARGIN, Settings, default_budget
 
@@ -38,19 +39,11 @@ class AskOptions:
 def ask_command(
     source: Annotated[Path, typer.Argument(help="A folder, git checkout, archive, file or PDF.")],
     question: Annotated[str, typer.Argument(help="Your question, in quotes.")],
-    model: Annotated[
-        str | None,
-        typer.Option(help="Registry name, a .gguf file, or a Hugging Face-style folder."),
-    ] = None,
-    budget: Annotated[
-        int | None,
-        typer.Option(help="Context budget in tokens [default: 8192 on CPU, 65536 on GPU]."),
-    ] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 512,
+    model: ModelOption = None,
+    budget: BudgetOption = None,
+    max_new_tokens: AnswerTokensOption = 512,
     temperature: Annotated[float, typer.Option(help="0 answers greedily.")] = 0.0,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object instead of streaming.")
-    ] = False,
+    as_json: StreamJsonOption = False,
     queue: Annotated[
         bool, typer.Option("--queue", help="Run on a `nsa worker` through the job queue.")
     ] = False,

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .guard import USAGE_EXIT_CODE, user_errors_as_exit
+from .options import AnswerTokensOption, BudgetOption
 from .settings import CPU_BUDGET, GPU_BUDGET, Settings, default_budget
 from .worker import CPU_SEQ_LEN, GPU_SEQ_LEN, queue_config
 
@@ -54,11 +55,8 @@ def batch_command(
         str | None,
         typer.Option(help="Model whose tokenizer packs the contexts (and the local worker's)."),
     ] = None,
-    budget: Annotated[
-        int | None,
-        typer.Option(help="Context budget in tokens [default: 8192 on CPU, 65536 on GPU]."),
-    ] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 512,
+    budget: BudgetOption = None,
+    max_new_tokens: AnswerTokensOption = 512,
 ) -> None:
     """Run a batch of ask/summarize jobs through the queue; re-running skips ids done.
 

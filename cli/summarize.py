@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from .guard import fail, user_errors_as_exit
+from .options import ModelOption, StreamJsonOption
 from .runtime import ModelChoice, choose_model, load_with_progress
 from .settings import PROMPT_MARGIN, Settings, default_budget
 
@@ -41,18 +42,13 @@ class SummarizeOptions:
 
 def summarize_command(
     file: Annotated[Path, typer.Argument(help="The PDF to summarize.")],
-    model: Annotated[
-        str | None,
-        typer.Option(help="Registry name, a .gguf file, or a Hugging Face-style folder."),
-    ] = None,
+    model: ModelOption = None,
     budget: Annotated[
         int | None,
-        typer.Option(help="Prompt tokens per model call [default: 8192 on CPU, 65536 on GPU]."),
+        typer.Option(help="Prompt tokens per model call (default: 8192 on CPU, 65536 on GPU)."),
     ] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Longest summary, in tokens.")] = 512,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object instead of streaming.")
-    ] = False,
+    as_json: StreamJsonOption = False,
     password: Annotated[str | None, typer.Option(help="Opens an encrypted PDF.")] = None,
 ) -> None:
     """Summarize a long PDF: one pass when it fits, else sections then joins; cites pages."""
