@@ -37,6 +37,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.attention.bias import causal_lower_right
 
+from nsa_assist.kernels.dense import gqa_decode, gqa_decode_supported
+
 from .config import ModelConfig
 from .flash import flash_decode, flash_supported
 
@@ -150,16 +152,19 @@ class DenseAttention(AttentionBackend):
     """Exact causal attention over the cache.
 
     Prefill: PyTorch SDPA (flash on CUDA), causal over the new tokens and bottom-right
-    aligned after a cached prefix. Decode on CUDA in half precision: FlashAttention-2
-    varlen (`flash.flash_decode`), reading exactly kv_len[b] keys per row (graph-safe).
+    aligned after a cached prefix. Decode on CUDA: our split-KV Triton kernel
+    (`kernels.dense.gqa_decode`), reading exactly kv_len[b] keys per row (graph-safe);
+    FlashAttention-2 varlen (`flash.flash_decode`) for head dims it does not tile.
     Decode elsewhere: SDPA with the G query heads of a KV head as G query rows of one
     call and a length mask.
     """
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, triton: bool | None = None) -> None:
+        """`triton`: decode with the Triton kernel; None: on CUDA (tests force it on CPU)."""
         self.num_heads = config.num_heads
         self.num_kv_heads = config.num_kv_heads
         self.head_dim = config.head_dim
+        self.triton = triton
 
     def prepare(self, batch: StepBatch) -> StepBatch:
         return replace(batch, plan=_StepPlan(batch.kv_len, batch.extent))
@@ -168,10 +173,19 @@ class DenseAttention(AttentionBackend):
         if batch.start is not None:
             return self._prefill(q, kv.keys(), kv.values(), batch.start)
         plan: _StepPlan = batch.plan
+        k_rows, v_rows = kv.k_all[kv.rows], kv.v_all[kv.rows]
+        if self._triton_decode(q):
+            size = q.shape[0]
+            q_rows = q.reshape(size, self.num_heads, self.head_dim).contiguous()
+            out = gqa_decode(q_rows, k_rows, v_rows, batch.kv_len, batch.extent)
+            return out.view(size, 1, self.num_heads, self.head_dim)
         if flash_supported(q):
-            k_rows, v_rows = kv.k_all[kv.rows], kv.v_all[kv.rows]
             return flash_decode(q, k_rows, v_rows, batch.kv_len, batch.extent, plan.offsets)
         return self._decode(q, kv.keys(), kv.values(), plan.mask())
+
+    def _triton_decode(self, q: Tensor) -> bool:
+        wanted = q.is_cuda if self.triton is None else self.triton
+        return wanted and gqa_decode_supported(self.num_heads, self.num_kv_heads, self.head_dim)
 
     def _prefill(self, q: Tensor, k: Tensor, v: Tensor, start: int) -> Tensor:
         """q [B, T, H, D], k/v [B, S, H_kv, D] with S = start + T."""

@@ -11,6 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nsa_assist.kernels.dense import add_rms_norm, silu_mul
+from nsa_assist.kernels.dense.reference import add_rms_norm_reference
+
 
 class RMSNorm(nn.Module):
     """y = x / rms(x) * weight (PyTorch's fused kernel; it accumulates in float32)."""
@@ -23,6 +26,16 @@ class RMSNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x: [..., C] -> [..., C] in x's dtype."""
         return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+    def add_forward(
+        self, x: Tensor, residual: Tensor | None, triton: bool
+    ) -> tuple[Tensor, Tensor]:
+        """(norm(x + residual), x + residual): the residual add fused into the norm.
+
+        `residual` None: x is the stream itself. `triton`: one fused kernel (CUDA).
+        """
+        fused = add_rms_norm if triton else add_rms_norm_reference
+        return fused(x, residual, self.weight, self.eps)
 
 
 class FusedLinear:
@@ -85,9 +98,11 @@ class MLP(nn.Module):
         if self.fused is None or not self.fused.is_current():
             self.fused = fuse_linears([self.gate_proj, self.up_proj])
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x: [B, T, C] -> [B, T, C]."""
+    def forward(self, x: Tensor, triton: bool = False) -> Tensor:
+        """x: [B, T, C] -> [B, T, C]; `triton`: the gate in one fused kernel (CUDA)."""
         if self.fused is not None and self.fused.is_current():
+            if triton:
+                return self.down_proj(silu_mul(self.fused(x)))
             gate, up = self.fused(x).chunk(2, dim=-1)
             return self.down_proj(F.silu(gate).mul_(up))
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))

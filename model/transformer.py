@@ -7,10 +7,13 @@ Module and parameter names are exactly Hugging Face's (`model.layers.0.self_attn
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
+
+from nsa_assist.kernels.dense import rope_store, rope_store_supported
 
 from .attention import AttentionBackend, DenseAttention, KVStore, LayerKV, StepBatch
 from .config import ModelConfig
@@ -18,6 +21,16 @@ from .layers import MLP, FusedLinear, RMSNorm, fuse_linears
 from .rope import apply_rope, inverse_frequencies, rope_cos_sin
 
 Logits = Literal["all", "last", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What every layer of one forward step shares."""
+
+    rope: tuple[Tensor, Tensor]  # cos, signed sin [B, T, 1, D]
+    batch: StepBatch
+    backend: AttentionBackend
+    triton: bool  # run the fused Triton kernels (CUDA; tests force them in the interpreter)
 
 
 class SelfAttention(nn.Module):
@@ -56,19 +69,33 @@ class SelfAttention(nn.Module):
         v = self.v_proj(x).view(size, length, self.kv_heads, self.head_dim)
         return apply_rope(q, *rope), apply_rope(k, *rope), v
 
-    def forward(
-        self,
-        x: Tensor,
-        rope: tuple[Tensor, Tensor],
-        kv: LayerKV,
-        batch: StepBatch,
-        backend: AttentionBackend,
-    ) -> Tensor:
+    def forward(self, x: Tensor, kv: LayerKV, step: Step) -> Tensor:
         """x [B, T, C] -> [B, T, C]."""
-        q, k, v = self._qkv(x, rope)
-        kv.write(k, v, batch)
-        out = backend.forward(q, kv, batch, self.layer)  # [B, T, H, D]
+        if step.triton and step.batch.start is None and self._fused_decode_ready():
+            q = self._decode_qkv(x, kv, step)
+        else:
+            q, k, v = self._qkv(x, step.rope)
+            kv.write(k, v, step.batch)
+        out = step.backend.forward(q, kv, step.batch, self.layer)  # [B, T, H, D]
         return self.o_proj(out.flatten(2))
+
+    def _fused_decode_ready(self) -> bool:
+        return (
+            self.fused is not None
+            and self.fused.is_current()
+            and rope_store_supported(self.head_dim)
+        )
+
+    def _decode_qkv(self, x: Tensor, kv: LayerKV, step: Step) -> Tensor:
+        """Decode (one token per row): projection, then one kernel rotates q and k and
+        writes k, v into the cache. x [B, 1, C] -> q [B, 1, H, D]."""
+        assert self.fused is not None and step.batch.row_ids is not None
+        size, dim = x.shape[0], self.head_dim
+        qkv = self.fused(x).view(size, self.heads + 2 * self.kv_heads, dim)
+        cos, sin = (part.reshape(size, dim) for part in step.rope)
+        rows, positions = step.batch.row_ids, step.batch.positions[:, 0]
+        q = rope_store(qkv, cos, sin, kv.k_all, kv.v_all, rows, positions, self.heads)
+        return q.view(size, 1, self.heads, dim)
 
 
 class DecoderLayer(nn.Module):
@@ -82,15 +109,15 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
     def forward(
-        self,
-        x: Tensor,
-        rope: tuple[Tensor, Tensor],
-        kv: LayerKV,
-        batch: StepBatch,
-        backend: AttentionBackend,
-    ) -> Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), rope, kv, batch, backend)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        self, x: Tensor, residual: Tensor | None, kv: LayerKV, step: Step
+    ) -> tuple[Tensor, Tensor]:
+        """The residual stream travels beside the blocks' outputs so that each add is fused
+        into the next norm: x is the previous block's output (the embeddings when residual
+        is None); returns this layer's MLP output and the stream before it."""
+        h, residual = self.input_layernorm.add_forward(x, residual, step.triton)
+        attended = self.self_attn(h, kv, step)
+        h, residual = self.post_attention_layernorm.add_forward(attended, residual, step.triton)
+        return self.mlp(h, step.triton), residual
 
 
 class Backbone(nn.Module):
@@ -119,6 +146,7 @@ class Transformer(nn.Module):
             self.lm_head.weight = self.model.embed_tokens.weight
         # kept out of the module tree: a backend's own weights are not part of HF's state dict
         self.__dict__["attention"] = attention or DenseAttention(config)
+        self.triton_kernels: bool | None = None  # None: the fused kernels on CUDA only
         # not a buffer: `.to(bfloat16)` would round the frequencies and wreck long positions
         self._rope_freq, self.rope_mscale = inverse_frequencies(config)
         self._rope_freq_on: dict[torch.device, Tensor] = {}
@@ -165,20 +193,24 @@ class Transformer(nn.Module):
             raise ValueError("pass both batch and cache, or neither")
         if batch is None:
             batch = StepBatch.fresh(*input_ids.shape, device=input_ids.device)
-        backend = self.attention
-        batch = backend.prepare(batch)
+        batch = self.attention.prepare(batch)
         x = self.model.embed_tokens(input_ids)
         rope = rope_cos_sin(
             batch.positions, self._rope_freq_for(x.device), self.rope_mscale, x.dtype
         )
+        triton = x.is_cuda if self.triton_kernels is None else self.triton_kernels
+        step = Step(rope, batch, self.attention, triton)
+        residual: Tensor | None = None
         for index, layer in enumerate(self.model.layers):
             kv = cache.layer(index, batch.rows, batch.extent) if cache else self._scratch_kv(x)
-            x = layer(x, rope, kv, batch, backend)
+            x, residual = layer(x, residual, kv, step)
         if logits == "none":
             return None
         if logits == "last":
             x = x[:, -1]
-        return self.lm_head(self.model.norm(x)).float()
+            residual = None if residual is None else residual[:, -1]
+        x, _ = self.model.norm.add_forward(x, residual, triton)
+        return self.lm_head(x).float()
 
     def _rope_freq_for(self, device: torch.device) -> Tensor:
         """RoPE frequencies [D/2] float32 on `device` (copied once per device, before any
