@@ -280,7 +280,9 @@ def sanity(hf: Any, ours: Transformer, length: int, new_tokens: int) -> dict[str
 
 def attention_decode(config: Any, batch: int, context: int) -> dict[str, Any]:
     """us per decode-attention call (28 calls replayed from one CUDA graph) and its error
-    against float32 masked SDPA."""
+    against float32 masked SDPA: our split-KV Triton kernel (at an extent equal to the
+    cache and at a 2x extent bucket) and FlashAttention-2 varlen, side by side."""
+    from nsa_assist.kernels.dense import gqa_decode
     from nsa_assist.model.attention import DenseAttention, _StepPlan
     from nsa_assist.model.flash import flash_decode
 
@@ -289,6 +291,7 @@ def attention_decode(config: Any, batch: int, context: int) -> dict[str, Any]:
     k = torch.randn(batch, capacity, kv_heads, dim, device="cuda", dtype=dtype)
     v = torch.randn_like(k)
     q = torch.randn(batch, 1, heads, dim, device="cuda", dtype=dtype)
+    q_rows = q.view(batch, heads, dim)
     kv_len = torch.full((batch,), context + 1, dtype=torch.int32, device="cuda")
     plan = _StepPlan(kv_len, capacity)
     reference = DenseAttention(config)._decode(q.float(), k.float(), v.float(), plan.mask())
@@ -299,7 +302,13 @@ def attention_decode(config: Any, batch: int, context: int) -> dict[str, Any]:
             2 * batch * (context + 1) * kv_heads * dim * 2 / HBM_BYTES_PER_S * 1e6, 2
         ),
     }
-    row.update(_graph_us(lambda: flash_decode(q, k, v, kv_len, capacity, plan.offsets), reference))
+    calls = {
+        "triton": lambda: gqa_decode(q_rows, k, v, kv_len, capacity),
+        "triton_extent_2x": lambda: gqa_decode(q_rows, k, v, kv_len, 2 * context),
+        "flash": lambda: flash_decode(q, k, v, kv_len, capacity, plan.offsets),
+    }
+    for name, call in calls.items():
+        row[name] = _graph_us(lambda call=call: call().view(batch, 1, heads, dim), reference)
     return row
 
 

@@ -171,9 +171,12 @@ def test_extend_context_matches_hf_yarn_model() -> None:
         assert (ours(ids) - reference(ids).logits).abs().max().item() > 100 * LOGIT_TOLERANCE
 
 
+KERNEL_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # CPU: Triton's interpreter
+
+
 def _use_triton(model: Transformer) -> Transformer:
     """Force the fused Triton kernels (run by Triton's interpreter on the CPU)."""
-    model.fuse_projections()
+    model.to(KERNEL_DEVICE).fuse_projections()
     model.triton_kernels = True
     model.set_attention(DenseAttention(model.config, triton=True))
     return model
@@ -186,7 +189,7 @@ def test_triton_kernels_path_matches_hf_logits(name: str) -> None:
     ids = torch.randint(0, VOCAB, (2, 40))
     with torch.no_grad():
         expected = reference(ids).logits
-        got = _use_triton(ours)(ids)
+        got = _use_triton(ours)(ids.to(KERNEL_DEVICE)).cpu()
     assert (got - expected).abs().max().item() < LOGIT_TOLERANCE
 
 

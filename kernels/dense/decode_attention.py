@@ -43,6 +43,7 @@ def _decode_split_kernel(
     D: tl.constexpr,
     SPLITS: tl.constexpr,
     BLOCK_N: tl.constexpr,
+    PRECISION: tl.constexpr,  # float32 inputs: "ieee" (Triton would use tf32)
 ):
     i_b = tl.program_id(0).to(tl.int64)
     i_hk = tl.program_id(1)
@@ -65,13 +66,13 @@ def _decode_split_kernel(
         offs_n = i_n + tl.arange(0, BLOCK_N)
         m_n = offs_n < end
         b_k = tl.load(k_ptr + p_kv + offs_n[:, None] * stride_kv_s, mask=m_n[:, None], other=0.0)
-        b_s = tl.dot(b_q, tl.trans(b_k)) * scale_log2  # [G_PAD, BLOCK_N]
+        b_s = tl.dot(b_q, tl.trans(b_k), input_precision=PRECISION) * scale_log2  # [G_PAD, BLOCK_N]
         b_s = tl.where(m_n[None, :], b_s, float("-inf"))
         b_m_new = tl.maximum(b_m, tl.max(b_s, axis=1))
         b_p = tl.exp2(b_s - b_m_new[:, None])
         b_alpha = tl.exp2(b_m - b_m_new)
         b_v = tl.load(v_ptr + p_kv + offs_n[:, None] * stride_kv_s, mask=m_n[:, None], other=0.0)
-        b_acc = b_acc * b_alpha[:, None] + tl.dot(b_p.to(b_v.dtype), b_v)
+        b_acc = b_acc * b_alpha[:, None] + tl.dot(b_p.to(b_v.dtype), b_v, input_precision=PRECISION)
         b_l = b_l * b_alpha + tl.sum(b_p, axis=1)
         b_m = b_m_new
 
@@ -164,6 +165,7 @@ def gqa_decode(q: Tensor, k_rows: Tensor, v_rows: Tensor, kv_len: Tensor, extent
         D=dim,
         SPLITS=splits,
         BLOCK_N=BLOCK_N,
+        PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
         num_warps=4,
     )
     out = torch.empty_like(q)
