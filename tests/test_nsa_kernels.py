@@ -8,6 +8,7 @@ file runnable alone.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import pytest
 import torch
@@ -22,6 +23,7 @@ from nsa_assist.kernels.nsa import (
     NSAConfig,
     nsa_attention,
 )
+from nsa_assist.kernels.nsa.attention import slc_step_tiles
 from nsa_assist.kernels.nsa.compress import compress_mean
 from nsa_assist.kernels.nsa.select import slc_scores
 from nsa_assist.kernels.nsa.varlen import cmp_cu_seqlens, prefill_meta
@@ -76,11 +78,26 @@ def _case_id(case):
 @pytest.mark.parametrize("combine", ["gated", "union"])
 @pytest.mark.parametrize("group", GROUPS, ids=_case_id)
 def test_forward_and_grads_match_reference(group, combine, poisoned):
+    _check_against_reference(group, combine, TEST_TUNING)
+
+
+@pytest.mark.parametrize(
+    "group,combine", [((16, 1), "gated"), ((3, 2), "union")], ids=["G16-gated", "G3-union"]
+)
+def test_selection_dkdv_gathering_several_tiles_per_step(group, combine, poisoned):
+    """16-row selection tiles (the GPU default for G = 16): each dK/dV step gathers 4 tiles,
+    whose rows come from different work-list entries (G = 3 leaves rows of each tile unused)."""
+    tuning = replace(TEST_TUNING, block_m_slc=16)
+    assert slc_step_tiles(group[0], tuning.block_m_slc) == 4
+    _check_against_reference(group, combine, tuning)
+
+
+def _check_against_reference(group, combine, tuning):
     G, H_kv = group
     cfg = NSAConfig(**SMALL, n_selected=3, combine=combine)
     q, k, v, gates, cu = _packed(LENGTHS, G * H_kv, H_kv)
     kc, vc = compress_mean(k, cu, cfg), compress_mean(v, cu, cfg)
-    o, idx = nsa_attention(q, k, v, kc, vc, cfg, gates, cu, tuning=TEST_TUNING, return_indices=True)
+    o, idx = nsa_attention(q, k, v, kc, vc, cfg, gates, cu, tuning=tuning, return_indices=True)
     cu_c = torch.tensor(cmp_cu_seqlens(cu, cfg))
     ref, ref_idx = nsa_reference(
         q, k, v, kc, vc, cfg, gates, torch.tensor(cu), cu_c, return_indices=True

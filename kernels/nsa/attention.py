@@ -29,6 +29,10 @@ MODE_CMP, MODE_SLC, MODE_WIN = 0, 1, 2
 # dK/dV of the compressed branch: early key tiles are read by every later query, so one
 # program per key tile would serialise ~T / BT query steps; cap the steps per program
 DKDV_QUERY_STEPS = 128
+# dK/dV of the selection branch gathers this many query rows per step (several of the forward's
+# tiles when those are short: 1 position x 16 heads for G = 16), so each step's dots have
+# K = 64 instead of 16
+SLC_STEP_ROWS = 64
 LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
 _LOG2E = tl.constexpr(LOG2E)  # the kernels may only read constexpr globals
@@ -265,6 +269,7 @@ def _attn_dkdv_kernel(
     BN: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
     MODE: tl.constexpr, UNION: tl.constexpr, CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr,
     SLC_BLOCK: tl.constexpr, NSEL: tl.constexpr, BSEL: tl.constexpr, ATOMIC: tl.constexpr,
+    TPS: tl.constexpr,  # SLC: query tiles gathered per step (BM rows each)
 ):  # fmt: skip
     pid = tl.program_id(0)
     b = tl.load(w_seq + pid)
@@ -302,14 +307,21 @@ def _attn_dkdv_kernel(
     b_v = _load_keys(v, kbase + s, hkv, dv, kvalid, H_KV, DV)
     acc_k = tl.zeros([BN, BDK], dtype=tl.float32)
     acc_v = tl.zeros([BN, BDV], dtype=tl.float32)
-    r = tl.arange(0, BM)
+    r = tl.arange(0, BM * TPS)
+    i = (r % BM) // G  # position inside its tile
+    head = hkv * G + (r % BM) % G
     ns = tl.arange(0, BSEL)
-    for it in range(it_lo, it_hi):
-        i0 = tl.load(tile_i0 + tl.load(w_tiles + first + it)) if MODE == 1 else i_first + it * BT
-        i = r // G
-        valid = (i < BT) & (i0 + i < ql)
+    for step in range(0, tl.cdiv(it_hi - it_lo, TPS)):
+        it = it_lo + step * TPS
+        if MODE == 1:  # rows r of tile slot it + r // BM of the work item
+            slot = it + r // BM
+            busy = slot < it_hi
+            i0 = tl.load(tile_i0 + tl.load(w_tiles + first + slot, mask=busy, other=0))
+            valid = busy & (i < BT) & (i0 + i < ql)
+        else:
+            i0 = i_first + it * BT
+            valid = (i < BT) & (i0 + i < ql)
         row = qbase + i0 + i
-        head = hkv * G + r % G
         t = pos0 + i0 + i
         b_q = _load_rows(q, row, head, dk, valid, H, DK)
         b_do = _load_rows(do, row, head, dv, valid, H, DV)
@@ -346,6 +358,11 @@ def tile_rows(G: int, block_m: int) -> tuple[int, int]:
     """(BM rows, BT positions) of a tile: BT positions x G heads fill at most BM >= 16 rows."""
     BM = max(block_m, triton.next_power_of_2(G), 16)
     return BM, BM // G
+
+
+def slc_step_tiles(G: int, block_m: int) -> int:
+    """Selection tiles (of tile_rows(G, block_m)) that one dK/dV step gathers."""
+    return max(1, SLC_STEP_ROWS // tile_rows(G, block_m)[0])
 
 
 def _dims(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> dict:
@@ -436,7 +453,8 @@ def attn_dkdv(
     longest range a key tile can have: the whole sequence for CMP, w + BN - 1 for WIN (v3 split
     the window by the sequence length too: 128 mostly idle programs per key tile, all adding
     atomically, 17.7 -> 122.9 ms at 64k on the paper config). SLC: one program per work item of
-    select.slc_work (a block and a list of query tiles that read it), atomically added.
+    select.slc_work (a block and a list of query tiles that read it), atomically added; each
+    step gathers slc_step_tiles(G, block_m) of its tiles (build the work with that many).
     """
     d = _dims(q, k, v)
     BM, BT = tile_rows(d["G"], block_m)
@@ -471,6 +489,7 @@ def attn_dkdv(
         q, k, v, do, lse, delta, dk, dv, tile_i0, meta.q_start, meta.q_len, meta.q_pos0,
         kv_start, kv_len, w_seq, w_blk, w_hkv, w_start, w_len, w_tiles, idx,
         scale * LOG2E, scale, cfg.window, n_splits, BT=BT, BM=BM, BN=BN,
-        ATOMIC=mode == MODE_SLC or n_splits > 1, **d, **_consts(cfg, mode),
+        ATOMIC=mode == MODE_SLC or n_splits > 1,
+        TPS=slc_step_tiles(d["G"], block_m) if mode == MODE_SLC else 1, **d, **_consts(cfg, mode),
         num_warps=_warps(d, BM),
     )  # fmt: skip

@@ -23,6 +23,7 @@ from .attention import (
     attn_dkdv,
     attn_dq,
     attn_fwd,
+    slc_step_tiles,
 )
 from .combine import gated_combine, gated_combine_bwd, row_dot, union_merge
 from .config import NSAConfig
@@ -109,7 +110,8 @@ class NSAFunction(torch.autograd.Function):
         dq = torch.zeros(q.shape, device=q.device, dtype=torch.float32)
         dk = torch.zeros(k.shape, device=q.device, dtype=torch.float32)
         dv = torch.zeros(v.shape, device=q.device, dtype=torch.float32)
-        work = slc_work(sel, k.shape[1])
+        G = q.shape[1] // k.shape[1]
+        work = slc_work(sel, k.shape[1], slc_step_tiles(G, tuning.block_m_slc))
 
         def branch(mode, keys, values, d_o, lse, delta, dkeys, dvalues):
             args = _branch_args(tuning, mode, backward=True)

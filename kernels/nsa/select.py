@@ -21,7 +21,7 @@ from .varlen import SeqMeta, query_tiles
 
 SCORE_TILE_ROWS = 64  # rows (positions x padded heads) per scores tile
 SCORE_BLOCKS = 16  # selection blocks per inner step (BJ)
-SLC_WORK_TILES = 32  # query tiles per dK/dV work item of the selection branch
+SLC_WORK_TILES = 32  # dK/dV steps per work item of the selection branch (before atomics)
 
 
 @triton.jit
@@ -226,12 +226,14 @@ def selection_per_query(idx: torch.Tensor, meta: SeqMeta, G: int, block_m: int) 
     return Selection(idx, ulist, ucount, seq, torch.zeros_like(seq), BT)
 
 
-def slc_work(sel: Selection, H_KV: int, max_tiles: int = SLC_WORK_TILES):
+def slc_work(sel: Selection, H_KV: int, tiles_per_step: int = 1):
     """dK/dV work items of the selection branch: for each (block, KV head), its query tiles.
 
     Returns w_seq, w_blk, w_hkv, w_start, w_len [n_work] and w_tiles (tile ids, grouped), int32;
-    a block read by more than max_tiles tiles is split over several items.
+    a block read by more than SLC_WORK_TILES x tiles_per_step tiles (the dK/dV kernel's steps
+    gather tiles_per_step tiles, attention.slc_step_tiles) is split over several items.
     """
+    max_tiles = SLC_WORK_TILES * tiles_per_step
     n_tiles, _, U = sel.ulist.shape
     dev = sel.ulist.device
     tile = torch.arange(n_tiles, device=dev)[:, None, None].expand(n_tiles, H_KV, U)
