@@ -6,16 +6,24 @@ selected blocks + window + combine), backward (all of it), and decode at batch 1
 FLOP count (the keys each query actually reads), writes JSON.
 
     python bench/kernels.py --out bench/results/kernels-h200.json
+
+`--public DIR` also runs public NSA kernels side by side on the paper's head layout (their
+source read from DIR, never committed; see bench_public): flash-linear-attention's
+`parallel_nsa` (DIR/fla) and XunhaoLai's native-sparse-attention-triton (DIR/xunhao).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import platform
 import statistics
 import sys
+import traceback
+import types
+from pathlib import Path
 
 import torch
 import triton
@@ -28,18 +36,23 @@ from nsa_assist.kernels.nsa.attention import (
     attn_dkdv,
     attn_dq,
     attn_fwd,
+    slc_step_tiles,
 )
 from nsa_assist.kernels.nsa.combine import gated_combine
 from nsa_assist.kernels.nsa.compress import compress_mean
 from nsa_assist.kernels.nsa.op import KernelTuning, _branch_args
 from nsa_assist.kernels.nsa.select import build_selection, slc_scores, slc_work, top_n
-from nsa_assist.kernels.nsa.varlen import prefill_meta
+from nsa_assist.kernels.nsa.varlen import cmp_cu_seqlens, prefill_meta
+from nsa_assist.kernels.reference import nsa_reference
 
 CONFIGS = {  # name: (H, H_kv, Dk, Dv)
     "paper": (64, 4, 192, 128),
     "qwen-1.5b": (12, 2, 128, 128),
     "qwen-0.5b": (14, 2, 64, 64),
 }
+# the public kernels' common ground: the paper's heads (G = 16, which fla needs) with one head
+# size, since XunhaoLai's kernels take Dk == Dv (fla also runs the real paper config)
+PUBLIC_CONFIGS = {"paper": (64, 4, 192, 128), "paper-d128": (64, 4, 128, 128)}
 LENGTHS = (8192, 16384, 32768, 65536)
 DECODE_BATCHES = (1, 32)
 
@@ -104,7 +117,7 @@ def bench_dense(T, H, Dk, Dv, reps):
 
 
 def bench_prefill(name, T, cfg, tuning, reps):
-    H, H_kv, Dk, Dv = CONFIGS[name]
+    H, H_kv, Dk, Dv = CONFIGS.get(name) or PUBLIC_CONFIGS[name]
     q, k, v = (x.requires_grad_() for x in _inputs(T, H, H_kv, Dk, Dv))
     gates = torch.rand(T, H, 3, device="cuda", dtype=torch.bfloat16, requires_grad=True)
     cu = [0, T]
@@ -249,7 +262,7 @@ def stage_breakdown(name, T, cfg, tuning, reps):
     dq = torch.zeros(q.shape, device="cuda")
     dk, dv = torch.zeros(k.shape, device="cuda"), torch.zeros(v.shape, device="cuda")
     dkc, dvc = torch.zeros(kc.shape, device="cuda"), torch.zeros(vc.shape, device="cuda")
-    work = slc_work(sel, k.shape[1])
+    work = slc_work(sel, k.shape[1], slc_step_tiles(st["G"], tuning.block_m_slc))
     keys = {MODE_CMP: (kc, vc, dkc, dvc), MODE_SLC: (k, v, dk, dv), MODE_WIN: (k, v, dk, dv)}
     s = {MODE_SLC: sel}
     stages = {
@@ -263,7 +276,9 @@ def stage_breakdown(name, T, cfg, tuning, reps):
         ),
         "win_attn": lambda: attn_fwd(q, k, v, meta, cfg, MODE_WIN, scale, **args[MODE_WIN]),
         "combine": lambda: gated_combine(o_cmp[0], o_cmp[0], o_cmp[0], gates),
-        "bwd_slc_work": lambda: slc_work(sel, k.shape[1]),
+        "bwd_slc_work": lambda: slc_work(
+            sel, k.shape[1], slc_step_tiles(st["G"], tuning.block_m_slc)
+        ),
     }
     for mode, label in ((MODE_CMP, "cmp"), (MODE_SLC, "slc"), (MODE_WIN, "win")):
         kk, vv, dkk, dvv = keys[mode]
@@ -279,6 +294,170 @@ def stage_breakdown(name, T, cfg, tuning, reps):
     return {"config": name, "T": T, "combine": cfg.combine, "tuning": str(tuning), "stages_ms": out}
 
 
+def _load_public(vendor: Path) -> dict:
+    """The public kernels' entry points, imported from their source under `vendor`.
+
+    fla: only `fla.ops.nsa` is needed; the top-level `fla` and `fla.ops` packages import every
+    model and op, so they are stood in for by bare packages over the same folders.
+    """
+    found: dict = {"errors": {}}
+    fla_root = vendor / "fla" / "fla"
+    try:
+        for name, sub in (("fla", fla_root), ("fla.ops", fla_root / "ops")):
+            if name not in sys.modules:
+                mod = types.ModuleType(name)
+                mod.__path__ = [str(sub)]
+                mod.__version__ = "vendored"
+                sys.modules[name] = mod
+        found["fla"] = importlib.import_module("fla.ops.nsa.parallel").parallel_nsa
+    except Exception:  # report whatever kept it from loading
+        found["errors"]["fla"] = traceback.format_exc(limit=3)
+    try:
+        sys.path.insert(0, str(vendor / "xunhao"))
+        ops = importlib.import_module("native_sparse_attention.ops")
+        found["xunhao"] = ops
+    except Exception:
+        found["errors"]["xunhao"] = traceback.format_exc(limit=3)
+    src = vendor / "SOURCES.txt"
+    found["sources"] = src.read_text().strip().splitlines() if src.exists() else []
+    return found
+
+
+# fla compresses by mean pooling over non-overlapping 64-token blocks (l = d = l' = 64);
+# XunhaoLai's avgpool compression follows the paper (l = 32, d = 16, l' = 64)
+FLA_CFG = NSAConfig(cmp_block=64, cmp_stride=64, slc_block=64, n_selected=16)
+XUNHAO_CFG = NSAConfig()
+
+
+def _fla_run(pub, q, k, v, gates):
+    """fla's parallel_nsa: compression + top-n + selection, gated; no window (see bench_public)."""
+    g = gates.unsqueeze(0)
+    o = pub["fla"](
+        q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), g[..., 0], g[..., 1], None,
+        block_counts=FLA_CFG.n_selected, block_size=FLA_CFG.slc_block, window_size=0,
+    )  # fmt: skip
+    return o.squeeze(0)
+
+
+def _xunhao_run(pub, q, k, v, gates):
+    """XunhaoLai's pipeline as its NativeSparseAttention module runs it, without the window."""
+    ops, cfg, T = pub["xunhao"], XUNHAO_CFG, q.shape[0]
+    cu = torch.tensor([0, T], device=q.device, dtype=torch.int32)
+    kc, cu_c = ops.avgpool_compress(k, None, cu, cfg.cmp_block, cfg.cmp_stride)
+    vc, _ = ops.avgpool_compress(v, None, cu, cfg.cmp_block, cfg.cmp_stride)
+    o_cmp, idx = ops.compressed_attention(
+        q, kc, vc, cfg.cmp_block, cfg.cmp_stride, cfg.slc_block, cfg.n_selected, cu, cu_c,
+        T, int(cu_c[-1]), None, 1, 2,
+    )  # fmt: skip
+    o_slc = ops.topk_sparse_attention(q, k, v, idx, cfg.slc_block, cu)
+    return gates[..., 0:1] * o_cmp + gates[..., 1:2] * o_slc
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor, rows: slice) -> float:
+    a, b = a[rows].double(), b[rows].double()
+    return ((a - b).norm() / b.norm()).item()
+
+
+def check_public(pub, T: int = 4096) -> list[dict]:
+    """Each public kernel's output vs our fp32 reference at its own conventions (window gate 0,
+    since neither runs a window without flash-attn), next to our Triton op's error at the same
+    conventions as the bf16 yardstick. Rows before the first full compression block are left
+    out (XunhaoLai's kernel does not write its compressed output there)."""
+    H, H_kv, Dk, Dv = PUBLIC_CONFIGS["paper-d128"]
+    q, k, v = _inputs(T, H, H_kv, Dk, Dv)
+    gates = torch.rand(T, H, 3, device="cuda", dtype=torch.bfloat16)
+    gates[..., 2] = 0
+    cu = [0, T]
+    out = []
+    for label, cfg, run in (("fla", FLA_CFG, _fla_run), ("xunhao", XUNHAO_CFG, _xunhao_run)):
+        if label not in pub:
+            continue
+        kc, vc = compress_mean(k, cu, cfg), compress_mean(v, cu, cfg)
+        up = lambda x: x.float()
+        ref = nsa_reference(
+            up(q), up(k), up(v), up(kc), up(vc), cfg, up(gates), torch.tensor(cu),
+            torch.tensor(cmp_cu_seqlens(cu, cfg)), query_chunk=512,
+        )  # fmt: skip
+        rows = slice(cfg.cmp_block, T)
+        row = {"kernel": label, "T": T, "config": "paper-d128", "l": cfg.cmp_block,
+               "d": cfg.cmp_stride, "l_slc": cfg.slc_block, "n": cfg.n_selected}  # fmt: skip
+        try:
+            ours = nsa_attention(q, k, v, kc, vc, cfg, gates, cu)
+            row["ours_rel_err"] = _rel(ours, ref, rows)
+        except Exception:
+            row["ours_error"] = traceback.format_exc(limit=3)
+        try:
+            with torch.no_grad():
+                theirs = run(pub, q, k, v, gates)
+            row["rel_err"] = _rel(theirs, ref, rows)
+            row["nan"] = bool(torch.isnan(theirs[rows]).any())
+        except Exception:
+            row["error"] = traceback.format_exc(limit=3)
+        out.append(row)
+        print(_fmt(row), flush=True)
+    return out
+
+
+def _time_pair(run, inputs, reps):
+    """(fwd ms, bwd ms) of run() -> o and its gradient wrt inputs."""
+    o = run()
+    do = torch.randn_like(o)
+    t_fwd = time_ms(run, reps)
+    t_bwd = time_ms(lambda: torch.autograd.grad(o, inputs, do, retain_graph=True), reps)
+    return t_fwd, t_bwd
+
+
+def bench_public(pub, name: str, T: int, tuning: KernelTuning, reps: int) -> dict:
+    """Ours (whole module), SDPA flash and the public kernels on one shape, one run.
+
+    Neither public kernel has a sliding window of its own (both call flash-attn's, which is
+    not installed there), so each public time is their compression + top-n + selection; our
+    window branch's fwd (and dQ + dK/dV) time is measured alongside and added for `+win`.
+    """
+    H, H_kv, Dk, Dv = PUBLIC_CONFIGS[name]
+    cfg = NSAConfig()
+    row = bench_prefill(name, T, cfg, tuning, reps)
+    row["kind"] = "public"
+    q, k, v = (x.requires_grad_() for x in _inputs(T, H, H_kv, Dk, Dv))
+    gates = torch.rand(T, H, 3, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    meta, scale = prefill_meta([0, T], cfg, q.device), 1 / math.sqrt(Dk)
+    win_args = _branch_args(tuning, MODE_WIN)
+    win_bwd = _branch_args(tuning, MODE_WIN, backward=True)
+    _, lse = attn_fwd(q, k, v, meta, cfg, MODE_WIN, scale, **win_args)
+    do = torch.randn(T, H, Dv, device="cuda", dtype=torch.bfloat16)
+    dq, dk, dv = (torch.zeros(x.shape, device="cuda") for x in (q, k, v))
+    row["win_fwd_ms"] = time_ms(
+        lambda: attn_fwd(q, k, v, meta, cfg, MODE_WIN, scale, **win_args), reps
+    )
+    row["win_bwd_ms"] = time_ms(
+        lambda: (
+            attn_dq(q, k, v, do, lse[0], lse[0], dq, meta, cfg, MODE_WIN, scale, **win_bwd),
+            attn_dkdv(q, k, v, do, lse[0], lse[0], dk, dv, meta, cfg, MODE_WIN, scale, **win_bwd),
+        ),
+        reps,
+    )
+    for label, run, ok in (
+        ("fla", _fla_run, "fla" in pub),
+        ("xunhao", _xunhao_run, "xunhao" in pub and Dk == Dv),
+    ):
+        if not ok:
+            row[f"{label}_skipped"] = pub["errors"].get(label, "needs Dk == Dv")[-300:]
+            continue
+        try:
+            t_f, t_b = _time_pair(lambda run=run: run(pub, q, k, v, gates), (q, k, v, gates), reps)
+        except Exception:  # record it, keep benchmarking the rest
+            row[f"{label}_error"] = traceback.format_exc(limit=4)[-1500:]
+            print(label, "failed:", row[f"{label}_error"], flush=True)
+            continue
+        row[f"{label}_fwd_ms"], row[f"{label}_bwd_ms"] = t_f, t_b
+        f_win, b_win = t_f + row["win_fwd_ms"], t_b + row["win_bwd_ms"]
+        row[f"{label}_win_fwd_ms"], row[f"{label}_win_bwd_ms"] = f_win, b_win
+        row[f"ours_vs_{label}_fwd"] = f_win / row["nsa_fwd_ms"]
+        row[f"ours_vs_{label}_bwd"] = b_win / row["nsa_bwd_ms"]
+        torch.cuda.empty_cache()
+    return row
+
+
 def _fmt(row: dict) -> str:
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
 
@@ -291,6 +470,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--parts", default="tune,prefill,decode,breakdown")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--out", default="bench/results/kernels-h200.json")
+    p.add_argument("--public", metavar="DIR", help="also run the public NSA kernels under DIR")
+    p.add_argument("--public-lengths", default="16384,65536")
     a = p.parse_args(argv)
     cfg = NSAConfig(combine=a.combine)
     parts = a.parts.split(",")
@@ -313,9 +494,16 @@ def main(argv: list[str]) -> None:
         "prefill": [],
         "decode": [],
         "breakdown": [],
+        "public": [],
+        "public_check": [],
     }
     result["tuning"] = []
-    for name in a.configs.split(","):
+
+    def save():  # after every config, so a run cut short still leaves its rows
+        with open(a.out, "w") as f:
+            json.dump(result, f, indent=1)
+
+    for name in [x for x in a.configs.split(",") if x]:
         tuning = KernelTuning().for_group(CONFIGS[name][0] // CONFIGS[name][1])
         if "tune" in parts:
             tuning, times = tune(name, max(lengths), cfg, a.reps)
@@ -337,8 +525,27 @@ def main(argv: list[str]) -> None:
             result["breakdown"].append(row)
             print(name, max(lengths), {k: round(v, 3) for k, v in row["stages_ms"].items()})
         torch.cuda.empty_cache()
-    with open(a.out, "w") as f:
-        json.dump(result, f, indent=1)
+        save()
+    if a.public:
+        run_public(a, cfg, result, save)
+    save()
+
+
+def run_public(a, cfg: NSAConfig, result: dict, save) -> None:
+    pub = _load_public(Path(a.public))
+    result["public_sources"] = pub["sources"]
+    result["public_load_errors"] = pub["errors"]
+    print("public kernels:", [x for x in ("fla", "xunhao") if x in pub], pub["errors"], flush=True)
+    result["public_check"] = check_public(pub)
+    for name in PUBLIC_CONFIGS:
+        tuning = KernelTuning().for_group(PUBLIC_CONFIGS[name][0] // PUBLIC_CONFIGS[name][1])
+        for T in (int(x) for x in a.public_lengths.split(",")):
+            row = bench_public(pub, name, T, tuning, a.reps)
+            result["public"].append(row)
+            save()
+            print(_fmt({k: v for k, v in row.items() if not k.endswith(("_error", "_skipped"))}),
+                  flush=True)  # fmt: skip
+            torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":
