@@ -130,3 +130,12 @@ def test_gqa_decode_equals_softmax_over_one_key():
     out = gqa_decode(q, k, v, kv_len, extent=64)
     want = v[0, 0].repeat_interleave(6, dim=0)  # [H, D]: each head's group value
     torch.testing.assert_close(out[0], want)
+
+
+def test_gqa_decode_batch_one_long_row_uses_many_splits():
+    """Batch 1 at a long extent: one chunk per program across ~the whole GPU, merged."""
+    torch.manual_seed(5)
+    q, k, v, kv_len = _decode_case(6, 32, [3001], torch.float32, capacity=4096)
+    assert decode_splits(1, 2, extent=4096) == 64
+    out = gqa_decode(q, k, v, kv_len, extent=4096)
+    assert rel(out, gqa_decode_reference(q, k, v, kv_len)) < 1e-5

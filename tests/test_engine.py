@@ -8,7 +8,7 @@ import pytest
 import torch
 from tiny_models import VOCAB, tiny_pair
 
-from nsa_assist.model.attention import LayerKV, StepBatch
+from nsa_assist.model.attention import DenseAttention, LayerKV, StepBatch
 from nsa_assist.model.transformer import Transformer
 from nsa_assist.workers.engine import Completion, Engine, EngineConfig, Request, prefill
 from nsa_assist.workers.errors import EngineConfigError, RequestError
@@ -154,22 +154,43 @@ def test_cuda_graph_decode_matches_eager() -> None:
 
 
 @pytest.mark.gpu
-def test_flash_decode_matches_masked_sdpa() -> None:
-    """The CUDA decode path (FlashAttention varlen) against the portable masked-SDPA path."""
+def test_pipelined_decode_drops_the_step_after_a_stop_token() -> None:
+    """On CUDA the host runs a step behind: a stop token in one row must neither leak a
+    token nor shift the random draws of a seeded row decoded beside it."""
+    model = tiny_pair("qwen2-tied", seed=3)[1].to("cuda")
+    greedy_prompt, sampled_prompt = prompts()[3], prompts()[1]
+    (free,) = run(model, [Request("free", greedy_prompt, SamplingParams(max_new_tokens=12))])
+    stop = free.token_ids[5]
+    stops = SamplingParams(max_new_tokens=12, stop_token_ids=(stop,))
+    seeded = SamplingParams(temperature=1.0, max_new_tokens=20, seed=7)
+    alone = run(model, [Request("sampled", sampled_prompt, seeded)])
+    together = run(
+        model, [Request("stop", greedy_prompt, stops), Request("sampled", sampled_prompt, seeded)]
+    )
+    assert together[0].finish_reason == "stop"
+    assert together[0].token_ids == free.token_ids[: free.token_ids.index(stop)]
+    assert together[1].token_ids == alone[0].token_ids
+
+
+@pytest.mark.gpu
+def test_cuda_decode_kernels_match_masked_sdpa() -> None:
+    """The CUDA decode paths (our split-KV Triton kernel; FlashAttention varlen) against the
+    portable masked-SDPA path in float32."""
     _, model = tiny_pair("qwen2-tied")
-    backend = model.attention
     config = model.config
     lengths = torch.tensor([5, 300, 77, 1], device="cuda")
-    cache = KVCache(config, 4, 512, torch.device("cuda"), torch.bfloat16, backend)
+    triton, torch_only = DenseAttention(config), DenseAttention(config, triton=False)
+    cache = KVCache(config, 4, 512, torch.device("cuda"), torch.bfloat16, triton)
     for k, v in zip(cache.k, cache.v, strict=True):
         k.normal_()
         v.normal_()
-    batch = backend.prepare(StepBatch.decode(lengths - 1, extent=320))
+    batch = triton.prepare(StepBatch.decode(lengths - 1, extent=320))
     q = torch.randn(4, 1, config.num_heads, config.head_dim, device="cuda", dtype=torch.bfloat16)
     kv = cache.layer(0, batch.rows, batch.extent)
-    flash = backend.forward(q, kv, batch, 0)
-    masked = backend.forward(q.float(), _as_float(kv), batch, 0)
-    assert (flash.float() - masked).norm() / masked.norm() < 1e-2
+    masked = torch_only.forward(q.float(), _as_float(kv), batch, 0)  # float32: no flash
+    for backend in (triton, torch_only):  # bf16: Triton kernel, then flash
+        out = backend.forward(q, kv, batch, 0)
+        assert (out.float() - masked).norm() / masked.norm() < 1e-2
 
 
 def _as_float(kv: LayerKV) -> LayerKV:

@@ -217,5 +217,7 @@ def test_triton_kernels_decode_batch_matches_torch_path(monkeypatch: pytest.Monk
         completions.append([c.token_ids for c in engine.generate(requests)])
     assert completions[0] == completions[1]
     assert [len(tokens) for tokens in completions[1]] == [12, 4]
-    layers = tiny_pair("qwen2-yarn")[1].config.num_layers
-    assert calls.count("rope_store") == calls.count("gqa_decode") == layers * 11  # 11 decode steps
+    assert calls.count("rope_store") == calls.count("gqa_decode") > 0
+    if KERNEL_DEVICE == "cpu":  # on CUDA the calls happen at graph capture, then replays
+        layers = tiny_pair("qwen2-yarn")[1].config.num_layers
+        assert calls.count("gqa_decode") == layers * 11  # 11 decode steps

@@ -95,6 +95,29 @@ class _Sequence:
     finish: FinishReason | None = None
 
 
+@dataclass(slots=True)
+class _QueuedStep:
+    """A decode step launched on the device whose tokens the host has not read yet."""
+
+    tokens: Tensor  # [B] int64 on the device: the tokens this step chose
+    positions: Tensor  # [B] int64 on the device: where this step's input tokens went
+    host: Tensor  # [B] int64 on the host (pinned), filled once `ready` fires
+    ready: torch.cuda.Event | None  # None: `host` is already filled (CPU)
+    generator_states: list[Tensor | None]  # each row's RNG state before this step sampled
+
+    def chosen(self) -> list[int]:
+        """The chosen tokens, waiting for this step only (not for any step queued later)."""
+        if self.ready is not None:
+            self.ready.synchronize()
+        return self.host.tolist()
+
+    def rewind_generators(self, active: list[_Sequence]) -> None:
+        """Undo this dropped step's draws, so a seeded request samples as if decoded alone."""
+        for seq, state in zip(active, self.generator_states, strict=True):
+            if seq.generator is not None and state is not None:
+                seq.generator.set_state(state)
+
+
 class Engine:
     """Serves `Request`s on one `Transformer` with a preallocated KV cache."""
 
@@ -148,7 +171,7 @@ class Engine:
                 else:
                     done[seq.request.request_id] = self._complete(seq)
             if active:
-                self._decode_step(active, on_token)
+                self._decode(active, on_token)
                 active = self._retire(active, done)
         return [done[r.request_id] for r in requests]
 
@@ -195,21 +218,60 @@ class Engine:
         if len(seq.output) >= params.max_new_tokens or seq.cached >= self.config.max_seq_len:
             seq.finish = "length"
 
-    def _decode_step(self, active: list[_Sequence], on_token: TokenCallback | None) -> None:
-        """Feed every active sequence's last token at its position, choose the next ones."""
-        tokens = torch.tensor([s.last for s in active], dtype=torch.int64, device=self.device)
-        positions = torch.tensor([s.cached for s in active], dtype=torch.int64, device=self.device)
-        longest = max(s.cached for s in active) + 1
+    def _decode(self, active: list[_Sequence], on_token: TokenCallback | None) -> None:
+        """Decode the batch until it changes (a sequence finishes); one step off CUDA.
+
+        On CUDA the host runs one step behind the GPU: step t+1 is queued, fed by step t's
+        tokens on the device, before the host reads step t's tokens, so the host's share
+        (reading tokens back, streaming, stop checks, the next launch) hides behind the
+        GPU's. If a sequence then turns out to have stopped, the queued step is dropped:
+        it only wrote cache positions past each sequence's length, and rows move next.
+        """
         now = time.perf_counter()
         for seq in active:
             seq.decode_started = seq.decode_started or now
+        tokens = torch.tensor([s.last for s in active], dtype=torch.int64, device=self.device)
+        positions = torch.tensor([s.cached for s in active], dtype=torch.int64, device=self.device)
+        step = self._queue_step(active, tokens, positions, ahead=0)
+        while True:
+            queued = None
+            if self.device.type == "cuda" and not any(self._ends_by_length(s) for s in active):
+                queued = self._queue_step(active, step.tokens, step.positions + 1, ahead=1)
+            for seq, token in zip(active, step.chosen(), strict=True):
+                seq.cached += 1
+                self._accept(seq, token, on_token)
+            if queued is None or any(s.finish is not None for s in active):
+                if queued is not None:
+                    queued.rewind_generators(active)
+                return
+            step = queued
+
+    def _queue_step(
+        self, active: list[_Sequence], tokens: Tensor, positions: Tensor, ahead: int
+    ) -> _QueuedStep:
+        """Launch one decode step and its sampling; the host reads the tokens later.
+
+        tokens, positions [B] on the device; `ahead` steps past what the host has accepted.
+        """
+        longest = max(s.cached for s in active) + 1 + ahead
+        generators = [s.generator for s in active]
+        states = [None if g is None or not ahead else g.get_state() for g in generators]
         logits = self.decoder.step(tokens, positions, longest)
-        chosen = sample(
-            logits, [s.request.params for s in active], [s.generator for s in active]
-        ).tolist()
-        for seq, token in zip(active, chosen, strict=True):
-            seq.cached += 1
-            self._accept(seq, token, on_token)
+        chosen = sample(logits, [s.request.params for s in active], generators)
+        if self.device.type != "cuda":
+            return _QueuedStep(chosen, positions, chosen, None, states)
+        host = torch.empty(chosen.shape, dtype=chosen.dtype, pin_memory=True)
+        host.copy_(chosen, non_blocking=True)
+        ready = torch.cuda.Event()
+        ready.record()
+        return _QueuedStep(chosen, positions, host, ready, states)
+
+    def _ends_by_length(self, seq: _Sequence) -> bool:
+        """Whether the token now being chosen for `seq` is its last (see `_accept`)."""
+        return (
+            len(seq.output) + 1 >= seq.request.params.max_new_tokens
+            or seq.cached + 1 >= self.config.max_seq_len
+        )
 
     def _retire(self, active: list[_Sequence], done: dict[str, Completion]) -> list[_Sequence]:
         """Complete finished sequences and move the survivors down to rows [0, B')."""

@@ -22,7 +22,7 @@ from torch import Tensor
 
 TARGET_PROGRAMS = 264  # two waves of a 132-SM H200
 BLOCK_N = 64  # keys per tile
-MERGE_CHUNK = 16  # partials merged per step of the second kernel
+MERGE_TILE = 8192  # partial-output elements one merge program holds
 LOG2E = 1.4426950408889634
 
 
@@ -95,31 +95,24 @@ def _decode_merge_kernel(
     D: tl.constexpr,
     SPLITS: tl.constexpr,
     SPLITS_PAD: tl.constexpr,
-    CHUNK: tl.constexpr,
+    BLOCK_D: tl.constexpr,
 ):
+    # every partial at once (no loop over splits: a loop of dependent loads was 8 us)
     i_b = tl.program_id(0).to(tl.int64)
     i_h = tl.program_id(1)
+    i_d = tl.program_id(2)
     i_hk, i_g = i_h // G, i_h % G
     first = (i_b * H_KV + i_hk) * SPLITS  # first partial of this group
     offs_s = tl.arange(0, SPLITS_PAD)
-    b_lse = tl.load(lse_ptr + (first + offs_s) * G + i_g, mask=offs_s < SPLITS, other=float("-inf"))
-    b_max = tl.max(b_lse, axis=0)  # split 0 always holds keys: finite
-    b_denominator = tl.sum(tl.exp2(b_lse - b_max), axis=0)
-    offs_d = tl.arange(0, D)
-    b_acc = tl.zeros([D], dtype=tl.float32)
-    for i_s in range(0, SPLITS, CHUNK):
-        offs_c = i_s + tl.arange(0, CHUNK)
-        m_c = offs_c < SPLITS
-        b_w = tl.exp2(
-            tl.load(lse_ptr + (first + offs_c) * G + i_g, mask=m_c, other=float("-inf")) - b_max
-        )
-        p_o = o_ptr + ((first + offs_c[:, None]) * G + i_g) * D + offs_d[None, :]
-        b_o = tl.load(p_o, mask=m_c[:, None], other=0.0)
-        b_acc += tl.sum(b_w[:, None] * b_o, axis=0)
-    tl.store(
-        out_ptr + (i_b * H_KV * G + i_h) * D + offs_d,
-        (b_acc / b_denominator).to(out_ptr.dtype.element_ty),
-    )
+    m_s = offs_s < SPLITS
+    offs_d = i_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    b_lse = tl.load(lse_ptr + (first + offs_s) * G + i_g, mask=m_s, other=float("-inf"))
+    b_w = tl.exp2(b_lse - tl.max(b_lse, axis=0))  # split 0 always holds keys: finite max
+    p_o = o_ptr + ((first + offs_s[:, None]) * G + i_g) * D + offs_d[None, :]
+    b_o = tl.load(p_o, mask=m_s[:, None], other=0.0)  # [SPLITS_PAD, BLOCK_D]
+    b_out = tl.sum(b_w[:, None] * b_o, axis=0) / tl.sum(b_w, axis=0)
+    p_out = out_ptr + (i_b * H_KV * G + i_h) * D + offs_d
+    tl.store(p_out, b_out.to(out_ptr.dtype.element_ty))
 
 
 def decode_splits(size: int, kv_heads: int, extent: int) -> int:
@@ -169,7 +162,9 @@ def gqa_decode(q: Tensor, k_rows: Tensor, v_rows: Tensor, kv_len: Tensor, extent
         num_warps=4,
     )
     out = torch.empty_like(q)
-    _decode_merge_kernel[(size, heads)](
+    splits_pad = triton.next_power_of_2(splits)
+    block_d = max(16, min(dim, MERGE_TILE // splits_pad))
+    _decode_merge_kernel[(size, heads, dim // block_d)](
         partial,
         lse,
         out,
@@ -177,8 +172,8 @@ def gqa_decode(q: Tensor, k_rows: Tensor, v_rows: Tensor, kv_len: Tensor, extent
         G=group,
         D=dim,
         SPLITS=splits,
-        SPLITS_PAD=triton.next_power_of_2(splits),
-        CHUNK=MERGE_CHUNK,
+        SPLITS_PAD=splits_pad,
+        BLOCK_D=block_d,
         num_warps=4,
     )
     return out
