@@ -184,6 +184,60 @@ def graph_replay_ms(engine: Engine, batch: int, context: int, timer: Timer, step
     return timer.ms(loop) / steps
 
 
+def cublas_step_ms(ours: Transformer, context: int, steps: int, timer: Timer) -> float:
+    """The bare batch-1 step with cuBLAS for every projection instead of our GEMV kernel."""
+    ours.triton_gemv = False
+    try:
+        settings = {"prefill_chunk": 8192, "max_seq_len": context + steps + 8}
+        engine = Engine(ours, EngineConfig(max_batch_size=1, **settings))
+        ours_decode(engine, 1, context, 4)  # captures the graph without the GEMV kernel
+        return graph_replay_ms(engine, 1, context, timer, steps)
+    finally:
+        ours.triton_gemv = True
+
+
+def projections_decode(config: Any) -> list[dict[str, Any]]:
+    """us per batch-1 projection (28 calls replayed from one CUDA graph): our GEMV kernel
+    vs F.linear (cuBLAS), and each one's floor (the weight read once)."""
+    hidden, inner = config.hidden_size, config.intermediate_size
+    qkv = (config.num_heads + 2 * config.num_kv_heads) * config.head_dim
+    shapes = {
+        "qkv": (qkv, hidden, True),
+        "o": (hidden, hidden, False),
+        "gate_up": (2 * inner, hidden, False),
+        "down": (hidden, inner, False),
+        "lm_head": (config.vocab_size, hidden, False),
+    }
+    return [_projection_row(name, *shape) for name, shape in shapes.items()]
+
+
+def _projection_row(name: str, n: int, k: int, has_bias: bool) -> dict[str, Any]:
+    """One projection shape; each of the graph's calls reads its own weight, as layers do
+    (one weight reused would sit in the 50 MB L2)."""
+    import itertools
+
+    from nsa_assist.kernels.dense import gemv
+
+    calls = 28 if name != "lm_head" else 4
+    weights = [
+        torch.randn(n, k, device="cuda", dtype=torch.bfloat16) / k**0.5 for _ in range(calls)
+    ]
+    bias = torch.randn(n, device="cuda", dtype=torch.bfloat16) if has_bias else None
+    x = torch.randn(1, 1, k, device="cuda", dtype=torch.bfloat16)
+    reference = torch.nn.functional.linear(x.float(), weights[0].float(), bias)
+    row: dict[str, Any] = {"name": name, "n": n, "k": k}
+    row["floor_us"] = round(n * k * 2 / HBM_BYTES_PER_S * 1e6, 2)
+    for kind, project in (("gemv", gemv), ("cublas", torch.nn.functional.linear)):
+        cycle = itertools.cycle(weights)
+        row[kind] = _graph_us(
+            lambda p=project: p(x, weights[0], bias),
+            reference,
+            calls,
+            lambda p=project, c=cycle: p(x, next(c), bias),
+        )
+    return row
+
+
 def decode_floor_ms(ours: Transformer, batch: int, context: int) -> float:
     """Weights plus this batch's KV cache read once at HBM bandwidth."""
     params = {p.data_ptr(): p.numel() * p.element_size() for p in ours.parameters()}
@@ -235,6 +289,7 @@ def decode_row(
     )
     row["ours_step_only_ms"] = graph_replay_ms(graphs, batch, context, timer, steps)
     if batch == 1:
+        row["ours_step_only_cublas_ms"] = cublas_step_ms(graphs.model, context, steps, timer)
         ours_decode(eager, 1, context, 4)
         row["ours_no_graphs_ms_per_step"] = statistics.median(
             ours_decode(eager, 1, context, steps) for _ in range(runs)
@@ -312,8 +367,16 @@ def attention_decode(config: Any, batch: int, context: int) -> dict[str, Any]:
     return row
 
 
-def _graph_us(call: Callable[[], Tensor], reference: Tensor, layers: int = 28) -> dict[str, Any]:
+def _graph_us(
+    call: Callable[[], Tensor],
+    reference: Tensor,
+    layers: int = 28,
+    captured: Callable[[], Tensor] | None = None,
+) -> dict[str, Any]:
+    """Median us per call of `captured` (default: `call`) run `layers` times in one CUDA
+    graph; `call`'s output is checked against `reference`."""
     out = call()
+    captured = captured or call
     error = ((out.float() - reference).norm() / reference.norm()).item()
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
@@ -323,7 +386,7 @@ def _graph_us(call: Callable[[], Tensor], reference: Tensor, layers: int = 28) -
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         for _ in range(layers):
-            call()
+            captured()
     for _ in range(3):
         graph.replay()
     timer = Timer(torch.device("cuda"))
@@ -416,6 +479,9 @@ def main() -> None:
             "decode": bench_decode(hf, ours, context, batches, steps, timer, min(args.runs, 3)),
         }
         if device.type == "cuda":
+            results["decode_projections"] = guarded(
+                "projections", lambda: {"rows": projections_decode(ours.config)}
+            )
             results["decode_attention"] = [
                 guarded(f"attention {b}", lambda b=b: attention_decode(ours.config, b, context))
                 for b in batches

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nsa_assist.kernels.dense import add_rms_norm, silu_mul
+from nsa_assist.kernels.dense import add_rms_norm, gemv, gemv_supported, silu_mul
 from nsa_assist.kernels.dense.reference import add_rms_norm_reference
 
 
@@ -38,6 +38,13 @@ class RMSNorm(nn.Module):
         return fused(x, residual, self.weight, self.eps)
 
 
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None, gemv_kernel: bool) -> Tensor:
+    """F.linear, or our Triton matrix-vector kernel for a single row when `gemv_kernel`."""
+    if gemv_kernel and gemv_supported(x, weight):
+        return gemv(x, weight, bias)
+    return F.linear(x, weight, bias)
+
+
 class FusedLinear:
     """Several Linear layers over one input, run as a single matmul.
 
@@ -58,9 +65,9 @@ class FusedLinear:
             self.bias is None or all(_shares(layer.bias, self.bias) for layer in self.layers)
         )
 
-    def __call__(self, x: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, gemv_kernel: bool = False) -> Tensor:
         """x: [..., C] -> [..., sum(out)]."""
-        return F.linear(x, self.weight, self.bias)
+        return linear(x, self.weight, self.bias, gemv_kernel)
 
 
 def _shares(part: Tensor | None, whole: Tensor) -> bool:
@@ -98,11 +105,15 @@ class MLP(nn.Module):
         if self.fused is None or not self.fused.is_current():
             self.fused = fuse_linears([self.gate_proj, self.up_proj])
 
-    def forward(self, x: Tensor, triton: bool = False) -> Tensor:
-        """x: [B, T, C] -> [B, T, C]; `triton`: the gate in one fused kernel (CUDA)."""
+    def forward(self, x: Tensor, triton: bool = False, gemv_kernel: bool = False) -> Tensor:
+        """x: [B, T, C] -> [B, T, C]; `triton`: the gate in one fused kernel (CUDA);
+        `gemv_kernel`: single-row projections by our Triton kernel."""
         if self.fused is not None and self.fused.is_current():
+            gate_up = self.fused(x, gemv_kernel)
             if triton:
-                return self.down_proj(silu_mul(self.fused(x)))
-            gate, up = self.fused(x).chunk(2, dim=-1)
-            return self.down_proj(F.silu(gate).mul_(up))
+                hidden = silu_mul(gate_up)
+            else:
+                gate, up = gate_up.chunk(2, dim=-1)
+                hidden = F.silu(gate).mul_(up)
+            return linear(hidden, self.down_proj.weight, None, gemv_kernel)
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))

@@ -17,7 +17,7 @@ from nsa_assist.kernels.dense import rope_store, rope_store_supported
 
 from .attention import AttentionBackend, DenseAttention, KVStore, LayerKV, StepBatch
 from .config import ModelConfig
-from .layers import MLP, FusedLinear, RMSNorm, fuse_linears
+from .layers import MLP, FusedLinear, RMSNorm, fuse_linears, linear
 from .rope import apply_rope, inverse_frequencies, rope_cos_sin
 
 Logits = Literal["all", "last", "none"]
@@ -31,6 +31,7 @@ class Step:
     batch: StepBatch
     backend: AttentionBackend
     triton: bool  # run the fused Triton kernels (CUDA; tests force them in the interpreter)
+    gemv: bool  # single-row projections (batch-1 decode) by the Triton GEMV kernel
 
 
 class SelfAttention(nn.Module):
@@ -77,7 +78,7 @@ class SelfAttention(nn.Module):
             q, k, v = self._qkv(x, step.rope)
             kv.write(k, v, step.batch)
         out = step.backend.forward(q, kv, step.batch, self.layer)  # [B, T, H, D]
-        return self.o_proj(out.flatten(2))
+        return linear(out.flatten(2), self.o_proj.weight, None, step.gemv)
 
     def _fused_decode_ready(self) -> bool:
         return (
@@ -91,7 +92,7 @@ class SelfAttention(nn.Module):
         writes k, v into the cache. x [B, 1, C] -> q [B, 1, H, D]."""
         assert self.fused is not None and step.batch.row_ids is not None
         size, dim = x.shape[0], self.head_dim
-        qkv = self.fused(x).view(size, self.heads + 2 * self.kv_heads, dim)
+        qkv = self.fused(x, step.gemv).view(size, self.heads + 2 * self.kv_heads, dim)
         cos, sin = (part.reshape(size, dim) for part in step.rope)
         rows, positions = step.batch.row_ids, step.batch.positions[:, 0]
         q = rope_store(qkv, cos, sin, kv.k_all, kv.v_all, rows, positions, self.heads)
@@ -117,7 +118,7 @@ class DecoderLayer(nn.Module):
         h, residual = self.input_layernorm.add_forward(x, residual, step.triton)
         attended = self.self_attn(h, kv, step)
         h, residual = self.post_attention_layernorm.add_forward(attended, residual, step.triton)
-        return self.mlp(h, step.triton), residual
+        return self.mlp(h, step.triton, step.gemv), residual
 
 
 class Backbone(nn.Module):
@@ -147,6 +148,7 @@ class Transformer(nn.Module):
         # kept out of the module tree: a backend's own weights are not part of HF's state dict
         self.__dict__["attention"] = attention or DenseAttention(config)
         self.triton_kernels: bool | None = None  # None: the fused kernels on CUDA only
+        self.triton_gemv = True  # with them, single-row projections by our GEMV kernel
         # not a buffer: `.to(bfloat16)` would round the frequencies and wreck long positions
         self._rope_freq, self.rope_mscale = inverse_frequencies(config)
         self._rope_freq_on: dict[torch.device, Tensor] = {}
@@ -199,7 +201,7 @@ class Transformer(nn.Module):
             batch.positions, self._rope_freq_for(x.device), self.rope_mscale, x.dtype
         )
         triton = x.is_cuda if self.triton_kernels is None else self.triton_kernels
-        step = Step(rope, batch, self.attention, triton)
+        step = Step(rope, batch, self.attention, triton, triton and self.triton_gemv)
         residual: Tensor | None = None
         for index, layer in enumerate(self.model.layers):
             kv = cache.layer(index, batch.rows, batch.extent) if cache else self._scratch_kv(x)

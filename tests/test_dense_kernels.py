@@ -14,7 +14,14 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from nsa_assist.kernels.dense import add_rms_norm, gqa_decode, rope_store, silu_mul
+from nsa_assist.kernels.dense import (
+    add_rms_norm,
+    gemv,
+    gemv_supported,
+    gqa_decode,
+    rope_store,
+    silu_mul,
+)
 from nsa_assist.kernels.dense.decode_attention import decode_splits
 from nsa_assist.kernels.dense.reference import (
     add_rms_norm_reference,
@@ -139,3 +146,20 @@ def test_gqa_decode_batch_one_long_row_uses_many_splits():
     assert decode_splits(1, 2, extent=4096) == 64
     out = gqa_decode(q, k, v, kv_len, extent=4096)
     assert rel(out, gqa_decode_reference(q, k, v, kv_len)) < 1e-5
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,k", [(40, 96), (300, 1100), (7, 16)])
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
+def test_gemv_matches_linear(dtype, n, k, with_bias):
+    torch.manual_seed(6)
+    x = torch.randn(1, 1, k, device=DEVICE, dtype=dtype)
+    weight = torch.randn(n, k, device=DEVICE, dtype=dtype)
+    bias = torch.randn(n, device=DEVICE, dtype=dtype) if with_bias else None
+    out = gemv(x, weight, bias)
+    assert out.shape == (1, 1, n)
+    want = torch.nn.functional.linear(
+        x.float(), weight.float(), None if bias is None else bias.float()
+    )
+    assert rel(out, want) < TOLERANCE[dtype]
+    assert gemv_supported(x, weight) and not gemv_supported(x.expand(2, 1, k), weight)
