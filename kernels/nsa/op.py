@@ -37,7 +37,9 @@ class KernelTuning:
 
     Defaults come from bench/kernels.py's sweep on an H200 at 64k (kernels/NOTES.md):
     128-row tiles for the compressed and window branches; for the selection branch 16 rows
-    (one position) when G >= 16 and 64 rows (several positions sharing a block union) below.
+    (one position for G = 16, two for G = 6 or 7) when G >= 6, 64 rows below. The v3 sweep
+    picked 16 rows for G = 16, 7 and 6 alike (qwen-1.5b forward 8.8 ms vs 10.5 ms at 64 rows;
+    v3-v4 had 64 rows as the default for G < 16 regardless); G < 6 was not swept.
     block_m_slc = 0 picks that by G.
     """
 
@@ -51,7 +53,7 @@ class KernelTuning:
         """This tuning with block_m_slc resolved for group size G."""
         if self.block_m_slc:
             return self
-        return replace(self, block_m_slc=16 if G >= 16 else 64)
+        return replace(self, block_m_slc=16 if G >= 6 else 64)
 
 
 DEFAULT_TUNING = KernelTuning()
