@@ -110,10 +110,13 @@ class MLP(nn.Module):
         `gemv_kernel`: single-row projections by our Triton kernel."""
         if self.fused is not None and self.fused.is_current():
             gate_up = self.fused(x, gemv_kernel)
+            down = self.down_proj.weight
+            if triton and gemv_kernel and gemv_supported(gate_up, down, swiglu=True):
+                return gemv(gate_up, down, swiglu=True)  # the gate rides in the loads
             if triton:
                 hidden = silu_mul(gate_up)
             else:
                 gate, up = gate_up.chunk(2, dim=-1)
                 hidden = F.silu(gate).mul_(up)
-            return linear(hidden, self.down_proj.weight, None, gemv_kernel)
+            return linear(hidden, down, None, gemv_kernel)
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))

@@ -148,7 +148,7 @@ class Transformer(nn.Module):
         # kept out of the module tree: a backend's own weights are not part of HF's state dict
         self.__dict__["attention"] = attention or DenseAttention(config)
         self.triton_kernels: bool | None = None  # None: the fused kernels on CUDA only
-        self.triton_gemv = False  # with them, single-row projections by our GEMV kernel
+        self.triton_gemv = True  # with them, single-row projections by our GEMV kernel
         # not a buffer: `.to(bfloat16)` would round the frequencies and wreck long positions
         self._rope_freq, self.rope_mscale = inverse_frequencies(config)
         self._rope_freq_on: dict[torch.device, Tensor] = {}
@@ -212,7 +212,7 @@ class Transformer(nn.Module):
             x = x[:, -1]
             residual = None if residual is None else residual[:, -1]
         x, _ = self.model.norm.add_forward(x, residual, triton)
-        return self.lm_head(x).float()
+        return linear(x, self.lm_head.weight, None, step.gemv).float()
 
     def _rope_freq_for(self, device: torch.device) -> Tensor:
         """RoPE frequencies [D/2] float32 on `device` (copied once per device, before any

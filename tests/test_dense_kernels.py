@@ -163,3 +163,15 @@ def test_gemv_matches_linear(dtype, n, k, with_bias):
     )
     assert rel(out, want) < TOLERANCE[dtype]
     assert gemv_supported(x, weight) and not gemv_supported(x.expand(2, 1, k), weight)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemv_with_the_swiglu_gate_in_its_loads(dtype):
+    torch.manual_seed(7)
+    gate_up = torch.randn(1, 1, 2 * 600, device=DEVICE, dtype=dtype)
+    weight = torch.randn(50, 600, device=DEVICE, dtype=dtype)
+    assert gemv_supported(gate_up, weight, swiglu=True) and not gemv_supported(gate_up, weight)
+    out = gemv(gate_up, weight, swiglu=True)
+    want = torch.nn.functional.linear(silu_mul_reference(gate_up).float(), weight.float())
+    assert out.shape == (1, 1, 50)
+    assert rel(out, want) < TOLERANCE[dtype]

@@ -178,7 +178,6 @@ def _use_triton(model: Transformer) -> Transformer:
     """Force the fused Triton kernels (run by Triton's interpreter on the CPU)."""
     model.to(KERNEL_DEVICE).fuse_projections()
     model.triton_kernels = True
-    model.triton_gemv = True  # off by default; its wiring is tested here
     model.set_attention(DenseAttention(model.config, triton=True))
     return model
 
