@@ -1,7 +1,8 @@
 """Definitions and references of one source file, read with tree-sitter.
 
 A `FileMap` is the per-file record the ranker and the repo map use: each definition's name,
-kind, one-line signature, line range and docstring, and how often each name is referenced.
+kind, one-line signature, line range and docstring, how often each name is referenced, and
+how often each word occurs. Python files are mapped faster by pyscan.py to the same record.
 It is plain data (JSON round-trip), so the parse cache can store it by content hash.
 """
 
@@ -15,7 +16,7 @@ from tree_sitter import Node, Parser, Query, QueryCursor
 from tree_sitter_language_pack import get_language, get_parser
 
 from .languages import CodeLanguage
-from .terms import body_terms, terms_of
+from .terms import word_counts
 
 SIGNATURE_MAX_CHARS = 200
 DOC_MAX_CHARS = 240
@@ -48,50 +49,40 @@ class Definition:
 
 @dataclass(frozen=True, slots=True)
 class FileMap:
-    """What one file defines, and which names it uses (name -> count)."""
+    """What one file defines, which names it uses, and every word in it.
+
+    Term counts are not stored: the ranker reads the few terms a question asks for off
+    `words` and the definitions, so mapping a file costs one C-speed count of its words
+    instead of splitting and stemming each one."""
 
     definitions: tuple[Definition, ...]
     references: dict[str, int]
-    terms: dict[str, tuple[int, int, int, int]]
-    """Stemmed term -> count in (definition names, docstrings, referenced names, whole text)."""
-    length: int
-    """Term occurrences in the whole text (the file's length for BM25)."""
+    """Names used (name -> count). Python maps use every word (the same dict as `words`)."""
+    words: dict[str, int]
+    """Each run of ASCII letters, digits and `_` in the text (comments, strings), counted."""
+
+    @property
+    def length(self) -> int:
+        """Words in the whole text (the file's length for BM25)."""
+        return sum(self.words.values())
 
     def to_json(self) -> dict:
+        same = self.references is self.words
         return {
             "d": [
                 [d.name, d.kind, d.signature, d.start, d.end, d.doc, d.parent]
                 for d in self.definitions
             ],
-            "r": self.references,
-            "t": self.terms,
-            "n": self.length,
+            "r": None if same else self.references,
+            "w": self.words,
         }
 
     @classmethod
     def from_json(cls, data: dict) -> FileMap:
-        terms = {term: tuple(counts) for term, counts in data["t"].items()}
         definitions = tuple(Definition(*row) for row in data["d"])
-        return cls(definitions, dict(data["r"]), terms, int(data["n"]))
-
-
-def term_counts(
-    definitions: tuple[Definition, ...], references: dict[str, int], text: str
-) -> dict[str, tuple[int, int, int, int]]:
-    """Count each term where it appears: definition names, docstrings, referenced names, and
-    anywhere in the text (comments and strings included)."""
-    counts: dict[str, list[int]] = {}
-    for field, texts in (
-        (0, [d.name for d in definitions]),
-        (1, [d.doc for d in definitions if d.doc]),
-        (2, list(references)),
-    ):
-        for item in texts:
-            for term in terms_of(item):
-                counts.setdefault(term, [0, 0, 0, 0])[field] += 1
-    for term, count in body_terms(text).items():
-        counts.setdefault(term, [0, 0, 0, 0])[3] += count
-    return {term: (c[0], c[1], c[2], c[3]) for term, c in sorted(counts.items())}
+        words = data["w"]
+        references = words if data["r"] is None else data["r"]
+        return cls(definitions, references, words)
 
 
 class CodeMapper:
@@ -119,10 +110,9 @@ class CodeMapper:
             )
             definition = _definition(node, _text(names[0]), kind, language)
             definitions.append((node.start_byte, node.end_byte, definition))
-        ordered = _with_parents(definitions)
+        ordered = with_parents(definitions)
         refs = dict(sorted(references.items()))
-        terms = term_counts(ordered, refs, text)
-        return FileMap(ordered, refs, terms, sum(counts[3] for counts in terms.values()))
+        return FileMap(ordered, refs, word_counts(text))
 
     def _parser(self, language: CodeLanguage) -> Parser:
         if language.grammar not in self._parsers:
@@ -196,7 +186,7 @@ def _body_docstring(body: Node | None) -> str:
     if first.type != "string":
         return ""
     content = [child for child in first.named_children if child.type == "string_content"]
-    return _shorten("".join(_text(child) for child in content))
+    return shorten_doc("".join(_text(child) for child in content))
 
 
 def _leading_comment(node: Node) -> str:
@@ -212,16 +202,16 @@ def _leading_comment(node: Node) -> str:
         row = sibling.start_point.row
         sibling = sibling.prev_named_sibling
     cleaned = (_COMMENT_MARKS.sub("", line).rstrip("*/ ").strip() for line in lines)
-    return _shorten("\n".join(line for line in cleaned if line))
+    return shorten_doc("\n".join(line for line in cleaned if line))
 
 
-def _shorten(doc: str) -> str:
+def shorten_doc(doc: str) -> str:
     paragraph = doc.strip().split("\n\n", 1)[0]
     flat = _SPACES.sub(" ", paragraph).strip()
     return flat if len(flat) <= DOC_MAX_CHARS else flat[: DOC_MAX_CHARS - 1] + "…"
 
 
-def _with_parents(definitions: list[tuple[int, int, Definition]]) -> tuple[Definition, ...]:
+def with_parents(definitions: list[tuple[int, int, Definition]]) -> tuple[Definition, ...]:
     """Sort by position; name each definition's enclosing container; functions there are methods.
 
     Nesting is decided on byte ranges, so one-line code (minified, C#) nests correctly.

@@ -29,6 +29,8 @@ DEFS_TRIED = 60
 UNMATCHED_DEFS = 4
 """Of a large file, definitions that match no question term are taken only this many."""
 SECTION_DOCS, SECTION_MAP, SECTION_FILES, SECTION_SIGNATURES = range(4)
+SIGNATURES_MIN_TOKENS = 8
+"""Below this many tokens left, no file's headers fit: the signature pass stops."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +127,11 @@ def pack_repository(
     shown = set(packer.shown)
     repo_map = fit_map(ranking.definitions, min(packer.left, map_reserve), count_tokens, shown)
     mapped = set(repo_map.paths) if repo_map is not None else set()
+    listed = repo_map.listed if repo_map is not None else frozenset()
     if repo_map is not None:
         where = Chunk(0, "(repo map)", 1, line_count(repo_map.text), kind="map")
         packer.try_add(repo_map.text, SECTION_MAP, repo_map.tokens, where)
-    _add_signatures(packer, maps, ranking, skip=shown | mapped)
+    _add_signatures(packer, maps, ranking, shown, listed)
     covered = set(packer.shown) | mapped
     dropped = list(walked.skipped)
     dropped += [
@@ -244,14 +247,24 @@ def _add_definitions(
 
 
 def _add_signatures(
-    packer: _Packer, maps: Mapping[str, FileMap], ranking: Ranking, skip: set[str]
+    packer: _Packer,
+    maps: Mapping[str, FileMap],
+    ranking: Ranking,
+    shown: set[str],
+    listed: frozenset[tuple[str, int]],
 ) -> None:
-    """Top-level definition headers of the files not shown otherwise, best files first."""
+    """Top-level definition headers of the files not shown otherwise, best files first.
+
+    A file the repo map names still gets its headers when the map leaves some out."""
     for path, _ in ranking.files:
+        if packer.left < SIGNATURES_MIN_TOKENS:
+            return
         file_map = maps.get(path)
-        if path in skip or file_map is None or not file_map.definitions:
+        if path in shown or file_map is None or not file_map.definitions:
             continue
         top = [d for d in file_map.definitions if not d.parent] or list(file_map.definitions)
+        if all((path, d.start) in listed for d in top):
+            continue
         listing = "".join(f"  {d.start}│ {d.signature}\n" for d in top)
         text = f"### {path} (signatures)\n{listing}\n"
         where = Chunk(0, path, top[0].start, top[-1].end, kind="signatures")

@@ -1,7 +1,9 @@
 """Parse results cached on disk by file content, so a second question does not parse again.
 
-The cache wraps the pure `CodeMapper.map_file`: the key is a hash of the file's bytes, its
-grammar and the query text (so editing a query invalidates old entries), the value is the
+The cache wraps the pure mappers (`map_python` for Python, `CodeMapper.map_file` for the
+rest): the key is a hash of the file's bytes, its grammar and the extractor's version (the
+query text, or the Python scanner's version), so changing either invalidates old entries;
+the value is the
 `FileMap`'s plain-data form serialized with `marshal` (several times faster to load than
 JSON, which matters when a warm run reads thousands), in one SQLite file under the cache
 folder the caller passes in. The file name carries the Python version, as marshal's does.
@@ -20,10 +22,11 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from .codemap import CodeMapper, FileMap
-from .languages import CodeLanguage, code_language
+from .languages import PYTHON, CodeLanguage, code_language
+from .pyscan import SCANNER_VERSION, map_python
 from .walk import SourceFile
 
-CACHE_FILE = f"codemap-v5-py{sys.version_info.major}{sys.version_info.minor}.sqlite"
+CACHE_FILE = f"codemap-v6-py{sys.version_info.major}{sys.version_info.minor}.sqlite"
 """Renamed whenever `FileMap` changes shape, so old entries are never misread."""
 LOOKUP_BATCH = 500
 PARALLEL_MIN_FILES = 64
@@ -31,16 +34,17 @@ PARALLEL_MIN_FILES = 64
 
 
 def content_key(text: str, language: CodeLanguage) -> str:
-    """The cache key of one file: hash of grammar, query and content."""
+    """The cache key of one file: hash of grammar, extractor version and content."""
     digest = hashlib.blake2b(digest_size=20)
     digest.update(language.grammar.encode())
-    digest.update(hashlib.blake2b(language.query.encode(), digest_size=8).digest())
+    extractor = SCANNER_VERSION if language == PYTHON else language.query
+    digest.update(hashlib.blake2b(extractor.encode(), digest_size=8).digest())
     digest.update(text.encode("utf-8"))
     return digest.hexdigest()
 
 
 class ParseCache:
-    """`FileMap`s by content key in `<cache_dir>/codemap-v5-pyXY.sqlite`."""
+    """`FileMap`s by content key in `<cache_dir>/codemap-v6-pyXY.sqlite`."""
 
     def __init__(self, cache_dir: Path) -> None:
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -90,7 +94,7 @@ def map_files(
 def _parse(jobs: list[tuple[str, str, CodeLanguage]], workers: int) -> list[FileMap]:
     if workers <= 1 or len(jobs) < PARALLEL_MIN_FILES:
         mapper = CodeMapper()
-        return [mapper.map_file(text, language) for _, text, language in jobs]
+        return [map_source(mapper, text, language) for _, text, language in jobs]
     # spawn, not fork: the caller may hold threads (a loaded model) that fork would copy
     context = multiprocessing.get_context("spawn")
     chunk = max(1, len(jobs) // (workers * 8))
@@ -107,4 +111,11 @@ def _worker_mapper() -> CodeMapper:
 
 def _map_one(job: tuple[str, CodeLanguage]) -> FileMap:
     text, language = job
-    return _worker_mapper().map_file(text, language)
+    return map_source(_worker_mapper(), text, language)
+
+
+def map_source(mapper: CodeMapper, text: str, language: CodeLanguage) -> FileMap:
+    """The `FileMap` of one file: Python by the line scanner, the rest by tree-sitter."""
+    if language == PYTHON:
+        return map_python(text)
+    return mapper.map_file(text, language)

@@ -1,7 +1,7 @@
 """Rank files and definitions for a question: lexical match, then PageRank over the file graph.
 
 Each file scores on the question's terms in its path, definition names, docstrings and the
-names it uses (BM25-style: rare terms count more, repeats saturate). Files form a graph: an
+names it uses (BM25-style, in lexical.py). Files form a graph: an
 edge runs from a file that uses a name to each file that defines it (and from a Python
 import to the imported module). PageRank personalized toward the matching files spreads
 relevance to what they depend on; the final score mixes both.
@@ -9,7 +9,6 @@ relevance to what they depend on; the final score mixes both.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -18,12 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .codemap import Definition, FileMap
-from .terms import Question, split_identifier, stem, terms_of
+from .lexical import lexical_scores
+from .terms import Question, split_identifier, stem
 from .walk import SourceFile
 
-TEST_DIRS = frozenset({"test", "tests", "testing", "__tests__", "spec", "specs"})
-TEXT_CHARS_PER_TERM = 8.0
-"""Prose length in terms, estimated from characters (text files have no parsed map)."""
 MAX_DEFINITION_FILES = 400
 PAGERANK_MAX_ITERATIONS = 100
 PAGERANK_TOLERANCE = 1e-6
@@ -88,7 +85,7 @@ def rank(
     """Order `files` (and their `maps`' definitions) by relevance to `question`."""
     weights = weights or RankWeights()
     paths = [file.path for file in files]
-    lexical = _lexical_scores(files, maps, question, weights)
+    lexical = lexical_scores(files, maps, question, weights)
     edges, uses = _file_graph(paths, maps, question, weights)
     personal = {path: score for path, score in lexical.items() if score > 0} or None
     pagerank = personalized_pagerank(paths, edges, personal, weights.damping)
@@ -103,122 +100,96 @@ def rank(
     return Ranking(ordered, _rank_definitions(maps, ordered, uses, question))
 
 
-def _lexical_scores(
-    files: Sequence[SourceFile],
-    maps: Mapping[str, FileMap],
-    question: Question,
-    weights: RankWeights,
-) -> dict[str, float]:
-    """BM25-style score of each file on the question's terms (0 for an empty question)."""
-    if question.empty:
-        return {file.path: 0.0 for file in files}
-    field_tf: dict[str, dict[str, float]] = {}
-    doc_freq: dict[str, int] = defaultdict(int)
-    for file in files:
-        tf = _weighted_terms(file, maps.get(file.path), question.terms, weights)
-        field_tf[file.path] = tf
-        for term in tf:
-            doc_freq[term] += 1
-    total = len(files)
-    idf = {t: math.log(1 + (total - n + 0.5) / (n + 0.5)) for t, n in doc_freq.items()}
-    lengths = {file.path: _length(file, maps.get(file.path), weights) for file in files}
-    mean_length = sum(lengths.values()) / max(total, 1) or 1.0
-    asked = {name.lower() for name in question.identifiers}
-    scores: dict[str, float] = {}
-    for file in files:
-        tf = field_tf[file.path]
-        norm = weights.saturation * (
-            1 - weights.length_norm + weights.length_norm * lengths[file.path] / mean_length
-        )
-        score = sum(idf[t] * x * (1 + weights.saturation) / (x + norm) for t, x in tf.items())
-        file_map = maps.get(file.path)
-        if tf and file_map is not None and asked:
-            hits = {d.name.lower() for d in file_map.definitions} & asked
-            score += weights.exact_identifier * len(hits)
-        scores[file.path] = score * (weights.test_file if _is_test(file.path) else 1.0)
-    return scores
+@dataclass(frozen=True, slots=True)
+class Edges:
+    """Weighted edges between node indices [E]; a pair may repeat (repeats add up)."""
 
+    src: np.ndarray
+    dst: np.ndarray
+    weight: np.ndarray
 
-def _length(file: SourceFile, file_map: FileMap | None, weights: RankWeights) -> float:
-    if file_map is not None:
-        return float(file_map.length)
-    return len(file.text[: weights.text_chars]) / TEXT_CHARS_PER_TERM
-
-
-def _is_test(path: str) -> bool:
-    parts = path.lower().split("/")
-    name = parts[-1].rsplit(".", 1)[0]
-    in_test_dir = any(part in TEST_DIRS for part in parts[:-1])
-    return in_test_dir or name.startswith("test_") or name.endswith(("_test", "_tests"))
-
-
-def _weighted_terms(
-    file: SourceFile, file_map: FileMap | None, wanted: frozenset[str], weights: RankWeights
-) -> dict[str, float]:
-    """Weighted count of each asked-for term in one file's fields."""
-    tf: dict[str, float] = defaultdict(float)
-    path_terms, file_stem = _path_terms(file.path)
-    for term in path_terms:
-        if term in wanted:
-            tf[term] += weights.path
-    if file_stem in wanted:
-        tf[file_stem] += weights.stem_is_term
-    if file_map is not None:
-        for term in sorted(wanted & file_map.terms.keys()):
-            names, docs, refs, body = file_map.terms[term]
-            tf[term] += (
-                weights.name * names + weights.doc * docs + weights.ref * refs + weights.body * body
-            )
-    else:
-        for term in terms_of(file.text[: weights.text_chars]):
-            if term in wanted:
-                tf[term] += weights.text
-    return tf
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _path_terms(path: str) -> tuple[tuple[str, ...], str]:
-    """Terms of a path's folders and name, and the stem of its file name."""
-    parts = path.rsplit(".", 1)[0].split("/")
-    return tuple(terms_of(" ".join(parts))), stem(parts[-1].lower())
+    @classmethod
+    def of(cls, nodes: Sequence[str], edges: Mapping[tuple[str, str], float]) -> Edges:
+        """Edges given by node names."""
+        index = {node: i for i, node in enumerate(nodes)}
+        src = np.fromiter((index[a] for a, _ in edges), dtype=np.int64, count=len(edges))
+        dst = np.fromiter((index[b] for _, b in edges), dtype=np.int64, count=len(edges))
+        return cls(src, dst, np.fromiter(edges.values(), dtype=np.float64, count=len(edges)))
 
 
 def _file_graph(
     paths: list[str], maps: Mapping[str, FileMap], question: Question, weights: RankWeights
-) -> tuple[dict[tuple[str, str], float], dict[str, int]]:
-    """Files linked user -> definer (weighted by use), and the uses of each linking name in
-    all files (a definition's inbound uses are these less its own file's)."""
-    everywhere: dict[str, list[str]] = defaultdict(list)
+) -> tuple[Edges, dict[str, int]]:
+    """Files linked user -> definer (weighted by use) and user -> imported module, and the
+    uses of each linking name in all files (a definition's inbound uses are these less its
+    own file's).
+
+    On arrays: a large repository has ~500k (user, name, definer) links, too many to add up
+    one at a time in Python; repeated pairs are summed by the PageRank's bincount."""
+    index = {path: i for i, path in enumerate(paths)}
+    everywhere: dict[str, list[int]] = defaultdict(list)
     for path, file_map in maps.items():
-        for name in {d.name for d in file_map.definitions}:
+        for name in dict.fromkeys(d.name for d in file_map.definitions):
             if len(name) >= weights.min_name_chars:
-                everywhere[name].append(path)
+                everywhere[name].append(index[path])
     # a name defined in many files (`get`, `run`) says nothing about which one is meant
     definers = {n: found for n, found in everywhere.items() if len(found) <= weights.max_definers}
-    modules = _module_index(paths)
+    modules = {m: [index[p] for p in found] for m, found in _module_index(paths).items()}
+    user, name, count = _links(paths, maps, definers)
     asked = question.identifiers
-    name_weight = {name: _name_weight(name, asked, weights) for name in definers}
-    edges: dict[tuple[str, str], float] = defaultdict(float)
-    uses: dict[str, int] = defaultdict(int)
-    for src, file_map in maps.items():
-        references = file_map.references
-        for name in sorted(references.keys() & definers.keys()):  # sorted: same sums every run
-            count = references[name]
-            uses[name] += count
-            factor = math.sqrt(count) * name_weight[name]
-            for dst in definers[name]:
-                if dst != src:
-                    edges[(src, dst)] += factor
-        for name in sorted(references.keys() & modules.keys()):
-            for dst in modules[name]:
-                if dst != src:
-                    edges[(src, dst)] += weights.import_edge
+    name_weight = np.array([_name_weight(n, asked, weights) for n in definers], dtype=np.float64)
+    by_name = _expand(user, name, np.sqrt(count) * name_weight[name], definers)
+    user_m, module, _ = _links(paths, maps, modules)
+    by_import = _expand(user_m, module, np.full(len(module), weights.import_edge), modules)
+    edges = Edges(*(np.concatenate(pair) for pair in zip(by_name, by_import, strict=True)))
+    totals = np.bincount(name, weights=count, minlength=len(definers)).tolist()
+    uses = {n: int(total) for n, total in zip(definers, totals, strict=True) if total}
     return edges, uses
+
+
+def _links(
+    paths: list[str], maps: Mapping[str, FileMap], targets: Mapping[str, list[int]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user file, target name's position in `targets`, uses) for each name a file uses."""
+    position = {name: i for i, name in enumerate(targets)}
+    users: list[int] = []
+    names: list[int] = []
+    counts: list[int] = []
+    for i, path in enumerate(paths):
+        file_map = maps.get(path)
+        if file_map is None:
+            continue
+        references = file_map.references
+        found = sorted(references.keys() & position.keys())  # sorted: same sums every run
+        users += [i] * len(found)
+        names += [position[name] for name in found]
+        counts += [references[name] for name in found]
+    return (
+        np.array(users, dtype=np.int64),
+        np.array(names, dtype=np.int64),
+        np.array(counts, dtype=np.float64),
+    )
+
+
+def _expand(
+    user: np.ndarray, name: np.ndarray, weight: np.ndarray, targets: Mapping[str, list[int]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One edge per (link, target file of its name), self-links left out: (src, dst, w)."""
+    degree = np.array([len(found) for found in targets.values()], dtype=np.int64)
+    flat = np.array([i for found in targets.values() for i in found], dtype=np.int64)
+    starts = np.cumsum(degree) - degree
+    repeats = degree[name]
+    first = np.repeat(starts[name], repeats)
+    within = np.arange(int(repeats.sum())) - np.repeat(np.cumsum(repeats) - repeats, repeats)
+    src = np.repeat(user, repeats)
+    dst = flat[first + within]
+    keep = src != dst
+    return src[keep], dst[keep], np.repeat(weight, repeats)[keep]
 
 
 def personalized_pagerank(
     nodes: Sequence[str],
-    edges: Mapping[tuple[str, str], float],
+    edges: Mapping[tuple[str, str], float] | Edges,
     personal: Mapping[str, float] | None,
     damping: float,
 ) -> dict[str, float]:
@@ -232,11 +203,10 @@ def personalized_pagerank(
     size = len(nodes)
     if size == 0:
         return {}
-    src = np.fromiter((index[a] for a, _ in edges), dtype=np.int64, count=len(edges))
-    dst = np.fromiter((index[b] for _, b in edges), dtype=np.int64, count=len(edges))
-    weight = np.fromiter(edges.values(), dtype=np.float64, count=len(edges))
+    graph = edges if isinstance(edges, Edges) else Edges.of(nodes, edges)
+    src, dst, weight = graph.src, graph.dst, graph.weight
     out = np.bincount(src, weights=weight, minlength=size)
-    share = weight / out[src] if len(edges) else weight
+    share = weight / out[src] if len(src) else weight
     dangling = out == 0
     if personal:
         restart = np.zeros(size)

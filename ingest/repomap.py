@@ -23,11 +23,13 @@ MAX_CANDIDATES = 4000
 
 @dataclass(frozen=True, slots=True)
 class RepoMap:
-    """The rendered map, its token count, and the files it mentions."""
+    """The rendered map, its token count, the files it mentions and the lines it lists."""
 
     text: str
     tokens: int
     paths: tuple[str, ...]
+    listed: frozenset[tuple[str, int]] = frozenset()
+    """(path, start line) of each definition shown."""
 
 
 def render_map(definitions: Sequence[RankedDefinition]) -> str:
@@ -61,8 +63,10 @@ def fit_map(
         text = render_map(candidates[:middle])
         tokens = count_tokens(text)
         if tokens <= budget:
-            paths = tuple(dict.fromkeys(r.path for r in candidates[:middle]))
-            best = RepoMap(text, tokens, paths)
+            shown = candidates[:middle]
+            paths = tuple(dict.fromkeys(r.path for r in shown))
+            listed = frozenset((r.path, r.definition.start) for r in shown)
+            best = RepoMap(text, tokens, paths, listed)
             low = middle + 1
         else:
             high = middle - 1

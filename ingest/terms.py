@@ -54,14 +54,35 @@ def terms_of(text: str) -> list[str]:
     return found
 
 
-def body_terms(text: str) -> Counter[str]:
-    """Stemmed terms of a whole text (code, comments, strings), counted; fast on large files."""
-    counted: Counter[str] = Counter()
-    for word, count in Counter(_PARTS.findall(text)).items():
-        lower = word.lower()
-        if len(lower) >= MIN_TERM_CHARS and lower not in STOPWORDS and not lower.isdigit():
-            counted[stem(lower)] += count
-    return counted
+_WORD_BYTES = frozenset(b"_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_BLANK_NON_WORD = bytes(c if c in _WORD_BYTES else 32 for c in range(256))
+"""Byte table that blanks every byte but ASCII letters, digits and `_`."""
+
+
+def word_counts(text: str) -> dict[str, int]:
+    """Each run of ASCII letters, digits and `_` in `text`, counted (identifiers, numbers).
+
+    A byte table and `split` cut the text at C speed; a regex is several times slower."""
+    return dict(Counter(text.encode("utf-8").translate(_BLANK_NON_WORD).decode("ascii").split()))
+
+
+def doc_words(text: str) -> list[str]:
+    """The identifier-like words of a short text (a docstring)."""
+    return _WORD.findall(text)
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def word_terms(word: str) -> tuple[str, ...]:
+    """Stemmed parts of one word or name (no stopwords, no numbers), cached: words repeat."""
+    if word.isascii() and word.islower() and word.replace("_", "").isalpha():  # no regex needed
+        parts = (part for part in word.split("_"))
+    else:
+        parts = (part.lower() for part in _PARTS.findall(word))
+    return tuple(
+        stem(part)
+        for part in parts
+        if len(part) >= MIN_TERM_CHARS and part not in STOPWORDS and not part.isdigit()
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import pytest
 
 from nsa_assist.ingest.codemap import CodeMapper, FileMap
 from nsa_assist.ingest.languages import code_language, language_name
-from nsa_assist.ingest.parse_cache import ParseCache, map_files
+from nsa_assist.ingest.parse_cache import ParseCache, map_files, map_source
 from nsa_assist.ingest.walk import SourceFile
 
 # (file name, source, expected (name, kind, parent, start line), a doc that must be found,
@@ -226,30 +226,35 @@ def test_file_map_json_round_trip() -> None:
     assert FileMap.from_json(json.loads(json.dumps(file_map.to_json()))) == file_map
 
 
-class _CountingMapper(CodeMapper):
-    calls = 0
-
-    def map_file(self, text, language):
-        type(self).calls += 1
-        return super().map_file(text, language)
+CLASS_SOURCE = {".py": "class {}:\n    pass\n", ".js": "class {} {{}}\n"}
 
 
-def test_parse_cache_skips_unchanged_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("suffix", [".py", ".js"])  # the Python scanner and tree-sitter
+def test_parse_cache_skips_unchanged_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
     rng = random.Random(11)
+    source = CLASS_SOURCE[suffix]
     files = [
-        SourceFile(f"m{i}.py", f"def f{i}_{rng.randint(0, 10**9)}():\n    return {i}\n", "python")
+        SourceFile(f"m{i}{suffix}", source.format(f"C{i}_{rng.randint(0, 10**9)}"), "x")
         for i in range(20)
     ] + [SourceFile("notes.md", "# notes\n", "markdown")]
-    monkeypatch.setattr("nsa_assist.ingest.parse_cache.CodeMapper", _CountingMapper)
+    calls: list[str] = []
+
+    def counting(mapper, text, language):
+        calls.append(text)
+        return map_source(mapper, text, language)
+
+    monkeypatch.setattr("nsa_assist.ingest.parse_cache.map_source", counting)
     cache = ParseCache(tmp_path / "cache")
     first = map_files(files, cache)
-    assert _CountingMapper.calls == 20 and set(first) == {f.path for f in files[:20]}
+    assert len(calls) == 20 and set(first) == {f.path for f in files[:20]}
     second = map_files(files, ParseCache(tmp_path / "cache"))
-    assert _CountingMapper.calls == 20 and second == first
-    changed = [SourceFile("m3.py", "class Changed:\n    pass\n", "python"), *files[4:]]
+    assert len(calls) == 20 and second == first
+    changed = [SourceFile(f"m3{suffix}", source.format("Changed"), "x"), *files[4:]]
     third = map_files(changed, ParseCache(tmp_path / "cache"))
-    assert _CountingMapper.calls == 21
-    assert [d.name for d in third["m3.py"].definitions] == ["Changed"]
+    assert len(calls) == 21
+    assert [d.name for d in third[f"m3{suffix}"].definitions] == ["Changed"]
 
 
 def test_parallel_parse_matches_serial(tmp_path: Path) -> None:

@@ -1,0 +1,148 @@
+"""How well each file's words match a question: a BM25-style score over weighted fields.
+
+A file scores on the question's terms in its path, definition names, docstrings, the names
+it uses and its whole text (rare terms count more, repeats saturate, long files are
+discounted). Only the few terms a question asks for are counted, at ranking time: a word
+or name can hold a term only if it contains the term as text, so a substring test picks
+the few to split and stem, and a file's words meet them in one set intersection.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import itertools
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from .codemap import FileMap
+from .terms import Question, doc_words, stem, terms_of, word_terms
+from .walk import SourceFile
+
+if TYPE_CHECKING:
+    from .rank import RankWeights
+
+TEST_DIRS = frozenset({"test", "tests", "testing", "__tests__", "spec", "specs"})
+TEXT_CHARS_PER_WORD = 6.0
+"""Prose length in words, estimated from characters (text files have no parsed map)."""
+
+
+def lexical_scores(
+    files: Sequence[SourceFile],
+    maps: Mapping[str, FileMap],
+    question: Question,
+    weights: RankWeights,
+) -> dict[str, float]:
+    """BM25-style score of each file on the question's terms (0 for an empty question)."""
+    if question.empty:
+        return {file.path: 0.0 for file in files}
+    field_tf: dict[str, dict[str, float]] = {}
+    doc_freq: dict[str, int] = defaultdict(int)
+    carriers = _term_carriers((m.words for m in maps.values()), question.terms)
+    for file in files:
+        tf = _weighted_terms(file, maps.get(file.path), question.terms, carriers, weights)
+        field_tf[file.path] = tf
+        for term in tf:
+            doc_freq[term] += 1
+    total = len(files)
+    idf = {t: math.log(1 + (total - n + 0.5) / (n + 0.5)) for t, n in doc_freq.items()}
+    lengths = {file.path: _length(file, maps.get(file.path), weights) for file in files}
+    mean_length = sum(lengths.values()) / max(total, 1) or 1.0
+    asked = {name.lower() for name in question.identifiers}
+    scores: dict[str, float] = {}
+    for file in files:
+        tf = field_tf[file.path]
+        norm = weights.saturation * (
+            1 - weights.length_norm + weights.length_norm * lengths[file.path] / mean_length
+        )
+        score = sum(idf[t] * x * (1 + weights.saturation) / (x + norm) for t, x in tf.items())
+        file_map = maps.get(file.path)
+        if tf and file_map is not None and asked:
+            hits = {d.name.lower() for d in file_map.definitions} & asked
+            score += weights.exact_identifier * len(hits)
+        scores[file.path] = score * (weights.test_file if is_test(file.path) else 1.0)
+    return scores
+
+
+def _length(file: SourceFile, file_map: FileMap | None, weights: RankWeights) -> float:
+    if file_map is not None:
+        return float(file_map.length)
+    return len(file.text[: weights.text_chars]) / TEXT_CHARS_PER_WORD
+
+
+def is_test(path: str) -> bool:
+    """True for test files: in a test folder, or named test_*, *_test, *_tests."""
+    parts = path.lower().split("/")
+    name = parts[-1].rsplit(".", 1)[0]
+    in_test_dir = any(part in TEST_DIRS for part in parts[:-1])
+    return in_test_dir or name.startswith("test_") or name.endswith(("_test", "_tests"))
+
+
+def _term_carriers(
+    vocabularies: Iterable[Mapping[str, int]], wanted: frozenset[str]
+) -> dict[str, tuple[str, ...]]:
+    """Words of the repository that hold an asked-for term (word -> its asked-for terms)."""
+    vocabulary: set[str] = set()
+    for words in vocabularies:
+        vocabulary.update(words)
+    # a term is a stemmed part, a prefix of a lower-cased part: only words that contain it
+    # as text can hold it, and one pass over the joined vocabulary finds those
+    listed = sorted(vocabulary)
+    text = "\n".join(listed).lower()
+    ends = list(itertools.accumulate(len(word) + 1 for word in listed))
+    candidates = {
+        listed[bisect.bisect_right(ends, match.start())]
+        for term in wanted
+        for match in re.finditer(re.escape(term), text)
+    }
+    carriers: dict[str, tuple[str, ...]] = {}
+    for word in candidates:
+        held = tuple(term for term in word_terms(word) if term in wanted)
+        if held:
+            carriers[word] = held
+    return carriers
+
+
+def _weighted_terms(
+    file: SourceFile,
+    file_map: FileMap | None,
+    wanted: frozenset[str],
+    carriers: Mapping[str, tuple[str, ...]],
+    weights: RankWeights,
+) -> dict[str, float]:
+    """Weighted count of each asked-for term in one file's fields."""
+    tf: dict[str, float] = defaultdict(float)
+    path_terms, file_stem = _path_terms(file.path)
+    for term in path_terms:
+        if term in wanted:
+            tf[term] += weights.path
+    if file_stem in wanted:
+        tf[file_stem] += weights.stem_is_term
+    if file_map is None:
+        for term in terms_of(file.text[: weights.text_chars]):
+            if term in wanted:
+                tf[term] += weights.text
+        return tf
+    for definition in file_map.definitions:  # names and docstrings are made of words
+        for term in carriers.get(definition.name, ()):
+            tf[term] += weights.name
+        for word in doc_words(definition.doc) if definition.doc else ():
+            for term in carriers.get(word, ()):
+                tf[term] += weights.doc
+    references = file_map.references
+    for word in sorted(file_map.words.keys() & carriers.keys()):  # sorted: same sums each run
+        count = file_map.words[word]
+        referenced = word in references
+        for term in carriers[word]:
+            tf[term] += weights.body * count + (weights.ref if referenced else 0.0)
+    return tf
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _path_terms(path: str) -> tuple[tuple[str, ...], str]:
+    """Terms of a path's folders and name, and the stem of its file name."""
+    parts = path.rsplit(".", 1)[0].split("/")
+    return tuple(terms_of(" ".join(parts))), stem(parts[-1].lower())
