@@ -115,9 +115,11 @@ def _decode_merge_kernel(
     tl.store(p_out, b_out.to(out_ptr.dtype.element_ty))
 
 
-def decode_splits(size: int, kv_heads: int, extent: int) -> int:
-    """Chunks per row: enough programs for two waves, never a chunk under one tile."""
-    return max(1, min(math.ceil(TARGET_PROGRAMS / (size * kv_heads)), triton.cdiv(extent, BLOCK_N)))
+def decode_splits(
+    size: int, kv_heads: int, extent: int, programs: int = TARGET_PROGRAMS, block_n: int = BLOCK_N
+) -> int:
+    """Chunks per row: about `programs` programs in all, never a chunk under one tile."""
+    return max(1, min(math.ceil(programs / (size * kv_heads)), triton.cdiv(extent, block_n)))
 
 
 def gqa_decode_supported(heads: int, kv_heads: int, head_dim: int) -> bool:
@@ -126,12 +128,22 @@ def gqa_decode_supported(heads: int, kv_heads: int, head_dim: int) -> bool:
     return head_dim >= 16 and head_dim & (head_dim - 1) == 0 and 0 < group <= 64
 
 
-def gqa_decode(q: Tensor, k_rows: Tensor, v_rows: Tensor, kv_len: Tensor, extent: int) -> Tensor:
+def gqa_decode(
+    q: Tensor,
+    k_rows: Tensor,
+    v_rows: Tensor,
+    kv_len: Tensor,
+    extent: int,
+    programs: int = TARGET_PROGRAMS,
+    block_n: int = BLOCK_N,
+) -> Tensor:
     """One decode step of dense causal GQA attention.
 
     q [B, H, D] (contiguous); k_rows, v_rows [B, S, H_kv, D] with the same strides, the last
     two dims contiguous (cache rows, a view); kv_len [B] int32: row b attends its first
     kv_len[b] keys (>= 1); extent >= max(kv_len) sizes the split plan. Returns [B, H, D].
+    `programs` (split-kernel programs to aim for) and `block_n` (keys per tile) are for
+    tuning sweeps.
     """
     size, heads, dim = q.shape
     kv_heads = k_rows.shape[2]
@@ -139,7 +151,7 @@ def gqa_decode(q: Tensor, k_rows: Tensor, v_rows: Tensor, kv_len: Tensor, extent
     assert gqa_decode_supported(heads, kv_heads, dim) and q.is_contiguous()
     assert k_rows.stride() == v_rows.stride() and k_rows.stride(3) == 1
     assert k_rows.stride(2) == dim
-    splits = decode_splits(size, kv_heads, extent)
+    splits = decode_splits(size, kv_heads, extent, programs, block_n)
     partial = torch.empty(size, kv_heads, splits, group, dim, dtype=torch.float32, device=q.device)
     lse = torch.empty(size, kv_heads, splits, group, dtype=torch.float32, device=q.device)
     _decode_split_kernel[(size, kv_heads, splits)](
@@ -157,7 +169,7 @@ def gqa_decode(q: Tensor, k_rows: Tensor, v_rows: Tensor, kv_len: Tensor, extent
         G_PAD=max(16, triton.next_power_of_2(group)),
         D=dim,
         SPLITS=splits,
-        BLOCK_N=BLOCK_N,
+        BLOCK_N=block_n,
         PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
         num_warps=4,
     )

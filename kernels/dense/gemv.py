@@ -77,17 +77,25 @@ def rows_per_program(n: int) -> int:
     return rows
 
 
-def gemv(x: Tensor, weight: Tensor, bias: Tensor | None = None, swiglu: bool = False) -> Tensor:
+def gemv(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    swiglu: bool = False,
+    rows: int | None = None,
+    tile: int = TILE,
+) -> Tensor:
     """x [..., K] holding one row, weight [N, K] (nn.Linear layout), bias [N] -> [..., N].
 
     `swiglu`: x is [..., 2K] (gate, then up) and the product is with silu(gate) * up, the
-    SwiGLU gate fused into the down projection's loads.
+    SwiGLU gate fused into the down projection's loads. `rows` (output rows per program,
+    default `rows_per_program`) and `tile` are for tuning sweeps.
     """
     n, k = weight.shape
     assert gemv_supported(x, weight, swiglu)
     x_row = x.reshape(-1).contiguous()
     y = torch.empty(n, dtype=x.dtype, device=x.device)
-    block_n = rows_per_program(n)
+    block_n = rows or rows_per_program(n)
     _gemv_kernel[(triton.cdiv(n, block_n),)](
         x_row,
         weight,
@@ -98,7 +106,7 @@ def gemv(x: Tensor, weight: Tensor, bias: Tensor | None = None, swiglu: bool = F
         HAS_BIAS=bias is not None,
         SWIGLU=swiglu,
         BLOCK_N=block_n,
-        BLOCK_K=min(TILE // block_n, triton.next_power_of_2(k)),
+        BLOCK_K=min(tile // block_n, triton.next_power_of_2(k)),
         num_warps=4,
     )
     return y.view(*x.shape[:-1], n)
