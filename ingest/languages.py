@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
 from . import tag_queries
 
@@ -107,27 +106,39 @@ NOT_DOCS = ("license", "licence", "copying", "notice", "authors", "requirements"
 """Prose files that say nothing about how the code works."""
 
 
+def file_name(path: str) -> str:
+    """The last part of a posix path (what `PurePosixPath.name` gives, without the object:
+    the walk asks this of every file)."""
+    return path.rsplit("/", 1)[-1]
+
+
+def suffix(path: str) -> str:
+    """The suffix of a posix path's file name, as `PurePosixPath.suffix` gives it."""
+    name = file_name(path)
+    dot = name.rfind(".")
+    return name[dot:] if 0 < dot < len(name) - 1 else ""
+
+
 def code_language(path: str) -> CodeLanguage | None:
     """The parsed language of `path` (by suffix), or None for text we do not parse."""
-    return CODE_BY_SUFFIX.get(PurePosixPath(path).suffix.lower())
+    return CODE_BY_SUFFIX.get(suffix(path).lower())
 
 
 def language_name(path: str) -> str:
     """A display name for `path`'s language (code or text), "other" when unknown."""
-    pure = PurePosixPath(path)
-    code = CODE_BY_SUFFIX.get(pure.suffix.lower())
+    ending = suffix(path).lower()
+    code = CODE_BY_SUFFIX.get(ending)
     if code is not None:
         return code.name
-    by_name = TEXT_BY_NAME.get(pure.name.lower())
+    by_name = TEXT_BY_NAME.get(file_name(path).lower())
     if by_name is not None:
         return by_name
-    return TEXT_BY_SUFFIX.get(pure.suffix.lower(), "other")
+    return TEXT_BY_SUFFIX.get(ending, "other")
 
 
 def is_doc(path: str) -> bool:
     """True for prose files (README, docs) that the packer puts first when at the top."""
-    pure = PurePosixPath(path)
-    name = pure.name.lower()
+    name = file_name(path).lower()
     if name.startswith("readme"):
         return True
-    return pure.suffix.lower() in DOC_SUFFIXES and not name.startswith((".", *NOT_DOCS))
+    return suffix(name) in DOC_SUFFIXES and not name.startswith((".", *NOT_DOCS))

@@ -58,16 +58,26 @@ class ParseCache:
             batch = list(keys[start : start + LOOKUP_BATCH])
             marks = ",".join("?" * len(batch))
             rows = self._db.execute(f"SELECT key, value FROM maps WHERE key IN ({marks})", batch)
-            found.update((key, FileMap.from_json(marshal.loads(value))) for key, value in rows)
+            found.update((key, decode(value)) for key, value in rows)
         return found
 
-    def put_many(self, items: Iterable[tuple[str, FileMap]]) -> None:
-        rows = [(key, marshal.dumps(file_map.to_json())) for key, file_map in items]
+    def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
+        """Store encoded maps (`encode`) by key."""
+        rows = list(items)
         with self._db:
             self._db.executemany("INSERT OR REPLACE INTO maps VALUES (?, ?)", rows)
 
     def close(self) -> None:
         self._db.close()
+
+
+def encode(file_map: FileMap) -> bytes:
+    """A `FileMap` as bytes (marshal: far cheaper to load than pickle or JSON)."""
+    return marshal.dumps(file_map.to_json())
+
+
+def decode(data: bytes) -> FileMap:
+    return FileMap.from_json(marshal.loads(data))
 
 
 def map_files(
@@ -83,24 +93,32 @@ def map_files(
         if language is not None:
             todo.append((content_key(file.text, language), file, language))
     cached = cache.get_many([key for key, _, _ in todo]) if cache is not None else {}
-    misses = [(key, file.text, language) for key, file, language in todo if key not in cached]
-    parsed = dict(zip([key for key, _, _ in misses], _parse(misses, workers), strict=True))
+    # files with the same content share a key: each is mapped once
+    misses = {key: (file.text, lang) for key, file, lang in todo if key not in cached}
+    if workers > 1 and len(misses) >= PARALLEL_MIN_FILES:
+        encoded = dict(
+            zip(misses, _parse_in_processes(list(misses.values()), workers), strict=True)
+        )
+        parsed = {key: decode(data) for key, data in encoded.items()}
+    else:
+        mapper = CodeMapper()
+        parsed = {key: map_source(mapper, text, lang) for key, (text, lang) in misses.items()}
+        encoded = {key: encode(m) for key, m in parsed.items()} if cache is not None else {}
     if cache is not None and parsed:
-        cache.put_many(parsed.items())
+        cache.put_many(encoded.items())
     maps = cached | parsed
     return {file.path: maps[key] for key, file, _ in todo}
 
 
-def _parse(jobs: list[tuple[str, str, CodeLanguage]], workers: int) -> list[FileMap]:
-    if workers <= 1 or len(jobs) < PARALLEL_MIN_FILES:
-        mapper = CodeMapper()
-        return [map_source(mapper, text, language) for _, text, language in jobs]
+def _parse_in_processes(jobs: list[tuple[str, CodeLanguage]], workers: int) -> list[bytes]:
+    """Encoded maps of `jobs`, parsed in `workers` processes.
+
+    Workers send maps back encoded: pickling the objects costs seconds on a large repo."""
     # spawn, not fork: the caller may hold threads (a loaded model) that fork would copy
     context = multiprocessing.get_context("spawn")
     chunk = max(1, len(jobs) // (workers * 8))
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        payload = [(text, language) for _, text, language in jobs]
-        return list(pool.map(_map_one, payload, chunksize=chunk))
+        return list(pool.map(_map_one, jobs, chunksize=chunk))
 
 
 @functools.cache
@@ -109,9 +127,9 @@ def _worker_mapper() -> CodeMapper:
     return CodeMapper()
 
 
-def _map_one(job: tuple[str, CodeLanguage]) -> FileMap:
+def _map_one(job: tuple[str, CodeLanguage]) -> bytes:
     text, language = job
-    return map_source(_worker_mapper(), text, language)
+    return encode(map_source(_worker_mapper(), text, language))
 
 
 def map_source(mapper: CodeMapper, text: str, language: CodeLanguage) -> FileMap:

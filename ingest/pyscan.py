@@ -44,7 +44,7 @@ _QUOTE = r"[rRuU]?(\"\"\"|'''|\"|')"
 _DOCSTRING = re.compile(rf"(?:[ \t]*(?:#[^\n]*)?\n)+[ \t]*{_QUOTE}|[ \t]*{_QUOTE}")
 _TRIPLE = re.compile(r"\"\"\"|'''")
 _SPACES = re.compile(r"\s+")
-_DOTTED_IMPORT = re.compile(r"(?:from|import)[ \t]+([A-Za-z_]\w*(?:\.\w+)+)")
+_DOTTED_IMPORT = re.compile(r"\n[ \t]*(?:from|import)[ \t]+([A-Za-z_]\w*(?:\.\w+)+)")
 """Dotted modules imported (`from a.b import c`, `import a.b`): they link to a module file."""
 
 
@@ -67,7 +67,7 @@ def map_python(text: str) -> FileMap:
             found.append(_definition(text, match, start, line, strings))
     definitions = with_parents(found)
     words = word_counts(text)
-    for module, count in Counter(_DOTTED_IMPORT.findall(text)).items():
+    for module, count in Counter(_DOTTED_IMPORT.findall("\n" + text)).items():
         words[module] = words.get(module, 0) + count
     return FileMap(definitions, words, words)
 
@@ -131,7 +131,10 @@ def _definition(
     )
     line_end = text.find("\n", match.end())
     header_end = tail.end() if tail else (line_end if line_end >= 0 else len(text))
-    head = _SPACES.sub(" ", text[start:header_end]).strip()
+    head = text[start:header_end]
+    if "\n" in head or "  " in head or "\t" in head:  # most headers are one clean line
+        head = _SPACES.sub(" ", head)
+    head = head.strip()
     if len(head) > SIGNATURE_MAX_CHARS:
         head = head[: SIGNATURE_MAX_CHARS - 1] + "…"
     indent = text[text.rfind("\n", 0, start) + 1 : start].expandtabs()

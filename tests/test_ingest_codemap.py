@@ -265,3 +265,16 @@ def test_parallel_parse_matches_serial(tmp_path: Path) -> None:
     files = [SourceFile(f.path + ".py", f.text, f.language) for f in files]
     assert len(files) >= 64
     assert map_files(files, None, workers=2) == map_files(files, None, workers=1)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_files_with_the_same_content_share_one_cache_entry(tmp_path: Path, workers: int) -> None:
+    text = Path(json.__file__).parent.joinpath("decoder.py").read_text("utf-8")
+    distinct = [SourceFile(f"m{i}.py", f"{text}\n# {i}\n", "python") for i in range(70)]
+    copies = [SourceFile(f"copy{i}.py", text, "python") for i in range(5)]
+    cache = ParseCache(tmp_path / "cache")
+    first = map_files(distinct + copies, cache, workers=workers)
+    assert len({id(first[f.path]) for f in copies}) == 1
+    assert first == map_files(distinct + copies, None, workers=1)
+    again = map_files(distinct + copies, ParseCache(tmp_path / "cache"))
+    assert again == first
