@@ -5,10 +5,11 @@ small ones (1.5B: q/k/v 6 MB, o 5 MB) are bound by latency more than bandwidth. 
 them at 5-6 us each on an H200 (0.7-1.2 TB/s). Here each program owns a few output rows and
 the K loop is unrolled at compile time, so its loads can all be issued up front.
 
-Measured on an H200 (1.5B shapes, per call, each call its own weight as in the model):
-q/k/v 4.3 vs cuBLAS 5.8 us, o 3.9 vs 6.7, gate/up 14.8 vs 17.0, down 9.7 vs 12.0, lm_head
-106 vs 110 (`bench/engine_gpu.py`, `decode_projections`). A first version with 64-row
-programs and a [64 x 512] float32 accumulator spilled registers and took 58 us.
+Measured on an H200 (1.5B shapes, per call, each call its own weight as in the model; the
+`--sweep` of `bench/engine_gpu.py`, results/decode-sweep-h200.json): q/k/v 4.0 vs cuBLAS
+5.3 us, o 3.4 vs 6.4, gate/up 14.7 vs 16.6, down 9.4 vs 12.2 (9.3 with the SwiGLU gate
+fused), lm_head 105.6 vs 114.2. A first version with 64-row programs and a [64 x 512]
+float32 accumulator spilled registers and took 58 us.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-SMS = 132  # an H200
-PROGRAMS_PER_SM = 4
 TILE = 2048  # weight elements per program per K step (a float32 accumulator of 16 registers)
+SWIGLU_TILE = 4096
 MAX_K = 16384  # unrolled loop length bound (code size)
 
 
@@ -69,12 +69,11 @@ def gemv_supported(x: Tensor, weight: Tensor, swiglu: bool = False) -> bool:
     )
 
 
-def rows_per_program(n: int) -> int:
-    """Output rows per program: 4, or up to 16 while that still leaves 4 programs per SM."""
-    rows = 4
-    while rows < 16 and n // (rows * 2) >= PROGRAMS_PER_SM * SMS:
-        rows *= 2
-    return rows
+def rows_per_program(swiglu: bool) -> int:
+    """Output rows per program, from the H200 sweep (`bench/engine_gpu.py --sweep`): 2 was
+    fastest or within noise for every 1.5B projection; the SwiGLU-fused down projection
+    wanted 4 rows with 4096-element tiles (9.3 us; 13.7 us at 4 x 2048)."""
+    return 4 if swiglu else 2
 
 
 def gemv(
@@ -83,7 +82,7 @@ def gemv(
     bias: Tensor | None = None,
     swiglu: bool = False,
     rows: int | None = None,
-    tile: int = TILE,
+    tile: int | None = None,
 ) -> Tensor:
     """x [..., K] holding one row, weight [N, K] (nn.Linear layout), bias [N] -> [..., N].
 
@@ -95,7 +94,8 @@ def gemv(
     assert gemv_supported(x, weight, swiglu)
     x_row = x.reshape(-1).contiguous()
     y = torch.empty(n, dtype=x.dtype, device=x.device)
-    block_n = rows or rows_per_program(n)
+    block_n = rows or rows_per_program(swiglu)
+    tile = tile or (SWIGLU_TILE if swiglu else TILE)
     _gemv_kernel[(triton.cdiv(n, block_n),)](
         x_row,
         weight,
