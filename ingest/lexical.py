@@ -9,16 +9,14 @@ the few to split and stem, and a file's words meet them in one set intersection.
 
 from __future__ import annotations
 
-import bisect
 import functools
-import itertools
 import math
-import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from .codemap import FileMap
+from .rank_inputs import RankInputs, carriers
 from .terms import Question, doc_words, stem, terms_of, word_terms
 from .walk import SourceFile
 
@@ -35,13 +33,14 @@ def lexical_scores(
     maps: Mapping[str, FileMap],
     question: Question,
     weights: RankWeights,
+    inputs: RankInputs,
 ) -> dict[str, float]:
     """BM25-style score of each file on the question's terms (0 for an empty question)."""
     if question.empty:
         return {file.path: 0.0 for file in files}
     field_tf: dict[str, dict[str, float]] = {}
     doc_freq: dict[str, int] = defaultdict(int)
-    carriers = _term_carriers((m.words for m in maps.values()), question.terms)
+    carriers = _term_carriers(inputs, question.terms)
     for file in files:
         tf = _weighted_terms(file, maps.get(file.path), question.terms, carriers, weights)
         field_tf[file.path] = tf
@@ -81,29 +80,15 @@ def is_test(path: str) -> bool:
     return in_test_dir or name.startswith("test_") or name.endswith(("_test", "_tests"))
 
 
-def _term_carriers(
-    vocabularies: Iterable[Mapping[str, int]], wanted: frozenset[str]
-) -> dict[str, tuple[str, ...]]:
+def _term_carriers(inputs: RankInputs, wanted: frozenset[str]) -> dict[str, tuple[str, ...]]:
     """Words of the repository that hold an asked-for term (word -> its asked-for terms)."""
-    vocabulary: set[str] = set()
-    for words in vocabularies:
-        vocabulary.update(words)
-    # a term is a stemmed part, a prefix of a lower-cased part: only words that contain it
-    # as text can hold it, and one pass over the joined vocabulary finds those
-    listed = sorted(vocabulary)
-    text = "\n".join(listed).lower()
-    ends = list(itertools.accumulate(len(word) + 1 for word in listed))
-    candidates = {
-        listed[bisect.bisect_right(ends, match.start())]
-        for term in wanted
-        for match in re.finditer(re.escape(term), text)
-    }
-    carriers: dict[str, tuple[str, ...]] = {}
-    for word in candidates:
+    lowered, ends = inputs.lowered_vocabulary()
+    found: dict[str, tuple[str, ...]] = {}
+    for word in carriers(inputs.vocabulary, lowered, ends, wanted):
         held = tuple(term for term in word_terms(word) if term in wanted)
         if held:
-            carriers[word] = held
-    return carriers
+            found[word] = held
+    return found
 
 
 def _weighted_terms(

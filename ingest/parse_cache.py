@@ -19,6 +19,7 @@ import sqlite3
 import sys
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from .codemap import CodeMapper, FileMap
@@ -29,6 +30,7 @@ from .walk import SourceFile
 CACHE_FILE = f"codemap-v6-py{sys.version_info.major}{sys.version_info.minor}.sqlite"
 """Renamed whenever `FileMap` changes shape, so old entries are never misread."""
 LOOKUP_BATCH = 500
+KEEP_SNAPSHOTS = 4
 PARALLEL_MIN_FILES = 64
 """Below this many misses, starting worker processes costs more than it saves."""
 
@@ -51,6 +53,7 @@ class ParseCache:
         self.path = cache_dir / CACHE_FILE
         self._db = sqlite3.connect(self.path)
         self._db.execute("CREATE TABLE IF NOT EXISTS maps (key TEXT PRIMARY KEY, value BLOB)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS snapshots (key TEXT PRIMARY KEY, value BLOB)")
 
     def get_many(self, keys: Sequence[str]) -> dict[str, FileMap]:
         found: dict[str, FileMap] = {}
@@ -67,6 +70,22 @@ class ParseCache:
         with self._db:
             self._db.executemany("INSERT OR REPLACE INTO maps VALUES (?, ?)", rows)
 
+    def get_snapshot(self, key: str) -> bytes | None:
+        """What was stored for a whole repository snapshot (see `MappedFiles.snapshot`)."""
+        row = self._db.execute("SELECT value FROM snapshots WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def put_snapshot(self, key: str, value: bytes) -> None:
+        """Store `value` for a snapshot; only the newest few snapshots are kept (each edit of
+        a repository makes a new one, and old ones are never asked for again)."""
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?)", (key, value))
+            self._db.execute(
+                "DELETE FROM snapshots WHERE rowid NOT IN "
+                "(SELECT rowid FROM snapshots ORDER BY rowid DESC LIMIT ?)",
+                (KEEP_SNAPSHOTS,),
+            )
+
     def close(self) -> None:
         self._db.close()
 
@@ -80,10 +99,27 @@ def decode(data: bytes) -> FileMap:
     return FileMap.from_json(marshal.loads(data))
 
 
+@dataclass(frozen=True, slots=True)
+class MappedFiles:
+    """The maps of a repository's files, and a key of the whole snapshot."""
+
+    maps: dict[str, FileMap]
+    """Path -> map of every parsable file."""
+    snapshot: str
+    """Hash of every path and parsed file's content key: equal keys, equal repositories."""
+
+
 def map_files(
     files: Sequence[SourceFile], cache: ParseCache | None = None, workers: int = 1
 ) -> dict[str, FileMap]:
-    """`FileMap` of every parsable file (path -> map), from the cache where it has them.
+    """`FileMap` of every parsable file (path -> map), from the cache where it has them."""
+    return map_repository(files, cache, workers).maps
+
+
+def map_repository(
+    files: Sequence[SourceFile], cache: ParseCache | None = None, workers: int = 1
+) -> MappedFiles:
+    """`map_files` and the snapshot key.
 
     Misses are parsed in `workers` processes when there are many, then stored.
     """
@@ -107,7 +143,12 @@ def map_files(
     if cache is not None and parsed:
         cache.put_many(encoded.items())
     maps = cached | parsed
-    return {file.path: maps[key] for key, file, _ in todo}
+    snapshot = hashlib.blake2b(digest_size=20)
+    keys = {file.path: key for key, file, _ in todo}
+    for file in files:
+        snapshot.update(f"{file.path}\0{keys.get(file.path, '')}\n".encode())
+    mapped = {file.path: maps[key] for key, file, _ in todo}
+    return MappedFiles(mapped, snapshot.hexdigest())
 
 
 def _parse_in_processes(jobs: list[tuple[str, CodeLanguage]], workers: int) -> list[bytes]:

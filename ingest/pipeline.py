@@ -6,19 +6,22 @@ Code: walk, parse (cached), rank, pack. PDFs: read pages and sections, pack page
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .context import Context, CountTokens
 from .errors import SourceError
 from .pack import PackConfig, pack_repository
-from .parse_cache import ParseCache, map_files
+from .parse_cache import MappedFiles, ParseCache, map_repository
 from .pdf import read_pdf
 from .pdf_pack import pack_pages
-from .rank import RankWeights, rank
+from .rank import RankWeights, rank, rank_inputs
+from .rank_inputs import INPUTS_VERSION, RankInputs
 from .terms import parse_question
-from .walk import WalkConfig, walk_source
+from .walk import SourceFile, WalkConfig, walk_source
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,22 @@ def ingest_pdf(
     return Ingested(context, {"pdf": len(document.pages)}, 1, notes)
 
 
+def cached_rank_inputs(
+    files: Sequence[SourceFile], mapped: MappedFiles, weights: RankWeights, cache: ParseCache | None
+) -> RankInputs:
+    """The ranker's question-independent inputs, from the cache when this snapshot of the
+    repository was ranked before (a second question), else built and stored."""
+    made_by = f"{INPUTS_VERSION} {weights.min_name_chars} {weights.max_definers}"
+    key = hashlib.blake2b(f"{made_by} {mapped.snapshot}".encode(), digest_size=20).hexdigest()
+    stored = cache.get_snapshot(key) if cache is not None else None
+    if stored is not None:
+        return RankInputs.from_bytes(stored)
+    inputs = rank_inputs([file.path for file in files], mapped.maps, weights)
+    if cache is not None:
+        cache.put_snapshot(key, inputs.to_bytes())
+    return inputs
+
+
 def _page_list(numbers: tuple[int, ...]) -> str:
     return ", ".join(str(n) for n in numbers)
 
@@ -98,11 +117,13 @@ def ingest_repository(
         raise SourceError(f"no readable text files in {source}")
     cache = ParseCache(options.cache_dir) if options.cache_dir is not None else None
     try:
-        maps = map_files(walked.files, cache, options.workers)
+        mapped = map_repository(walked.files, cache, options.workers)
+        inputs = cached_rank_inputs(walked.files, mapped, options.weights, cache)
     finally:
         if cache is not None:
             cache.close()
-    ranking = rank(walked.files, maps, parse_question(question), options.weights)
-    context = pack_repository(walked, maps, ranking, config, count_tokens)
+    question_terms = parse_question(question)
+    ranking = rank(walked.files, mapped.maps, question_terms, options.weights, inputs)
+    context = pack_repository(walked, mapped.maps, ranking, config, count_tokens)
     counts = Counter(file.language for file in walked.files)
     return Ingested(context, dict(sorted(counts.items())), len(walked.files))

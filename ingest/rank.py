@@ -10,7 +10,6 @@ relevance to what they depend on; the final score mixes both.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from .codemap import Definition, FileMap
 from .lexical import lexical_scores
+from .rank_inputs import Links, RankInputs, Targets, build_rank_inputs
 from .terms import Question, split_identifier, stem
 from .walk import SourceFile
 
@@ -81,12 +81,16 @@ def rank(
     maps: Mapping[str, FileMap],
     question: Question,
     weights: RankWeights | None = None,
+    inputs: RankInputs | None = None,
 ) -> Ranking:
-    """Order `files` (and their `maps`' definitions) by relevance to `question`."""
+    """Order `files` (and their `maps`' definitions) by relevance to `question`.
+
+    `inputs`: the question-independent part, built by `rank_inputs` (from a cache, say)."""
     weights = weights or RankWeights()
     paths = [file.path for file in files]
-    lexical = lexical_scores(files, maps, question, weights)
-    edges, uses = _file_graph(paths, maps, question, weights)
+    inputs = inputs or rank_inputs(paths, maps, weights)
+    lexical = lexical_scores(files, maps, question, weights, inputs)
+    edges, uses = _file_graph(inputs, question, weights)
     personal = {path: score for path, score in lexical.items() if score > 0} or None
     pagerank = personalized_pagerank(paths, edges, personal, weights.damping)
     top_lex = max(lexical.values(), default=0.0) or 1.0
@@ -117,8 +121,15 @@ class Edges:
         return cls(src, dst, np.fromiter(edges.values(), dtype=np.float64, count=len(edges)))
 
 
+def rank_inputs(
+    paths: Sequence[str], maps: Mapping[str, FileMap], weights: RankWeights
+) -> RankInputs:
+    """The question-independent inputs of `rank` (graph targets and uses, vocabulary)."""
+    return build_rank_inputs(paths, maps, weights.min_name_chars, weights.max_definers)
+
+
 def _file_graph(
-    paths: list[str], maps: Mapping[str, FileMap], question: Question, weights: RankWeights
+    inputs: RankInputs, question: Question, weights: RankWeights
 ) -> tuple[Edges, dict[str, int]]:
     """Files linked user -> definer (weighted by use) and user -> imported module, and the
     uses of each linking name in all files (a definition's inbound uses are these less its
@@ -126,63 +137,30 @@ def _file_graph(
 
     On arrays: a large repository has ~500k (user, name, definer) links, too many to add up
     one at a time in Python; repeated pairs are summed by the PageRank's bincount."""
-    index = {path: i for i, path in enumerate(paths)}
-    everywhere: dict[str, list[int]] = defaultdict(list)
-    for path, file_map in maps.items():
-        for name in dict.fromkeys(d.name for d in file_map.definitions):
-            if len(name) >= weights.min_name_chars:
-                everywhere[name].append(index[path])
-    # a name defined in many files (`get`, `run`) says nothing about which one is meant
-    definers = {n: found for n, found in everywhere.items() if len(found) <= weights.max_definers}
-    modules = {m: [index[p] for p in found] for m, found in _module_index(paths).items()}
-    user, name, count = _links(paths, maps, definers)
+    definers, uses = inputs.definers, inputs.uses
     asked = question.identifiers
-    name_weight = np.array([_name_weight(n, asked, weights) for n in definers], dtype=np.float64)
-    by_name = _expand(user, name, np.sqrt(count) * name_weight[name], definers)
-    user_m, module, _ = _links(paths, maps, modules)
-    by_import = _expand(user_m, module, np.full(len(module), weights.import_edge), modules)
-    edges = Edges(*(np.concatenate(pair) for pair in zip(by_name, by_import, strict=True)))
-    totals = np.bincount(name, weights=count, minlength=len(definers)).tolist()
-    uses = {n: int(total) for n, total in zip(definers, totals, strict=True) if total}
-    return edges, uses
-
-
-def _links(
-    paths: list[str], maps: Mapping[str, FileMap], targets: Mapping[str, list[int]]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(user file, target name's position in `targets`, uses) for each name a file uses."""
-    position = {name: i for i, name in enumerate(targets)}
-    users: list[int] = []
-    names: list[int] = []
-    counts: list[int] = []
-    for i, path in enumerate(paths):
-        file_map = maps.get(path)
-        if file_map is None:
-            continue
-        references = file_map.references
-        found = sorted(references.keys() & position.keys())  # sorted: same sums every run
-        users += [i] * len(found)
-        names += [position[name] for name in found]
-        counts += [references[name] for name in found]
-    return (
-        np.array(users, dtype=np.int64),
-        np.array(names, dtype=np.int64),
-        np.array(counts, dtype=np.float64),
+    name_weight = np.array(
+        [_name_weight(n, asked, weights) for n in definers.names], dtype=np.float64
     )
+    by_name = _expand(uses, np.sqrt(uses.count) * name_weight[uses.name], definers)
+    imports = inputs.imports
+    by_import = _expand(imports, np.full(len(imports.name), weights.import_edge), inputs.modules)
+    edges = Edges(*(np.concatenate(pair) for pair in zip(by_name, by_import, strict=True)))
+    totals = np.bincount(uses.name, weights=uses.count, minlength=len(definers.names))
+    found = {n: int(t) for n, t in zip(definers.names, totals.tolist(), strict=True) if t}
+    return edges, found
 
 
 def _expand(
-    user: np.ndarray, name: np.ndarray, weight: np.ndarray, targets: Mapping[str, list[int]]
+    links: Links, weight: np.ndarray, targets: Targets
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One edge per (link, target file of its name), self-links left out: (src, dst, w)."""
-    degree = np.array([len(found) for found in targets.values()], dtype=np.int64)
-    flat = np.array([i for found in targets.values() for i in found], dtype=np.int64)
-    starts = np.cumsum(degree) - degree
-    repeats = degree[name]
-    first = np.repeat(starts[name], repeats)
+    starts = np.cumsum(targets.degree) - targets.degree
+    repeats = targets.degree[links.name]
+    first = np.repeat(starts[links.name], repeats)
     within = np.arange(int(repeats.sum())) - np.repeat(np.cumsum(repeats) - repeats, repeats)
-    src = np.repeat(user, repeats)
-    dst = flat[first + within]
+    src = np.repeat(links.user, repeats)
+    dst = targets.flat[first + within]
     keep = src != dst
     return src[keep], dst[keep], np.repeat(weight, repeats)[keep]
 
@@ -231,21 +209,6 @@ def _name_weight(name: str, asked: frozenset[str], weights: RankWeights) -> floa
     if name.startswith("_"):
         return weights.private_name
     return 1.0
-
-
-def _module_index(paths: list[str]) -> dict[str, list[str]]:
-    """Python module names (every dotted suffix of at least two parts, or the whole) -> files."""
-    index: dict[str, list[str]] = defaultdict(list)
-    for path in paths:
-        if not path.endswith((".py", ".pyi")):
-            continue
-        parts = path.rsplit(".", 1)[0].split("/")
-        if parts[-1] == "__init__":
-            parts = parts[:-1]
-        for start in range(len(parts)):
-            if len(parts) - start >= 2 or start == 0:
-                index[".".join(parts[start:])].append(path)
-    return index
 
 
 def _rank_definitions(

@@ -1,0 +1,86 @@
+"""The ranker's question-independent inputs: stored per snapshot, never stale, same ranking."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from ingest_support import standin_count_tokens
+
+from nsa_assist.ingest import pipeline
+from nsa_assist.ingest.parse_cache import ParseCache, map_repository
+from nsa_assist.ingest.pipeline import IngestOptions, cached_rank_inputs, ingest_repository
+from nsa_assist.ingest.rank import RankWeights, rank, rank_inputs
+from nsa_assist.ingest.rank_inputs import RankInputs
+from nsa_assist.ingest.terms import parse_question
+from nsa_assist.ingest.walk import WalkConfig, walk_source
+
+JSON_PACKAGE = Path(json.__file__).parent
+QUESTIONS = ["how are JSON strings with escape sequences decoded?", "where is indent handled"]
+
+
+@pytest.fixture
+def repository(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    shutil.copytree(JSON_PACKAGE, root, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def test_inputs_survive_bytes_and_rank_the_same(repository: Path) -> None:
+    walked = walk_source(repository, WalkConfig(use_git=False))
+    maps = map_repository(walked.files).maps
+    paths = [file.path for file in walked.files]
+    inputs = rank_inputs(paths, maps, RankWeights())
+    loaded = RankInputs.from_bytes(inputs.to_bytes())
+    assert loaded.vocabulary == inputs.vocabulary and loaded.definers.names == inputs.definers.names
+    for question in QUESTIONS:
+        want = rank(walked.files, maps, parse_question(question))
+        assert rank(walked.files, maps, parse_question(question), inputs=loaded) == want
+
+
+def test_second_question_loads_inputs_and_an_edit_rebuilds_them(
+    repository: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[int] = []
+
+    def counting(paths, maps, weights):
+        built.append(len(paths))
+        return rank_inputs(paths, maps, weights)
+
+    monkeypatch.setattr(pipeline, "rank_inputs", counting)
+    options = IngestOptions(cache_dir=tmp_path / "cache", walk=WalkConfig(use_git=False))
+    uncached = IngestOptions(walk=WalkConfig(use_git=False))
+
+    def ingest(question: str, opts: IngestOptions):
+        return ingest_repository(repository, question, 3000, standin_count_tokens, opts)
+
+    first = ingest(QUESTIONS[0], options)
+    second = ingest(QUESTIONS[1], options)
+    assert len(built) == 1  # the second question found the stored inputs
+    assert second.context == ingest(QUESTIONS[1], uncached).context
+    assert first.context == ingest(QUESTIONS[0], uncached).context
+    built.clear()
+    decoder = repository / "decoder.py"
+    decoder.write_text(decoder.read_text() + "\ndef py_scanstring_helper():\n    pass\n")
+    edited = ingest(QUESTIONS[0], options)
+    assert len(built) == 1  # a changed file is a new snapshot: built again, not reused
+    assert edited.context == ingest(QUESTIONS[0], uncached).context
+
+
+def test_only_the_newest_snapshots_are_kept(tmp_path: Path) -> None:
+    cache = ParseCache(tmp_path / "cache")
+    for number in range(10):
+        cache.put_snapshot(f"k{number}", b"x")
+    assert cache.get_snapshot("k9") == b"x" and cache.get_snapshot("k0") is None
+
+
+def test_cached_inputs_without_a_cache_are_built(repository: Path) -> None:
+    walked = walk_source(repository, WalkConfig(use_git=False))
+    mapped = map_repository(walked.files)
+    inputs = cached_rank_inputs(walked.files, mapped, RankWeights(), None)
+    assert (
+        inputs.vocabulary
+        == rank_inputs([f.path for f in walked.files], mapped.maps, RankWeights()).vocabulary
+    )
