@@ -99,8 +99,10 @@ def _closing(text: str, quote: str, position: int) -> int:
         found = text.find(quote, position)
         if found < 0:
             return len(text)
-        backslashes = len(text[:found]) - len(text[:found].rstrip("\\")) if found else 0
-        if backslashes % 2 == 0:
+        before = found
+        while before > position and text[before - 1] == "\\":
+            before -= 1
+        if (found - before) % 2 == 0:  # an odd run of backslashes escapes the quote
             return found + 3
         position = found + 1
 
