@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from tree_sitter import Node, Parser, Query, QueryCursor
 from tree_sitter_language_pack import get_language, get_parser
@@ -34,9 +35,11 @@ _COMMENT_MARKS = re.compile(r"^\s*(?:/\*\*?|\*/|\*|///?|//!|#+|--)\s?")
 _SPACES = re.compile(r"\s+")
 
 
-@dataclass(frozen=True, slots=True)
-class Definition:
-    """A class, function, method, interface, type or module defined in a file (1-based lines)."""
+class Definition(NamedTuple):
+    """A class, function, method, interface, type or module defined in a file (1-based lines).
+
+    A named tuple, not a dataclass: a large repository has ~100k, loaded from the cache on
+    every question, and a tuple is built three times faster than a frozen dataclass."""
 
     name: str
     kind: str
@@ -69,17 +72,14 @@ class FileMap:
     def to_json(self) -> dict:
         same = self.references is self.words
         return {
-            "d": [
-                [d.name, d.kind, d.signature, d.start, d.end, d.doc, d.parent]
-                for d in self.definitions
-            ],
+            "d": [tuple(d) for d in self.definitions],
             "r": None if same else self.references,
             "w": self.words,
         }
 
     @classmethod
     def from_json(cls, data: dict) -> FileMap:
-        definitions = tuple(Definition(*row) for row in data["d"])
+        definitions = tuple(map(Definition._make, data["d"]))
         words = data["w"]
         references = words if data["r"] is None else data["r"]
         return cls(definitions, references, words)

@@ -111,18 +111,21 @@ def _weighted_terms(
             if term in wanted:
                 tf[term] += weights.text
         return tf
-    for definition in file_map.definitions:  # names and docstrings are made of words
+    hits = sorted(file_map.words.keys() & carriers.keys())  # sorted: same sums each run
+    if not hits:  # names and docstrings are made of the file's words: none holds a term
+        return tf
+    references = file_map.references
+    for word in hits:
+        count = file_map.words[word]
+        referenced = word in references
+        for term in carriers[word]:
+            tf[term] += weights.body * count + (weights.ref if referenced else 0.0)
+    for definition in file_map.definitions:
         for term in carriers.get(definition.name, ()):
             tf[term] += weights.name
         for word in doc_words(definition.doc) if definition.doc else ():
             for term in carriers.get(word, ()):
                 tf[term] += weights.doc
-    references = file_map.references
-    for word in sorted(file_map.words.keys() & carriers.keys()):  # sorted: same sums each run
-        count = file_map.words[word]
-        referenced = word in references
-        for term in carriers[word]:
-            tf[term] += weights.body * count + (weights.ref if referenced else 0.0)
     return tf
 
 

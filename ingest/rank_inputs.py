@@ -127,30 +127,29 @@ def _links(
     definers: Mapping[str, list[int]],
     modules: Mapping[str, list[int]],
 ) -> tuple[Links, Links]:
-    """Uses of definer names and of module names, file by file (one set intersection each)."""
-    definer_at = {name: i for i, name in enumerate(definers)}
-    module_at = {name: i for i, name in enumerate(modules)}
-    either = definer_at.keys() | module_at.keys()
-    found: tuple[list[list[int]], list[list[int]]] = ([[], [], []], [[], [], []])
+    """Uses of definer names and of module names, file by file."""
+    return _uses(paths, maps, definers), _uses(paths, maps, modules)
+
+
+def _uses(paths: Sequence[str], maps: Mapping[str, FileMap], targets: Mapping) -> Links:
+    """(file, name position, count) of each name of `targets` each file uses."""
+    position = {name: i for i, name in enumerate(targets)}
+    users: list[int] = []
+    names: list[int] = []
+    counts: list[int] = []
     for i, path in enumerate(paths):
         file_map = maps.get(path)
         if file_map is None:
             continue
         references = file_map.references
-        for name in sorted(references.keys() & either):  # sorted: same sums every run
-            for at, (users, names, counts) in ((definer_at, found[0]), (module_at, found[1])):
-                position = at.get(name)
-                if position is not None:
-                    users.append(i)
-                    names.append(position)
-                    counts.append(references[name])
-    return tuple(  # type: ignore[return-value]
-        Links(
-            np.array(users, dtype=np.int64),
-            np.array(names, dtype=np.int64),
-            np.array(counts, dtype=np.float64),
-        )
-        for users, names, counts in found
+        found = sorted(references.keys() & position.keys())  # sorted: same sums every run
+        users += [i] * len(found)
+        names += [position[name] for name in found]
+        counts += [references[name] for name in found]
+    return Links(
+        np.array(users, dtype=np.int64),
+        np.array(names, dtype=np.int64),
+        np.array(counts, dtype=np.float64),
     )
 
 
