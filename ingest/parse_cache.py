@@ -17,7 +17,7 @@ import marshal
 import multiprocessing
 import sqlite3
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +27,7 @@ from .languages import PYTHON, CodeLanguage, code_language
 from .pyscan import SCANNER_VERSION, map_python
 from .walk import SourceFile
 
-CACHE_FILE = f"codemap-v6-py{sys.version_info.major}{sys.version_info.minor}.sqlite"
+CACHE_FILE = f"codemap-v7-py{sys.version_info.major}{sys.version_info.minor}.sqlite"
 """Renamed whenever `FileMap` changes shape, so old entries are never misread."""
 LOOKUP_BATCH = 500
 KEEP_SNAPSHOTS = 4
@@ -36,17 +36,20 @@ PARALLEL_MIN_FILES = 64
 
 
 def content_key(text: str, language: CodeLanguage) -> str:
-    """The cache key of one file: hash of grammar, extractor version and content."""
-    digest = hashlib.blake2b(digest_size=20)
+    """The cache key of one file: hash of grammar, extractor version and content.
+
+    SHA-256: with the CPU's SHA instructions it hashes ~3x faster than BLAKE2 here, and a
+    warm run hashes every file (80 MB on a large repository)."""
+    digest = hashlib.sha256()
     digest.update(language.grammar.encode())
     extractor = SCANNER_VERSION if language == PYTHON else language.query
     digest.update(hashlib.blake2b(extractor.encode(), digest_size=8).digest())
     digest.update(text.encode("utf-8"))
-    return digest.hexdigest()
+    return digest.hexdigest()[:40]
 
 
 class ParseCache:
-    """`FileMap`s by content key in `<cache_dir>/codemap-v6-pyXY.sqlite`."""
+    """`FileMap`s by content key in `<cache_dir>/codemap-v7-pyXY.sqlite`."""
 
     def __init__(self, cache_dir: Path) -> None:
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -132,10 +135,13 @@ def map_repository(
     # files with the same content share a key: each is mapped once
     misses = {key: (file.text, lang) for key, file, lang in todo if key not in cached}
     if workers > 1 and len(misses) >= PARALLEL_MIN_FILES:
-        encoded = dict(
-            zip(misses, _parse_in_processes(list(misses.values()), workers), strict=True)
-        )
-        parsed = {key: decode(data) for key, data in encoded.items()}
+        encoded: dict[str, bytes] = {}
+        parsed = {}
+        # decoded as they arrive: the main process would otherwise idle until the last one
+        found = _parse_in_processes(list(misses.values()), workers)
+        for key, data in zip(misses, found, strict=True):
+            encoded[key] = data
+            parsed[key] = decode(data)
     else:
         mapper = CodeMapper()
         parsed = {key: map_source(mapper, text, lang) for key, (text, lang) in misses.items()}
@@ -151,15 +157,15 @@ def map_repository(
     return MappedFiles(mapped, snapshot.hexdigest())
 
 
-def _parse_in_processes(jobs: list[tuple[str, CodeLanguage]], workers: int) -> list[bytes]:
-    """Encoded maps of `jobs`, parsed in `workers` processes.
+def _parse_in_processes(jobs: list[tuple[str, CodeLanguage]], workers: int) -> Iterator[bytes]:
+    """Encoded maps of `jobs` in order, as `workers` processes finish them.
 
     Workers send maps back encoded: pickling the objects costs seconds on a large repo."""
     # spawn, not fork: the caller may hold threads (a loaded model) that fork would copy
     context = multiprocessing.get_context("spawn")
     chunk = max(1, len(jobs) // (workers * 8))
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        return list(pool.map(_map_one, jobs, chunksize=chunk))
+        yield from pool.map(_map_one, jobs, chunksize=chunk)
 
 
 @functools.cache
