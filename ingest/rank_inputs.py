@@ -59,7 +59,7 @@ class RankInputs:
     """Python module names (dotted suffixes of paths) -> their files."""
     imports: Links
     vocabulary: tuple[str, ...]
-    """Every word of every mapped file, sorted."""
+    """Every word of every mapped file, once."""
 
     def lowered_vocabulary(self) -> tuple[str, np.ndarray]:
         """The vocabulary joined by newlines and lower-cased, and where each word ends."""
@@ -113,12 +113,10 @@ def build_rank_inputs(
     definers = {n: found for n, found in everywhere.items() if len(found) <= max_definers}
     modules = {m: [index[p] for p in found] for m, found in module_index(paths).items()}
     uses, imports = _links(paths, maps, definers, modules)
-    vocabulary: set[str] = set()
+    vocabulary: dict[str, int] = {}  # a dict keeps a deterministic order without a sort
     for file_map in maps.values():
         vocabulary.update(file_map.words)
-    return RankInputs(
-        Targets.of(definers), uses, Targets.of(modules), imports, tuple(sorted(vocabulary))
-    )
+    return RankInputs(Targets.of(definers), uses, Targets.of(modules), imports, tuple(vocabulary))
 
 
 def _links(
