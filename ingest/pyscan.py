@@ -55,7 +55,8 @@ def _dedent(indent: int) -> re.Pattern[str]:
 
 
 def map_python(text: str) -> FileMap:
-    """`FileMap` of Python source `text`, as `CodeMapper.map_file` would give it."""
+    """`FileMap` of Python source `text`: the definitions `CodeMapper.map_file` finds (same
+    lines, kinds, parents, docstrings); every word, and each dotted import, as references."""
     strings = _triple_quoted_spans(text)
     found: list[tuple[int, int, Definition]] = []
     counted, line = 0, 1  # definitions come in text order: count newlines as we go
