@@ -7,6 +7,12 @@ FLOP count (the keys each query actually reads), writes JSON.
 
     python bench/kernels.py --out bench/results/kernels-h200.json
 
+`--parts split` (and `tune`, for configs whose Dk is not a power of two, e.g. the paper's 192)
+times every stage with Dk padded (192 -> 256) and split in two tiles (128 + 64;
+KernelTuning.split_head_dim), plus the whole module's forward and backward, side by side:
+
+    python bench/kernels.py --configs paper --lengths 65536 --parts split --reps 3
+
 `--public DIR` also runs public NSA kernels side by side on the paper's head layout (their
 source read from DIR, never committed; see bench_public): flash-linear-attention's
 `parallel_nsa` (DIR/fla) and XunhaoLai's native-sparse-attention-triton (DIR/xunhao).
@@ -23,6 +29,7 @@ import statistics
 import sys
 import traceback
 import types
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -36,6 +43,7 @@ from nsa_assist.kernels.nsa.attention import (
     attn_dkdv,
     attn_dq,
     attn_fwd,
+    head_parts,
     slc_step_tiles,
 )
 from nsa_assist.kernels.nsa.combine import gated_combine
@@ -116,7 +124,8 @@ def bench_dense(T, H, Dk, Dv, reps):
     return t_fwd, t_bwd
 
 
-def bench_prefill(name, T, cfg, tuning, reps):
+def time_nsa(name, T, cfg, tuning, reps) -> tuple[float, float]:
+    """(fwd ms, bwd ms) of the whole NSA module (compression included) at length T."""
     H, H_kv, Dk, Dv = CONFIGS.get(name) or PUBLIC_CONFIGS[name]
     q, k, v = (x.requires_grad_() for x in _inputs(T, H, H_kv, Dk, Dv))
     gates = torch.rand(T, H, 3, device="cuda", dtype=torch.bfloat16, requires_grad=True)
@@ -131,6 +140,12 @@ def bench_prefill(name, T, cfg, tuning, reps):
     inputs = (q, k, v, gates) if cfg.combine == "gated" else (q, k, v)
     t_fwd = time_ms(fwd, reps)
     t_bwd = time_ms(lambda: torch.autograd.grad(o, inputs, do, retain_graph=True), reps)
+    return t_fwd, t_bwd
+
+
+def bench_prefill(name, T, cfg, tuning, reps):
+    H, _H_kv, Dk, Dv = CONFIGS.get(name) or PUBLIC_CONFIGS[name]
+    t_fwd, t_bwd = time_nsa(name, T, cfg, tuning, reps)
     d_fwd, d_bwd = bench_dense(T, H, Dk, Dv, reps)
     fl = nsa_flops(T, H, Dk, Dv, cfg)
     return {
@@ -150,7 +165,7 @@ def bench_prefill(name, T, cfg, tuning, reps):
     }
 
 
-def bench_decode(name, T, batch, cfg, reps):
+def bench_decode(name, T, batch, cfg, reps, split_head_dim=False):
     H, H_kv, Dk, Dv = CONFIGS[name]
     G = H // H_kv
     mk = lambda *s: torch.randn(*s, device="cuda", dtype=torch.bfloat16)
@@ -162,7 +177,9 @@ def bench_decode(name, T, batch, cfg, reps):
     q = mk(batch, H, Dk)
     gates = torch.rand(batch, H, 3, device="cuda", dtype=torch.bfloat16)
     lengths = torch.full((batch,), T, device="cuda", dtype=torch.int32)
-    step = lambda: nsa_decode(q, k_cache, v_cache, kc, vc, lengths, cfg, gates)
+    step = lambda: nsa_decode(
+        q, k_cache, v_cache, kc, vc, lengths, cfg, gates, split_head_dim=split_head_dim
+    )
     t_nsa = time_ms(step, reps)
     stream = torch.cuda.Stream()  # warm up off the capture stream, then capture one step
     stream.wait_stream(torch.cuda.current_stream())
@@ -191,6 +208,7 @@ def bench_decode(name, T, batch, cfg, reps):
         "T": T,
         "batch": batch,
         "combine": cfg.combine,
+        "split_head_dim": split_head_dim,
         "nsa_decode_ms": t_nsa,
         "nsa_decode_graph_ms": t_graph,
         "sdpa_decode_ms": t_dense,
@@ -255,7 +273,8 @@ def stage_breakdown(name, T, cfg, tuning, reps):
     bwd = {m: _branch_args(tuning, m, backward=True) for m in (MODE_CMP, MODE_SLC, MODE_WIN)}
     sel = build_selection(idx, meta, cfg, st["G"], tuning.block_m_slc)
     o_cmp, _ = attn_fwd(q, kc, vc, meta, cfg, MODE_CMP, scale, **args[MODE_CMP])
-    scores = slc_scores(q, kc, lse_c, meta, cfg, scale)
+    split_dk = tuning.split_head_dim
+    scores = slc_scores(q, kc, lse_c, meta, cfg, scale, split_dk=split_dk)
     gates = torch.rand(T, q.shape[1], 3, device="cuda", dtype=torch.bfloat16)
     do = torch.randn_like(o_cmp[0])
     delta = torch.randn(lse_c.shape, device="cuda")
@@ -268,7 +287,7 @@ def stage_breakdown(name, T, cfg, tuning, reps):
     stages = {
         "compress": lambda: (compress_mean(k, cu, cfg), compress_mean(v, cu, cfg)),
         "cmp_attn": lambda: attn_fwd(q, kc, vc, meta, cfg, MODE_CMP, scale, **args[MODE_CMP]),
-        "scores": lambda: slc_scores(q, kc, lse_c, meta, cfg, scale),
+        "scores": lambda: slc_scores(q, kc, lse_c, meta, cfg, scale, split_dk=split_dk),
         "top_n": lambda: top_n(scores, cfg),
         "unions": lambda: build_selection(idx, meta, cfg, st["G"], tuning.block_m_slc),
         "slc_attn": lambda: attn_fwd(
@@ -292,6 +311,37 @@ def stage_breakdown(name, T, cfg, tuning, reps):
     out = {name_: time_ms(fn, reps) for name_, fn in stages.items()}
     out["mean_union_blocks"] = sel.ucount.float().mean().item()
     return {"config": name, "T": T, "combine": cfg.combine, "tuning": str(tuning), "stages_ms": out}
+
+
+# the stages that tile over Dk (the others do not depend on split_head_dim)
+DK_STAGES = (
+    *("cmp_attn", "scores", "slc_attn", "win_attn"),
+    *(f"bwd_{b}_{p}" for b in ("cmp", "slc", "win") for p in ("dq", "dkdv")),
+)
+
+
+def compare_split(name, T, cfg, tuning, reps) -> dict:
+    """Dk padded vs split in two power-of-two tiles: each Dk stage, the whole module, and a
+    decode step (CUDA graph) at each batch of DECODE_BATCHES."""
+    out = {"config": name, "T": T, "combine": cfg.combine, "tuning": str(tuning)}
+    Dk = CONFIGS[name][2]
+    out["dk_parts"] = {"padded": head_parts(Dk, False), "split": head_parts(Dk, True)}
+    for label, flag in (("padded", False), ("split", True)):
+        tuned = replace(tuning, split_head_dim=flag)
+        stages = stage_breakdown(name, T, cfg, tuned, reps)["stages_ms"]
+        out[label] = {x: stages[x] for x in DK_STAGES}
+        out[label]["dk_stages_total"] = sum(stages[x] for x in DK_STAGES)
+        out[label]["module_fwd_ms"], out[label]["module_bwd_ms"] = time_nsa(
+            name, T, cfg, tuned, reps
+        )
+        for batch in DECODE_BATCHES:
+            row = bench_decode(name, T, batch, cfg, reps * 4, split_head_dim=flag)
+            out[label][f"decode_b{batch}_graph_ms"] = row["nsa_decode_graph_ms"]
+        torch.cuda.empty_cache()
+    out["padded_over_split"] = {x: out["padded"][x] / out["split"][x] for x in out["split"]}
+    total = lambda x: out[x]["module_fwd_ms"] + out[x]["module_bwd_ms"]
+    out["split_wins"] = total("split") < total("padded")
+    return out
 
 
 def _load_public(vendor: Path) -> dict:
@@ -467,7 +517,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--configs", default=",".join(CONFIGS))
     p.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
     p.add_argument("--combine", default="gated", choices=["gated", "union"])
-    p.add_argument("--parts", default="tune,prefill,decode,breakdown")
+    p.add_argument("--parts", default="tune,prefill,decode,breakdown", help="also: split")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--out", default="bench/results/kernels-h200.json")
     p.add_argument("--public", metavar="DIR", help="also run the public NSA kernels under DIR")
@@ -498,6 +548,7 @@ def main(argv: list[str]) -> None:
         "public_check": [],
     }
     result["tuning"] = []
+    result["split"] = []
 
     def save():  # after every config, so a run cut short still leaves its rows
         with open(a.out, "w") as f:
@@ -510,6 +561,12 @@ def main(argv: list[str]) -> None:
             result["tuning"].append({"config": name, "T": max(lengths), "chosen": str(tuning),
                                      "fwd_ms": times})  # fmt: skip
             print(name, "tuning", tuning, {k: round(v, 3) for k, v in times.items()}, flush=True)
+        if ("tune" in parts or "split" in parts) and head_parts(CONFIGS[name][2], True)[1]:
+            row = compare_split(name, max(lengths), cfg, tuning, a.reps)
+            result["split"].append(row)
+            print(name, "split vs padded Dk", _fmt(row["padded_over_split"]), flush=True)
+            if "tune" in parts:  # keep whichever ran the whole module faster
+                tuning = replace(tuning, split_head_dim=row["split_wins"])
         for T in lengths:
             if "prefill" in parts:
                 row = bench_prefill(name, T, cfg, tuning, a.reps)
@@ -517,7 +574,9 @@ def main(argv: list[str]) -> None:
                 print(_fmt(row), flush=True)
             if "decode" in parts:
                 for batch in DECODE_BATCHES:
-                    row = bench_decode(name, T, batch, cfg, a.reps * 4)
+                    row = bench_decode(
+                        name, T, batch, cfg, a.reps * 4, split_head_dim=tuning.split_head_dim
+                    )
                     result["decode"].append(row)
                     print(_fmt(row), flush=True)
         if "breakdown" in parts:

@@ -14,6 +14,8 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from nsa_assist.kernels.nsa import NSAConfig, nsa_attention, nsa_decode
+from nsa_assist.kernels.nsa import attention as nsa_attention_mod
+from nsa_assist.kernels.nsa import select as nsa_select_mod
 from nsa_assist.kernels.nsa.compress import compress_mean
 from nsa_assist.kernels.nsa.decode import (
     completed_blocks,
@@ -69,12 +71,36 @@ def test_compressed_cache_equals_mean_of_prefix():
 @pytest.mark.parametrize("combine", ["gated", "union"])
 @pytest.mark.parametrize("G,H_kv", [(1, 2), (6, 2), (16, 1)], ids=["G1", "G6", "G16"])
 def test_decode_equals_reference_at_last_position(G, H_kv, combine, splits):
+    _check_decode(G, H_kv, combine, splits)
+
+
+@pytest.mark.parametrize(
+    "G,H_kv,combine,Dk,Dv",
+    [(6, 2, "gated", 96, 32), (16, 1, "union", 48, 16), (1, 2, "gated", 192, 64)],
+    ids=["G6-Dk96", "G16-Dk48-union", "G1-Dk192"],
+)
+def test_decode_with_split_head_dim_equals_reference(G, H_kv, combine, Dk, Dv, monkeypatch):
+    """Dk not a power of two, tiled as two parts (32 + 16, 64 + 32, 128 + 64) in all four
+    launches (three branches and the scores pass)."""
+    seen = []
+    real = nsa_attention_mod.head_parts
+    spy = lambda D, split: seen.append(real(D, split)) or seen[-1]
+    monkeypatch.setattr(nsa_attention_mod, "head_parts", spy)
+    monkeypatch.setattr(nsa_select_mod, "head_parts", spy)
+    _check_decode(G, H_kv, combine, None, Dk, Dv, split_head_dim=True)
+    assert len(seen) == 4 and all(bd2 > 0 for _, bd2 in seen), seen
+
+
+def _check_decode(G, H_kv, combine, splits, Dk=16, Dv=8, split_head_dim=False):
     cfg = NSAConfig(**SMALL, combine=combine)
-    H, Dk, Dv = G * H_kv, 16, 8
+    H = G * H_kv
     k_cache, v_cache, kc_cache, vc_cache = _grow_caches(LENGTHS, H_kv, Dk, Dv, cfg)
     q = torch.randn(len(LENGTHS), H, Dk, device=DEVICE)
     gates = torch.rand(len(LENGTHS), H, 3, device=DEVICE)
-    o = nsa_decode(q, k_cache, v_cache, kc_cache, vc_cache, LENGTHS, cfg, gates, splits=splits)
+    o = nsa_decode(
+        q, k_cache, v_cache, kc_cache, vc_cache, LENGTHS, cfg, gates, splits=splits,
+        split_head_dim=split_head_dim,
+    )  # fmt: skip
     for b, n in enumerate(LENGTHS):
         qs = torch.randn(n, H, Dk, device=DEVICE)
         qs[-1] = q[b]

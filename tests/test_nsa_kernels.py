@@ -23,7 +23,9 @@ from nsa_assist.kernels.nsa import (
     NSAConfig,
     nsa_attention,
 )
-from nsa_assist.kernels.nsa.attention import slc_step_tiles
+from nsa_assist.kernels.nsa import attention as nsa_attention_mod
+from nsa_assist.kernels.nsa import select as nsa_select_mod
+from nsa_assist.kernels.nsa.attention import head_parts, slc_step_tiles
 from nsa_assist.kernels.nsa.compress import compress_mean
 from nsa_assist.kernels.nsa.select import slc_scores
 from nsa_assist.kernels.nsa.varlen import cmp_cu_seqlens, prefill_meta
@@ -92,10 +94,61 @@ def test_selection_dkdv_gathering_several_tiles_per_step(group, combine, poisone
     _check_against_reference(group, combine, tuning)
 
 
-def _check_against_reference(group, combine, tuning):
+# head dims that are not powers of two, split in two tiles (Dk = BD + BD2), with Dv != Dk:
+# (G, H_kv), combine, Dk, Dv, selection rows (16: the gathered dK/dV path)
+SPLIT_CASES = [
+    ((2, 2), "gated", 48, 16, 64),  # 32 + 16
+    ((6, 2), "union", 96, 32, 64),  # 64 + 32
+    ((16, 1), "gated", 192, 64, 16),  # 128 + 64, the paper's Dk
+    ((3, 1), "union", 80, 48, 64),  # 64 + 16
+]
+
+
+def test_head_parts():
+    assert [head_parts(d, True) for d in (48, 80, 96, 160, 192)] == [
+        (32, 16), (64, 16), (64, 32), (128, 32), (128, 64)
+    ]  # fmt: skip
+    # nothing to gain: powers of two, parts that pad back to the same width, tiny heads
+    padded = {16: 16, 24: 32, 64: 64, 112: 128, 128: 128, 200: 256, 256: 256}
+    for d, width in padded.items():
+        assert head_parts(d, True) == head_parts(d, False) == (width, 0)
+    assert head_parts(192, False) == (256, 0)
+
+
+@pytest.fixture
+def split_spy(monkeypatch):
+    """Records (D, split, parts) of every head_parts call made by the kernels' launchers."""
+    calls = []
+
+    def spy(D, split):
+        parts = head_parts(D, split)
+        calls.append((D, split, parts))
+        return parts
+
+    monkeypatch.setattr(nsa_attention_mod, "head_parts", spy)
+    monkeypatch.setattr(nsa_select_mod, "head_parts", spy)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "group,combine,Dk,Dv,block_m_slc",
+    SPLIT_CASES,
+    ids=[f"Dk{c[2]}-G{c[0][0]}" for c in SPLIT_CASES],
+)
+def test_split_head_dim_matches_reference(group, combine, Dk, Dv, block_m_slc, split_spy, poisoned):
+    """split_head_dim=True: forward, indices and every gradient vs the reference, and every
+    launch (each branch's fwd, dQ, dK/dV and the scores pass) really ran two Dk parts."""
+    tuning = replace(TEST_TUNING, block_m_slc=block_m_slc, split_head_dim=True)
+    _check_against_reference(group, combine, tuning, Dk, Dv)
+    n_launches = 3 + 1 + (6 if combine == "gated" else 4)  # union: no compressed backward
+    assert len(split_spy) == n_launches
+    assert all(d == Dk and split and parts[1] > 0 for d, split, parts in split_spy), split_spy
+
+
+def _check_against_reference(group, combine, tuning, Dk=16, Dv=8):
     G, H_kv = group
     cfg = NSAConfig(**SMALL, n_selected=3, combine=combine)
-    q, k, v, gates, cu = _packed(LENGTHS, G * H_kv, H_kv)
+    q, k, v, gates, cu = _packed(LENGTHS, G * H_kv, H_kv, Dk, Dv)
     kc, vc = compress_mean(k, cu, cfg), compress_mean(v, cu, cfg)
     o, idx = nsa_attention(q, k, v, kc, vc, cfg, gates, cu, tuning=tuning, return_indices=True)
     cu_c = torch.tensor(cmp_cu_seqlens(cu, cfg))
@@ -126,8 +179,12 @@ def test_batched_layout_equals_packed():
     torch.testing.assert_close(batched.flatten(0, 1), packed)
 
 
-@pytest.mark.parametrize("T,splits", [(61, 1), (600, 2)], ids=["T61", "T600-2splits"])
-def test_scores_kernel_is_eq_8_to_10(T, splits):
+@pytest.mark.parametrize(
+    "T,splits,Dk,split_dk",
+    [(61, 1, 16, False), (600, 2, 16, False), (61, 1, 96, True), (600, 2, 48, True)],
+    ids=["T61", "T600-2splits", "T61-Dk96-split", "T600-2splits-Dk48-split"],
+)
+def test_scores_kernel_is_eq_8_to_10(T, splits, Dk, split_dk):
     """Kernel block scores == reference probabilities @ overlap matrix, summed over the group.
 
     600 tokens span 38 selection blocks, more than one 16-block step, so the spill carried
@@ -135,11 +192,12 @@ def test_scores_kernel_is_eq_8_to_10(T, splits):
     """
     cfg = NSAConfig(**SMALL)
     H, H_kv = 6, 2
-    q, k, _, _, cu = _packed([T], H, H_kv)
+    q, k, _, _, cu = _packed([T], H, H_kv, Dk)
     kc = compress_mean(k, cu, cfg).detach()
     q = q.detach()
     n_c = kc.shape[0]
-    s = torch.einsum("thd,chd->htc", q, kc.repeat_interleave(3, 1)) / 4.0
+    scale = Dk**-0.5
+    s = torch.einsum("thd,chd->htc", q, kc.repeat_interleave(3, 1)) * scale
     t = torch.arange(T, device=DEVICE)
     ends = torch.arange(n_c, device=DEVICE) * cfg.cmp_stride + cfg.cmp_block - 1
     s = s.masked_fill(ends[None, None, :] > t[None, :, None], float("-inf"))
@@ -148,7 +206,7 @@ def test_scores_kernel_is_eq_8_to_10(T, splits):
     W = overlap_matrix(n_c, cfg.num_slc_blocks(T), cfg, DEVICE)
     want = (p @ W).view(H_kv, 3, T, -1).sum(1).permute(1, 0, 2)  # [T, H_kv, N_slc]
     meta = prefill_meta(cu, cfg, DEVICE)
-    got = slc_scores(q, kc, lse.T.contiguous(), meta, cfg, 0.25, splits=splits)
+    got = slc_scores(q, kc, lse.T.contiguous(), meta, cfg, scale, splits=splits, split_dk=split_dk)
     finite = torch.isfinite(got)
     cur = (t // cfg.slc_block)[:, None, None]
     j = torch.arange(got.shape[-1], device=DEVICE)[None, None, :]

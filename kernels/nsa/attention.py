@@ -12,6 +12,12 @@ even for G = 1 or 2. What a tile reads depends on MODE:
 Kernels take q [N, H, Dk], k [*, H_kv, Dk], v [*, H_kv, Dv] (contiguous) and per-sequence
 offsets (see varlen.py); outputs o [S, N, H, Dv] and lse [S, N, H] (natural log, -inf where a
 row reads nothing) with S key splits for flash-decoding.
+
+Tiles are powers of two wide, so a head dim Dk that is not one is either padded (192 -> 256:
+a third more dot work and loads in every q.k, dQ and dK dot) or, with split_dk, covered by two
+parts (192 = 128 + 64, head_parts): q and k load as two tiles, q.k is the sum of two dots and
+dQ / dK are accumulated and stored per part. BDK2 = 0 (the default, and any power-of-two Dk)
+compiles the one-tile path.
 """
 
 from __future__ import annotations
@@ -70,6 +76,62 @@ def _load_keys(base, rows, hkv, cols, valid, H_KV: tl.constexpr, D: tl.constexpr
 
 
 @triton.jit
+def _load_parts(base, rows, heads, valid, NH: tl.constexpr, D: tl.constexpr, BD: tl.constexpr,
+                BD2: tl.constexpr):  # fmt: skip
+    """Rows of a [*, NH, D] tensor as two column parts, [BM, BD] and [BM, BD2] (a head dim
+    split into powers of two, head_parts). BD2 = 0: one part padded to BD, returned twice."""
+    b_x = _load_rows(base, rows, heads, tl.arange(0, BD), valid, NH, D)
+    b_x2 = _load_rows(base, rows, heads, BD + tl.arange(0, BD2), valid, NH, D) if BD2 else b_x
+    return b_x, b_x2
+
+
+@triton.jit
+def _zeros_parts(BM: tl.constexpr, BD: tl.constexpr, BD2: tl.constexpr):
+    """fp32 accumulators for the two column parts (the second only when split)."""
+    acc = tl.zeros([BM, BD], dtype=tl.float32)
+    acc2 = tl.zeros([BM, BD2], dtype=tl.float32) if BD2 else acc
+    return acc, acc2
+
+
+@triton.jit
+def _dot_qk(b_q, b_q2, b_k, b_k2, BD2: tl.constexpr):
+    """q @ k^T [BM, BN] over the whole head dim: a sum of two dots when it is split."""
+    s = tl.dot(b_q, tl.trans(b_k))
+    if BD2 > 0:
+        s = tl.dot(b_q2, tl.trans(b_k2), acc=s)
+    return s
+
+
+@triton.jit
+def _acc_parts(acc, acc2, a, b, b2, BD2: tl.constexpr):
+    """(acc, acc2) += a @ (b, b2): a gradient wrt a split head dim, part by part."""
+    acc = tl.dot(a, b, acc=acc)
+    if BD2 > 0:
+        acc2 = tl.dot(a, b2, acc=acc2)
+    return acc, acc2
+
+
+@triton.jit
+def _add_cols(base, flat, cols, x, valid, D: tl.constexpr, ATOMIC: tl.constexpr):
+    """base[flat, cols] += x (cols < D), atomically or by load + store."""
+    ptr = base + flat[:, None] * D + cols[None, :]
+    mask = valid[:, None] & (cols[None, :] < D)
+    if ATOMIC:
+        tl.atomic_add(ptr, x, mask=mask)
+    else:
+        tl.store(ptr, tl.load(ptr, mask=mask, other=0.0) + x, mask=mask)
+
+
+@triton.jit
+def _add_parts(base, flat, x, x2, valid, D: tl.constexpr, BD: tl.constexpr, BD2: tl.constexpr,
+               ATOMIC: tl.constexpr):  # fmt: skip
+    """base[flat, :D] += the two column parts x [*, BD] and x2 [*, BD2] (x2 ignored if BD2 = 0)."""
+    _add_cols(base, flat, tl.arange(0, BD), x, valid, D, ATOMIC)
+    if BD2 > 0:
+        _add_cols(base, flat, BD + tl.arange(0, BD2), x2, valid, D, ATOMIC)
+
+
+@triton.jit
 def _dense_span(MODE: tl.constexpr, t_lo, t_hi, window, CMP_BLOCK: tl.constexpr,
                 CMP_STRIDE: tl.constexpr):  # fmt: skip
     """[lo, hi) of the keys (MODE_WIN) or compressed tokens (MODE_CMP) a tile may read."""
@@ -100,8 +162,9 @@ def _slc_mask(s, t, member, valid, kvalid, window, UNION: tl.constexpr):
 
 
 @triton.jit
-def _softmax_step(b_q, b_k, b_v, mask, acc, m_i, l_i, scale_log2, WITH_V: tl.constexpr):
-    s = tl.dot(b_q, tl.trans(b_k)) * scale_log2  # [BM, BN]
+def _softmax_step(b_q, b_q2, b_k, b_k2, b_v, mask, acc, m_i, l_i, scale_log2,
+                  BDK2: tl.constexpr, WITH_V: tl.constexpr):  # fmt: skip
+    s = _dot_qk(b_q, b_q2, b_k, b_k2, BDK2) * scale_log2  # [BM, BN]
     s = tl.where(mask, s, float("-inf"))
     m_new = tl.maximum(m_i, tl.max(s, 1))
     m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
@@ -121,6 +184,7 @@ def _attn_fwd_kernel(
     N, scale_log2, window,
     H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, BT: tl.constexpr, BM: tl.constexpr,
     BN: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
+    BDK2: tl.constexpr,  # > 0: the head dim DK is split in parts of BDK + BDK2 columns
     MODE: tl.constexpr, UNION: tl.constexpr, CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr,
     SLC_BLOCK: tl.constexpr, NSEL: tl.constexpr, BSEL: tl.constexpr, SPLITS: tl.constexpr,
     WITH_V: tl.constexpr,  # False: log-sum-exp only (the compressed branch in union mode)
@@ -141,9 +205,8 @@ def _attn_fwd_kernel(
     t = pos0 + i0 + i  # absolute position of each row
     t_lo = pos0 + i0
     t_hi = t_lo + tl.minimum(BT, ql - i0) - 1
-    dk = tl.arange(0, BDK)
     dv = tl.arange(0, BDV)
-    b_q = _load_rows(q, row, head, dk, valid, H, DK)  # [BM, BDK]
+    b_q, b_q2 = _load_parts(q, row, head, valid, H, DK, BDK, BDK2)  # [BM, BDK], [BM, BDK2]
     acc = tl.zeros([BM, BDV], dtype=tl.float32)
     m_i = tl.full([BM], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BM], dtype=tl.float32)
@@ -160,11 +223,11 @@ def _attn_fwd_kernel(
             for sub in tl.static_range(0, SLC_BLOCK, BN):
                 s = j * SLC_BLOCK + sub + tl.arange(0, BN)
                 kvalid = (s < (j + 1) * SLC_BLOCK) & (s <= t_hi)
-                b_k = _load_keys(k, kbase + s, hkv, dk, kvalid, H_KV, DK)
+                b_k, b_k2 = _load_parts(k, kbase + s, hkv, kvalid, H_KV, DK, BDK, BDK2)
                 b_v = _load_keys(v, kbase + s, hkv, dv, kvalid & WITH_V, H_KV, DV)
                 mask = _slc_mask(s, t, member, valid, kvalid, window, UNION)
                 acc, m_i, l_i = _softmax_step(
-                    b_q, b_k, b_v, mask, acc, m_i, l_i, scale_log2, WITH_V
+                    b_q, b_q2, b_k, b_k2, b_v, mask, acc, m_i, l_i, scale_log2, BDK2, WITH_V
                 )
     else:
         lo, hi = _dense_span(MODE, t_lo, t_hi, window, CMP_BLOCK, CMP_STRIDE)
@@ -173,10 +236,12 @@ def _attn_fwd_kernel(
         for ci in range(split * per, tl.minimum(n_chunks, (split + 1) * per)):
             s = lo + ci * BN + tl.arange(0, BN)
             kvalid = s < hi
-            b_k = _load_keys(k, kbase + s, hkv, dk, kvalid, H_KV, DK)
+            b_k, b_k2 = _load_parts(k, kbase + s, hkv, kvalid, H_KV, DK, BDK, BDK2)
             b_v = _load_keys(v, kbase + s, hkv, dv, kvalid & WITH_V, H_KV, DV)
             mask = _dense_mask(MODE, s, t, valid, kvalid, window, CMP_BLOCK, CMP_STRIDE)
-            acc, m_i, l_i = _softmax_step(b_q, b_k, b_v, mask, acc, m_i, l_i, scale_log2, WITH_V)
+            acc, m_i, l_i = _softmax_step(
+                b_q, b_q2, b_k, b_k2, b_v, mask, acc, m_i, l_i, scale_log2, BDK2, WITH_V
+            )
     seen = l_i > 0
     out = acc / tl.where(seen, l_i, 1.0)[:, None]
     b_lse = tl.where(seen, (m_i + tl.log2(tl.where(seen, l_i, 1.0))) * _LN2, float("-inf"))
@@ -195,6 +260,7 @@ def _attn_dq_kernel(
     scale_log2, scale, window,
     H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, BT: tl.constexpr, BM: tl.constexpr,
     BN: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
+    BDK2: tl.constexpr,  # > 0: the head dim DK is split in parts of BDK + BDK2 columns
     MODE: tl.constexpr, UNION: tl.constexpr, CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr,
     SLC_BLOCK: tl.constexpr, NSEL: tl.constexpr, BSEL: tl.constexpr,
 ):  # fmt: skip
@@ -213,15 +279,14 @@ def _attn_dq_kernel(
     t = pos0 + i0 + i
     t_lo = pos0 + i0
     t_hi = t_lo + tl.minimum(BT, ql - i0) - 1
-    dk = tl.arange(0, BDK)
     dv = tl.arange(0, BDV)
-    b_q = _load_rows(q, row, head, dk, valid, H, DK)
+    b_q, b_q2 = _load_parts(q, row, head, valid, H, DK, BDK, BDK2)
     b_do = _load_rows(do, row, head, dv, valid, H, DV)
     flat = row.to(tl.int64) * H + head
     b_lse = tl.load(lse + flat, mask=valid, other=0.0)
     b_lse = tl.where(b_lse == float("-inf"), 0.0, b_lse * _LOG2E)
     b_delta = tl.load(delta + flat, mask=valid, other=0.0)
-    acc = tl.zeros([BM, BDK], dtype=tl.float32)
+    acc, acc2 = _zeros_parts(BM, BDK, BDK2)  # dQ [BM, BDK], [BM, BDK2]
     if MODE == 1:
         n_u = tl.load(ucount + tile * H_KV + hkv)
         ns = tl.arange(0, BSEL)
@@ -233,30 +298,26 @@ def _attn_dq_kernel(
             for sub in tl.static_range(0, SLC_BLOCK, BN):
                 s = j * SLC_BLOCK + sub + tl.arange(0, BN)
                 kvalid = (s < (j + 1) * SLC_BLOCK) & (s <= t_hi)
-                b_k = _load_keys(k, kbase + s, hkv, dk, kvalid, H_KV, DK)
+                b_k, b_k2 = _load_parts(k, kbase + s, hkv, kvalid, H_KV, DK, BDK, BDK2)
                 b_v = _load_keys(v, kbase + s, hkv, dv, kvalid, H_KV, DV)
                 mask = _slc_mask(s, t, member, valid, kvalid, window, UNION)
-                p = tl.where(
-                    mask, tl.exp2(tl.dot(b_q, tl.trans(b_k)) * scale_log2 - b_lse[:, None]), 0.0
-                )
+                qk = _dot_qk(b_q, b_q2, b_k, b_k2, BDK2)
+                p = tl.where(mask, tl.exp2(qk * scale_log2 - b_lse[:, None]), 0.0)
                 ds = p * (tl.dot(b_do, tl.trans(b_v)) - b_delta[:, None])
-                acc += tl.dot(ds.to(b_k.dtype), b_k)
+                acc, acc2 = _acc_parts(acc, acc2, ds.to(b_k.dtype), b_k, b_k2, BDK2)
     else:
         lo, hi = _dense_span(MODE, t_lo, t_hi, window, CMP_BLOCK, CMP_STRIDE)
         for ci in range(0, tl.cdiv(hi - lo, BN)):
             s = lo + ci * BN + tl.arange(0, BN)
             kvalid = s < hi
-            b_k = _load_keys(k, kbase + s, hkv, dk, kvalid, H_KV, DK)
+            b_k, b_k2 = _load_parts(k, kbase + s, hkv, kvalid, H_KV, DK, BDK, BDK2)
             b_v = _load_keys(v, kbase + s, hkv, dv, kvalid, H_KV, DV)
             mask = _dense_mask(MODE, s, t, valid, kvalid, window, CMP_BLOCK, CMP_STRIDE)
-            p = tl.where(
-                mask, tl.exp2(tl.dot(b_q, tl.trans(b_k)) * scale_log2 - b_lse[:, None]), 0.0
-            )
+            qk = _dot_qk(b_q, b_q2, b_k, b_k2, BDK2)
+            p = tl.where(mask, tl.exp2(qk * scale_log2 - b_lse[:, None]), 0.0)
             ds = p * (tl.dot(b_do, tl.trans(b_v)) - b_delta[:, None])
-            acc += tl.dot(ds.to(b_k.dtype), b_k)
-    dq_ptr = dq + flat[:, None] * DK + dk[None, :]
-    dq_mask = valid[:, None] & (dk[None, :] < DK)
-    tl.store(dq_ptr, tl.load(dq_ptr, mask=dq_mask, other=0.0) + acc * scale, mask=dq_mask)
+            acc, acc2 = _acc_parts(acc, acc2, ds.to(b_k.dtype), b_k, b_k2, BDK2)
+    _add_parts(dq, flat, acc * scale, acc2 * scale, valid, DK, BDK, BDK2, False)
 
 
 @triton.jit
@@ -267,6 +328,7 @@ def _attn_dkdv_kernel(
     sel, scale_log2, scale, window, n_splits,
     H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, BT: tl.constexpr, BM: tl.constexpr,
     BN: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
+    BDK2: tl.constexpr,  # > 0: the head dim DK is split in parts of BDK + BDK2 columns
     MODE: tl.constexpr, UNION: tl.constexpr, CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr,
     SLC_BLOCK: tl.constexpr, NSEL: tl.constexpr, BSEL: tl.constexpr, ATOMIC: tl.constexpr,
     TPS: tl.constexpr,  # SLC: query tiles gathered per step (BM rows each)
@@ -301,11 +363,10 @@ def _attn_dkdv_kernel(
         per = tl.cdiv(n_iter, n_splits)
         it_lo = tl.program_id(2) * per
         it_hi = tl.minimum(n_iter, it_lo + per)
-    dk = tl.arange(0, BDK)
     dv = tl.arange(0, BDV)
-    b_k = _load_keys(k, kbase + s, hkv, dk, kvalid, H_KV, DK)  # [BN, BDK]
+    b_k, b_k2 = _load_parts(k, kbase + s, hkv, kvalid, H_KV, DK, BDK, BDK2)  # [BN, BDK], [BN, BDK2]
     b_v = _load_keys(v, kbase + s, hkv, dv, kvalid, H_KV, DV)
-    acc_k = tl.zeros([BN, BDK], dtype=tl.float32)
+    acc_k, acc_k2 = _zeros_parts(BN, BDK, BDK2)
     acc_v = tl.zeros([BN, BDV], dtype=tl.float32)
     r = tl.arange(0, BM * TPS)
     i = (r % BM) // G  # position inside its tile
@@ -323,7 +384,7 @@ def _attn_dkdv_kernel(
             valid = (i < BT) & (i0 + i < ql)
         row = qbase + i0 + i
         t = pos0 + i0 + i
-        b_q = _load_rows(q, row, head, dk, valid, H, DK)
+        b_q, b_q2 = _load_parts(q, row, head, valid, H, DK, BDK, BDK2)
         b_do = _load_rows(do, row, head, dv, valid, H, DV)
         flat = row.to(tl.int64) * H + head
         b_lse = tl.load(lse + flat, mask=valid, other=0.0)
@@ -336,22 +397,19 @@ def _attn_dkdv_kernel(
             mask = _slc_mask(s, t, member, valid, kvalid, window, UNION)
         else:
             mask = _dense_mask(MODE, s, t, valid, kvalid, window, CMP_BLOCK, CMP_STRIDE)
-        p = tl.where(mask, tl.exp2(tl.dot(b_q, tl.trans(b_k)) * scale_log2 - b_lse[:, None]), 0.0)
+        qk = _dot_qk(b_q, b_q2, b_k, b_k2, BDK2)
+        p = tl.where(mask, tl.exp2(qk * scale_log2 - b_lse[:, None]), 0.0)
         acc_v += tl.dot(tl.trans(p).to(b_do.dtype), b_do)
         ds = p * (tl.dot(b_do, tl.trans(b_v)) - b_delta[:, None])
-        acc_k += tl.dot(tl.trans(ds).to(b_q.dtype), b_q)
-    kflat = ((kbase + s).to(tl.int64) * H_KV + hkv)[:, None]
-    mk = kvalid[:, None] & (dk[None, :] < DK)
-    mv = kvalid[:, None] & (dv[None, :] < DV)
+        acc_k, acc_k2 = _acc_parts(acc_k, acc_k2, tl.trans(ds).to(b_q.dtype), b_q, b_q2, BDK2)
+    kflat = (kbase + s).to(tl.int64) * H_KV + hkv
     if ATOMIC:
         if it_hi > it_lo:  # a split past the end of its key tile's range adds nothing
-            tl.atomic_add(dk_out + kflat * DK + dk[None, :], acc_k * scale, mask=mk)
-            tl.atomic_add(dv_out + kflat * DV + dv[None, :], acc_v, mask=mv)
+            _add_parts(dk_out, kflat, acc_k * scale, acc_k2 * scale, kvalid, DK, BDK, BDK2, True)
+            _add_cols(dv_out, kflat, dv, acc_v, kvalid, DV, True)
     else:
-        pk = dk_out + kflat * DK + dk[None, :]
-        pv = dv_out + kflat * DV + dv[None, :]
-        tl.store(pk, tl.load(pk, mask=mk, other=0.0) + acc_k * scale, mask=mk)
-        tl.store(pv, tl.load(pv, mask=mv, other=0.0) + acc_v, mask=mv)
+        _add_parts(dk_out, kflat, acc_k * scale, acc_k2 * scale, kvalid, DK, BDK, BDK2, False)
+        _add_cols(dv_out, kflat, dv, acc_v, kvalid, DV, False)
 
 
 def tile_rows(G: int, block_m: int) -> tuple[int, int]:
@@ -365,11 +423,32 @@ def slc_step_tiles(G: int, block_m: int) -> int:
     return max(1, SLC_STEP_ROWS // tile_rows(G, block_m)[0])
 
 
-def _dims(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> dict:
+def _pad(n: int) -> int:
+    return max(16, triton.next_power_of_2(n))
+
+
+def head_parts(D: int, split: bool) -> tuple[int, int]:
+    """Tile widths (BD, BD2) covering a head dim D: tl.arange needs powers of two.
+
+    Unsplit: (D padded to a power of two, 0). Split: the largest power of two <= D and the rest
+    padded (192 = 128 + 64, 96 = 64 + 32, 48 = 32 + 16), so a tile loads and multiplies D
+    columns instead of 256 / 128 / 64; kept unsplit where that saves nothing (a power of two,
+    or 112 -> 64 + 64), and no part is narrower than 16 (tl.dot's minimum K).
+    """
+    if not split or D <= 16:
+        return _pad(D), 0
+    first = 1 << (D.bit_length() - 1)
+    second = _pad(D - first) if first < D else 0
+    if second == 0 or first + second >= _pad(D):
+        return _pad(D), 0
+    return first, second
+
+
+def _dims(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, split_dk: bool = False) -> dict:
     _N, H, DK = q.shape
     H_KV, DV = k.shape[1], v.shape[2]
-    pad = lambda n: max(16, triton.next_power_of_2(n))
-    return dict(H=H, H_KV=H_KV, G=H // H_KV, DK=DK, DV=DV, BDK=pad(DK), BDV=pad(DV))
+    BDK, BDK2 = head_parts(DK, split_dk)
+    return dict(H=H, H_KV=H_KV, G=H // H_KV, DK=DK, DV=DV, BDK=BDK, BDK2=BDK2, BDV=_pad(DV))
 
 
 def _consts(cfg: NSAConfig, mode: int) -> dict:
@@ -379,8 +458,9 @@ def _consts(cfg: NSAConfig, mode: int) -> dict:
 
 
 def _warps(d: dict, BM: int) -> int:
-    """Wide heads (the paper's Dk = 192 pads to 256) or tall tiles need 8 warps."""
-    return 8 if max(d["BDK"], d["BDV"]) >= 256 or BM >= 128 else 4
+    """Wide heads (the paper's Dk = 192: padded to 256, or split 128 + 64) or tall tiles need
+    8 warps."""
+    return 8 if max(d["BDK"] + d["BDK2"], d["BDV"]) >= 192 or BM >= 128 else 4
 
 
 def _block_n(cfg: NSAConfig, mode: int, block_n: int) -> int:
@@ -401,10 +481,12 @@ def attn_fwd(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: SeqMeta, cfg: NSAConfig, mode: int,
     scale: float, sel: Selection | None = None, splits: int = 1, block_m: int = 64,
     block_n: int = 64, out_dtype: torch.dtype | None = None, with_output: bool = True,
+    split_dk: bool = False,
 ) -> tuple[torch.Tensor | None, torch.Tensor]:  # fmt: skip
     """One branch forward. Returns o [S, N, H, Dv] and lse [S, N, H] (fp32) for S splits;
-    with_output=False skips the values and returns (None, lse)."""
-    d = _dims(q, k, v)
+    with_output=False skips the values and returns (None, lse). split_dk: tiles over Dk in
+    two power-of-two parts (head_parts) instead of one padded tile."""
+    d = _dims(q, k, v, split_dk)
     BM, BT = tile_rows(d["G"], block_m)
     tile_seq, tile_i0, idx, ulist, ucount, U = _tiles(meta, mode, BT, sel, q.device)
     N = q.shape[0]
@@ -426,9 +508,10 @@ def attn_dq(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.Tensor, lse: torch.Tensor,
     delta: torch.Tensor, dq: torch.Tensor, meta: SeqMeta, cfg: NSAConfig, mode: int,
     scale: float, sel: Selection | None = None, block_m: int = 64, block_n: int = 64,
+    split_dk: bool = False,
 ) -> None:  # fmt: skip
     """Adds one branch's dQ into dq [N, H, Dk] (fp32). do [N, H, Dv]; lse, delta [N, H]."""
-    d = _dims(q, k, v)
+    d = _dims(q, k, v, split_dk)
     BM, BT = tile_rows(d["G"], block_m)
     tile_seq, tile_i0, idx, ulist, ucount, U = _tiles(meta, mode, BT, sel, q.device)
     kv_start = meta.c_start if mode == MODE_CMP else meta.k_start
@@ -444,7 +527,7 @@ def attn_dkdv(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.Tensor, lse: torch.Tensor,
     delta: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor, meta: SeqMeta, cfg: NSAConfig,
     mode: int, scale: float, sel: Selection | None = None, work=None, block_m: int = 64,
-    block_n: int = 64, query_steps: int = DKDV_QUERY_STEPS,
+    block_n: int = 64, query_steps: int = DKDV_QUERY_STEPS, split_dk: bool = False,
 ) -> None:  # fmt: skip
     """Adds one branch's dK/dV into dk, dv ([*, H_kv, D], fp32).
 
@@ -456,7 +539,7 @@ def attn_dkdv(
     select.slc_work (a block and a list of query tiles that read it), atomically added; each
     step gathers slc_step_tiles(G, block_m) of its tiles (build the work with that many).
     """
-    d = _dims(q, k, v)
+    d = _dims(q, k, v, split_dk)
     BM, BT = tile_rows(d["G"], block_m)
     BN = _block_n(cfg, mode, block_n)
     n_splits = 1

@@ -94,6 +94,7 @@ def nsa_decode(
     gates: torch.Tensor | None = None,
     scale: float | None = None,
     splits: int | None = None,
+    split_head_dim: bool = False,
 ) -> torch.Tensor:
     """NSA output of the newest token: q [B, H, Dk] -> o [B, H, Dv].
 
@@ -101,6 +102,7 @@ def nsa_decode(
     (update_compressed_cache). lengths as an int32 device tensor keeps the call free of
     host-device copies and syncs, so a decode step can be captured in a CUDA graph (its values
     are then not checked). splits: key splits per branch (None: enough to fill the GPU).
+    split_head_dim: as KernelTuning.split_head_dim (two power-of-two Dk tiles, not one padded).
     """
     _validate(q, k_cache, v_cache, kc_cache, vc_cache, lengths, cfg, gates)
     if not isinstance(lengths, torch.Tensor):
@@ -113,7 +115,7 @@ def nsa_decode(
     k, v = k_cache.reshape(B * S, H_kv, -1), v_cache.reshape(B * S, H_kv, -1)
     kc, vc = kc_cache.reshape(B * S_cmp, H_kv, -1), vc_cache.reshape(B * S_cmp, H_kv, -1)
     G = q.shape[1] // H_kv
-    run = dict(block_m=DECODE_BLOCK_M, out_dtype=torch.float32)
+    run = dict(block_m=DECODE_BLOCK_M, out_dtype=torch.float32, split_dk=split_head_dim)
     n_split = lambda keys: splits or _splits(B * H_kv, keys)
     n_cmp = cfg.num_compressed(S)
     gated = cfg.combine == "gated"  # union reads only the compressed log-sum-exp
@@ -122,7 +124,9 @@ def nsa_decode(
     )
     lse_cmp = torch.logsumexp(lse_part, dim=0)
     o_cmp = merge_splits(o_part, lse_part)[0] if gated else None
-    scores = slc_scores(q, kc, lse_cmp, meta, cfg, scale, splits=n_split(n_cmp))
+    scores = slc_scores(
+        q, kc, lse_cmp, meta, cfg, scale, splits=n_split(n_cmp), split_dk=split_head_dim
+    )
     sel = selection_per_query(top_n(scores, cfg), meta, G, DECODE_BLOCK_M)
     slc_splits = min(n_split(cfg.n_selected * cfg.slc_block), cfg.n_selected)
     part = attn_fwd(q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, splits=slc_splits, **run)

@@ -133,4 +133,7 @@ class NSAAttention(nn.Module):
             update_compressed_cache(v_cache, vc_cache, lengths, self.cfg, self.v_phi)
         gates = self.gates(gate_input)
         gates = None if gates is None else gates.to(q.dtype)
-        return nsa_decode(q, k_cache, v_cache, kc_cache, vc_cache, lengths, self.cfg, gates)
+        return nsa_decode(
+            q, k_cache, v_cache, kc_cache, vc_cache, lengths, self.cfg, gates,
+            split_head_dim=self.tuning.split_head_dim,
+        )  # fmt: skip

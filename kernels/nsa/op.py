@@ -41,6 +41,10 @@ class KernelTuning:
     picked 16 rows for G = 16, 7 and 6 alike (qwen-1.5b forward 8.8 ms vs 10.5 ms at 64 rows;
     v3-v4 had 64 rows as the default for G < 16 regardless); G < 6 was not swept.
     block_m_slc = 0 picks that by G.
+
+    split_head_dim: tile a Dk that is not a power of two in two power-of-two parts (192 =
+    128 + 64) instead of padding it (192 -> 256), in every kernel that dots over Dk
+    (attention.head_parts). Off until the H200 times both (kernels/NOTES.md, v5).
     """
 
     block_m_cmp: int = 128
@@ -48,6 +52,7 @@ class KernelTuning:
     block_m_win: int = 128
     block_n: int = 64
     dkdv_query_steps: int = DKDV_QUERY_STEPS
+    split_head_dim: bool = False
 
     def for_group(self, G: int) -> KernelTuning:
         """This tuning with block_m_slc resolved for group size G."""
@@ -68,7 +73,7 @@ def _branch_args(tuning: KernelTuning, mode: int, backward: bool = False) -> dic
     )
     if backward and mode != MODE_SLC:  # SLC tiles must match the forward's block unions
         block_m = min(block_m, BWD_MAX_BLOCK_M)
-    return dict(block_m=block_m, block_n=tuning.block_n)
+    return dict(block_m=block_m, block_n=tuning.block_n, split_dk=tuning.split_head_dim)
 
 
 class NSAFunction(torch.autograd.Function):
@@ -85,7 +90,8 @@ class NSAFunction(torch.autograd.Function):
             q, kc, vc, meta, cfg, MODE_CMP, scale, with_output=gated, **cmp_args
         )
         lse_cmp = lse_cmp[0]
-        idx = top_n(slc_scores(q, kc, lse_cmp, meta, cfg, scale), cfg)
+        scores = slc_scores(q, kc, lse_cmp, meta, cfg, scale, split_dk=tuning.split_head_dim)
+        idx = top_n(scores, cfg)
         sel = build_selection(idx, meta, cfg, G, tuning.block_m_slc)
         slc_args, win_args = _branch_args(tuning, MODE_SLC), _branch_args(tuning, MODE_WIN)
         o_slc, lse_slc = attn_fwd(q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, **slc_args)

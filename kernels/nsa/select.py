@@ -15,7 +15,7 @@ import triton
 import triton.language as tl
 
 from ..errors import KernelsUserError
-from .attention import _LOG2E, LOG2E, Selection, _load_keys, _load_rows, tile_rows
+from .attention import _LOG2E, LOG2E, Selection, _dot_qk, _load_parts, head_parts, tile_rows
 from .config import NSAConfig
 from .varlen import SeqMeta, query_tiles
 
@@ -25,12 +25,12 @@ SLC_WORK_TILES = 32  # dK/dV steps per work item of the selection branch (before
 
 
 @triton.jit
-def _cmp_probs(b_q, kc, c, hkv, t, valid, cl, cbase, b_lse, scale_log2, dk,
-               H_KV: tl.constexpr, DK: tl.constexpr, CMP_BLOCK: tl.constexpr,
-               CMP_STRIDE: tl.constexpr):  # fmt: skip
+def _cmp_probs(b_q, b_q2, kc, c, hkv, t, valid, cl, cbase, b_lse, scale_log2,
+               H_KV: tl.constexpr, DK: tl.constexpr, BDK: tl.constexpr, BDK2: tl.constexpr,
+               CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr):  # fmt: skip
     cvalid = (c >= 0) & (c < cl)
-    b_k = _load_keys(kc, cbase + c, hkv, dk, cvalid, H_KV, DK)
-    s = tl.dot(b_q, tl.trans(b_k)) * scale_log2
+    b_k, b_k2 = _load_parts(kc, cbase + c, hkv, cvalid, H_KV, DK, BDK, BDK2)
+    s = _dot_qk(b_q, b_q2, b_k, b_k2, BDK2) * scale_log2
     vis = (
         valid[:, None] & cvalid[None, :] & ((c * CMP_STRIDE + CMP_BLOCK - 1)[None, :] <= t[:, None])
     )
@@ -43,7 +43,8 @@ def _slc_scores_kernel(
     tile_seq, tile_i0, q_start, q_len, q_pos0, c_start, c_len,
     NS, scale_log2,
     H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, GP: tl.constexpr, BT: tl.constexpr,
-    BM: tl.constexpr, DK: tl.constexpr, BDK: tl.constexpr, BJ: tl.constexpr, BC: tl.constexpr,
+    BM: tl.constexpr, DK: tl.constexpr, BDK: tl.constexpr, BDK2: tl.constexpr,
+    BJ: tl.constexpr, BC: tl.constexpr,
     HALO: tl.constexpr,
     CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr, SLC_BLOCK: tl.constexpr,
     L_UNITS: tl.constexpr, R_UNITS: tl.constexpr, SPLITS: tl.constexpr,
@@ -63,8 +64,7 @@ def _slc_scores_kernel(
     row = tl.load(q_start + b) + i0 + i
     head = hkv * G + r % GP
     t = pos0 + i0 + i
-    dk = tl.arange(0, BDK)
-    b_q = _load_rows(q, row, head, dk, valid, H, DK)
+    b_q, b_q2 = _load_parts(q, row, head, valid, H, DK, BDK, BDK2)  # [BM, BDK], [BM, BDK2]
     b_lse = tl.load(lse + row.to(tl.int64) * H + head, mask=valid, other=0.0)
     b_lse = tl.where(b_lse == float("-inf"), 0.0, b_lse * _LOG2E)
     # per position (not per row) for the output
@@ -85,8 +85,8 @@ def _slc_scores_kernel(
     # the spill of the block just before this program's first chunk (its last R tokens)
     h = tl.arange(0, HALO)
     ch = tl.where(h < R_UNITS, jc_lo * BC - R_UNITS + h, -1)
-    ph = _cmp_probs(b_q, kc, ch, hkv, t, valid, cl, cbase, b_lse, scale_log2, dk,
-                    H_KV, DK, CMP_BLOCK, CMP_STRIDE)  # fmt: skip
+    ph = _cmp_probs(b_q, b_q2, kc, ch, hkv, t, valid, cl, cbase, b_lse, scale_log2,
+                    H_KV, DK, BDK, BDK2, CMP_BLOCK, CMP_STRIDE)  # fmt: skip
     w_h = tl.where(h < R_UNITS, tl.maximum(L_UNITS - R_UNITS + h, 0), 0).to(tl.float32)
     carry = tl.sum(ph * w_h[None, :], 1)  # [BM]
     jj = tl.arange(0, BJ)
@@ -94,8 +94,8 @@ def _slc_scores_kernel(
     for jc in range(jc_lo, tl.minimum(n_jc, jc_lo + per)):
         j = jc * BJ + jj
         c = jc * BC + tl.arange(0, BC)
-        p = _cmp_probs(b_q, kc, c, hkv, t, valid, cl, cbase, b_lse, scale_log2, dk,
-                       H_KV, DK, CMP_BLOCK, CMP_STRIDE)  # fmt: skip
+        p = _cmp_probs(b_q, b_q2, kc, c, hkv, t, valid, cl, cbase, b_lse, scale_log2,
+                       H_KV, DK, BDK, BDK2, CMP_BLOCK, CMP_STRIDE)  # fmt: skip
         p3 = tl.reshape(p, (BM, BJ, R_UNITS))
         inside = tl.sum(p3 * w_in[None, None, :], 2)  # [BM, BJ]
         spill = tl.sum(p3 * w_out[None, None, :], 2)
@@ -123,11 +123,12 @@ def _check_units(cfg: NSAConfig) -> tuple[int, int]:
 
 def slc_scores(
     q: torch.Tensor, kc: torch.Tensor, lse_cmp: torch.Tensor, meta: SeqMeta, cfg: NSAConfig,
-    scale: float, splits: int = 1,
+    scale: float, splits: int = 1, split_dk: bool = False,
 ) -> torch.Tensor:  # fmt: skip
     """Block scores [N, H_kv, N_slc] fp32 (forced +inf, future -inf) from the compressed lse.
 
-    splits > 1 divides each tile's selection blocks over several programs (decode).
+    splits > 1 divides each tile's selection blocks over several programs (decode); split_dk
+    tiles Dk in two power-of-two parts (attention.head_parts).
     """
     L, R = _check_units(cfg)
     N, H, DK = q.shape
@@ -139,10 +140,11 @@ def slc_scores(
     scores = torch.full((N, H_KV, NS), float("-inf"), device=q.device, dtype=torch.float32)
     tile_seq, tile_i0 = query_tiles(meta, BT, q.device)
     halo = max(16, R)
+    BDK, BDK2 = head_parts(DK, split_dk)
     _slc_scores_kernel[(tile_seq.numel(), H_KV, splits)](
         q, kc, lse_cmp, scores, tile_seq, tile_i0, meta.q_start, meta.q_len, meta.q_pos0,
         meta.c_start, meta.c_len, NS, scale * LOG2E, H=H, H_KV=H_KV, G=G, GP=GP, BT=BT, BM=BT * GP,
-        DK=DK, BDK=max(16, triton.next_power_of_2(DK)), BJ=SCORE_BLOCKS, BC=SCORE_BLOCKS * R,
+        DK=DK, BDK=BDK, BDK2=BDK2, BJ=SCORE_BLOCKS, BC=SCORE_BLOCKS * R,
         HALO=halo,
         CMP_BLOCK=cfg.cmp_block, CMP_STRIDE=cfg.cmp_stride, SLC_BLOCK=cfg.slc_block,
         L_UNITS=L, R_UNITS=R, SPLITS=splits,
