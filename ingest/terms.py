@@ -75,7 +75,7 @@ def doc_words(text: str) -> list[str]:
 def word_terms(word: str) -> tuple[str, ...]:
     """Stemmed parts of one word or name (no stopwords, no numbers), cached: words repeat."""
     if word.isascii() and word.islower() and word.replace("_", "").isalpha():  # no regex needed
-        parts = (part for part in word.split("_"))
+        parts = iter(word.split("_"))
     else:
         parts = (part.lower() for part in _PARTS.findall(word))
     return tuple(
