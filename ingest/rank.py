@@ -211,6 +211,15 @@ def _name_weight(name: str, asked: frozenset[str], weights: RankWeights) -> floa
     return 1.0
 
 
+def _name_match(name: str, terms: frozenset[str]) -> int:
+    """How many question terms a name's parts stem to; a term is a prefix of a lower-cased
+    part, so a name that does not contain one as text is not split (most are not)."""
+    lower = name.lower()
+    if not any(term in lower for term in terms):
+        return 0
+    return len({stem(part) for part in split_identifier(name)} & terms)
+
+
 def _rank_definitions(
     maps: Mapping[str, FileMap],
     ordered: Sequence[tuple[str, float]],
@@ -228,8 +237,9 @@ def _rank_definitions(
             inbound = uses.get(definition.name, 0)
             if inbound:
                 inbound -= file_map.references.get(definition.name, 0)
-            words = {stem(part) for part in split_identifier(definition.name)}
-            match = len(words & question.terms) + (3 if definition.name.lower() in asked else 0)
+            match = _name_match(definition.name, question.terms) + (
+                3 if definition.name.lower() in asked else 0
+            )
             private = 0.5 if definition.name.startswith("_") else 1.0
             score = base * (1 + math.log1p(inbound)) * (1 + match) * private
             ranked.append(RankedDefinition(path, definition, score, match))

@@ -63,8 +63,8 @@ class RankInputs:
 
     def lowered_vocabulary(self) -> tuple[str, np.ndarray]:
         """The vocabulary joined by newlines and lower-cased, and where each word ends."""
-        lengths = np.fromiter((len(w) + 1 for w in self.vocabulary), dtype=np.int64)
-        return "\n".join(self.vocabulary).lower(), np.cumsum(lengths)
+        lengths = np.fromiter(map(len, self.vocabulary), dtype=np.int64, count=len(self.vocabulary))
+        return "\n".join(self.vocabulary).lower(), np.cumsum(lengths + 1)
 
     def to_bytes(self) -> bytes:
         arrays = {
