@@ -11,20 +11,19 @@ the two implementations measured in one run. Prints a table, writes JSON.
 from __future__ import annotations
 
 import argparse
-import functools
 import inspect
-import itertools
 import json
 import platform
 import shlex
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from decode_kernels_gpu import attention_decode, projections_decode
+from gpu_timing import HBM_BYTES_PER_S, Timer
 from torch import Tensor
 
 from nsa_assist.model.config import config_from_hf
@@ -34,7 +33,6 @@ from nsa_assist.workers.kv_cache import KVCache
 from nsa_assist.workers.sampling import SamplingParams
 
 RESULTS = Path(__file__).parent / "results" / "engine-h200.json"
-HBM_BYTES_PER_S = 4.3e12  # H200 memory bandwidth used for the decode floor
 
 SHAPES = {  # Qwen2.5-Coder-1.5B
     "vocab_size": 151936,
@@ -71,29 +69,6 @@ def build(
     ours.load_state_dict(hf.state_dict())
     ours.fuse_projections()
     return hf, ours
-
-
-class Timer:
-    """Milliseconds of a callable: CUDA events on a GPU, wall clock elsewhere."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
-
-    def ms(self, fn: Callable[[], object]) -> float:
-        if not self.cuda:
-            began = time.perf_counter()
-            fn()
-            return (time.perf_counter() - began) * 1e3
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end)
-
-    def median_ms(self, fn: Callable[[], object], runs: int) -> float:
-        fn()  # warm-up
-        return statistics.median(self.ms(fn) for _ in range(runs))
 
 
 def guarded(what: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -198,95 +173,6 @@ def cublas_step_ms(ours: Transformer, context: int, steps: int, timer: Timer) ->
         ours.triton_gemv = True
 
 
-def projection_shapes(config: Any) -> dict[str, tuple[int, int, bool]]:
-    """name -> (N, K, has bias) of the batch-1 decode projections."""
-    hidden, inner = config.hidden_size, config.intermediate_size
-    qkv = (config.num_heads + 2 * config.num_kv_heads) * config.head_dim
-    return {
-        "qkv": (qkv, hidden, True),
-        "o": (hidden, hidden, False),
-        "gate_up": (2 * inner, hidden, False),
-        "down": (hidden, inner, False),
-        "lm_head": (config.vocab_size, hidden, False),
-    }
-
-
-def projections_decode(config: Any) -> list[dict[str, Any]]:
-    """us per batch-1 projection (28 calls replayed from one CUDA graph): our GEMV kernel
-    vs F.linear (cuBLAS), and each one's floor (the weight read once)."""
-    from nsa_assist.kernels.dense import gemv
-
-    variants = {"gemv": gemv, "cublas": torch.nn.functional.linear}
-    shapes = projection_shapes(config)
-    return [_projection_row(name, *shape, variants) for name, shape in shapes.items()]
-
-
-def sweep_decode_kernels(config: Any, context: int) -> dict[str, Any]:
-    """Tuning sweep: GEMV rows per program x tile per projection shape (the down projection
-    also with the SwiGLU gate fused), and the decode attention's program target x keys per
-    tile. Each variant timed as in `projections_decode` / `attention_decode`."""
-    from nsa_assist.kernels.dense import gemv, silu_mul
-
-    variants: dict[str, Callable[..., Tensor]] = {"cublas": torch.nn.functional.linear}
-    for rows in (2, 4, 8, 16):
-        for tile in (1024, 2048, 4096):
-            variants[f"r{rows}_t{tile}"] = functools.partial(gemv, rows=rows, tile=tile)
-    shapes = projection_shapes(config)
-    rows_out = [_projection_row(name, *shape, variants) for name, shape in shapes.items()]
-    n, k, _ = shapes["down"]
-    swiglu: dict[str, Callable[..., Tensor]] = {
-        "unfused_default": lambda x, w, b: gemv(silu_mul(x), w, b),
-    }
-    for rows in (2, 4, 8):
-        for tile in (1024, 2048, 4096):
-            swiglu[f"fused_r{rows}_t{tile}"] = functools.partial(
-                gemv, swiglu=True, rows=rows, tile=tile
-            )
-    rows_out.append(_projection_row("down_swiglu", n, k, False, swiglu, input_width=2 * k))
-    attention = [
-        attention_decode(config, 1, context, {"programs": p, "block_n": b})
-        for p in (132, 264, 528)
-        for b in (32, 64, 128)
-    ]
-    return {"projections": rows_out, "attention": attention}
-
-
-def _projection_row(
-    name: str,
-    n: int,
-    k: int,
-    has_bias: bool,
-    variants: dict[str, Callable[..., Tensor]],
-    input_width: int | None = None,
-) -> dict[str, Any]:
-    """One projection shape, each variant timed; each of the graph's calls reads its own
-    weight, as layers do (one weight reused would sit in the 50 MB L2). `input_width` 2K:
-    the input is a gate/up pair and the reference applies SwiGLU first."""
-    from nsa_assist.kernels.dense.reference import silu_mul_reference
-
-    calls = 28 if name != "lm_head" else 4
-    weights = [
-        torch.randn(n, k, device="cuda", dtype=torch.bfloat16) / k**0.5 for _ in range(calls)
-    ]
-    bias = torch.randn(n, device="cuda", dtype=torch.bfloat16) if has_bias else None
-    x = torch.randn(1, 1, input_width or k, device="cuda", dtype=torch.bfloat16)
-    gated = silu_mul_reference(x) if input_width else x
-    reference = torch.nn.functional.linear(
-        gated.float(), weights[0].float(), None if bias is None else bias.float()
-    )
-    row: dict[str, Any] = {"name": name, "n": n, "k": k}
-    row["floor_us"] = round(n * k * 2 / HBM_BYTES_PER_S * 1e6, 2)
-    for kind, project in variants.items():
-        cycle = itertools.cycle(weights)
-        row[kind] = _graph_us(
-            lambda p=project: p(x, weights[0], bias),
-            reference,
-            calls,
-            lambda p=project, c=cycle: p(x, next(c), bias),
-        )
-    return row
-
-
 def decode_floor_ms(ours: Transformer, batch: int, context: int) -> float:
     """Weights plus this batch's KV cache read once at HBM bandwidth."""
     params = {p.data_ptr(): p.numel() * p.element_size() for p in ours.parameters()}
@@ -382,76 +268,6 @@ def sanity(hf: Any, ours: Transformer, length: int, new_tokens: int) -> dict[str
     }
 
 
-def attention_decode(
-    config: Any, batch: int, context: int, tuning: dict[str, int] | None = None
-) -> dict[str, Any]:
-    """us per decode-attention call (28 calls replayed from one CUDA graph) and its error
-    against float32 masked SDPA: our split-KV Triton kernel (at an extent equal to the
-    cache and at a 2x extent bucket) and FlashAttention-2 varlen, side by side."""
-    from nsa_assist.kernels.dense import gqa_decode
-    from nsa_assist.model.attention import DenseAttention, _StepPlan
-    from nsa_assist.model.flash import flash_decode
-
-    heads, kv_heads, dim = config.num_heads, config.num_kv_heads, config.head_dim
-    capacity, dtype = context + 64, torch.bfloat16
-    k = torch.randn(batch, capacity, kv_heads, dim, device="cuda", dtype=dtype)
-    v = torch.randn_like(k)
-    q = torch.randn(batch, 1, heads, dim, device="cuda", dtype=dtype)
-    q_rows = q.view(batch, heads, dim)
-    kv_len = torch.full((batch,), context + 1, dtype=torch.int32, device="cuda")
-    plan = _StepPlan(kv_len, capacity)
-    reference = DenseAttention(config)._decode(q.float(), k.float(), v.float(), plan.mask())
-    row: dict[str, Any] = {
-        "batch": batch,
-        "context": context,
-        "floor_us": round(
-            2 * batch * (context + 1) * kv_heads * dim * 2 / HBM_BYTES_PER_S * 1e6, 2
-        ),
-    }
-    if tuning is not None:  # a sweep point: only our kernel, with these settings
-        row.update(tuning)
-        row["triton"] = _graph_us(
-            lambda: gqa_decode(q_rows, k, v, kv_len, capacity, **tuning).view(batch, 1, heads, dim),
-            reference,
-        )
-        return row
-    calls = {
-        "triton": lambda: gqa_decode(q_rows, k, v, kv_len, capacity),
-        "triton_extent_2x": lambda: gqa_decode(q_rows, k, v, kv_len, 2 * context),
-        "flash": lambda: flash_decode(q, k, v, kv_len, capacity, plan.offsets),
-    }
-    for name, call in calls.items():
-        row[name] = _graph_us(lambda call=call: call().view(batch, 1, heads, dim), reference)
-    return row
-
-
-def _graph_us(
-    call: Callable[[], Tensor],
-    reference: Tensor,
-    layers: int = 28,
-    captured: Callable[[], Tensor] | None = None,
-) -> dict[str, Any]:
-    """Median us per call of `captured` (default: `call`) run `layers` times in one CUDA
-    graph; `call`'s output is checked against `reference`."""
-    out = call()
-    captured = captured or call
-    error = ((out.float() - reference).norm() / reference.norm()).item()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        call()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(layers):
-            captured()
-    for _ in range(3):
-        graph.replay()
-    timer = Timer(torch.device("cuda"))
-    replays = [timer.ms(graph.replay) for _ in range(20)]
-    return {"us": round(statistics.median(replays) * 1e3 / layers, 2), "rel_error": error}
-
-
 def sanity_fp32(hf: Any, ours: Transformer, length: int) -> dict[str, Any]:
     """Both bf16 models against HF in float32 (same weights) at the last position."""
     import copy
@@ -506,17 +322,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--profile", type=Path, help="write a kernel table of eager decode here")
-    parser.add_argument(
-        "--sweep", type=Path, help="only run the decode-kernel tuning sweep (CUDA), JSON here"
-    )
     args = parser.parse_args()
-    if args.sweep is not None:
-        config = config_from_hf({**SHAPES, "model_type": "qwen2"})
-        with torch.inference_mode():
-            result = sweep_decode_kernels(config, context=8192)
-        args.sweep.write_text(json.dumps(result, indent=1) + "\n")
-        print_sweep(result)
-        return
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if args.tiny:
         shapes, lengths, context, batches, steps, chunk = (
@@ -557,18 +363,6 @@ def main() -> None:
         if args.profile is not None and device.type == "cuda":
             profile_decode(ours, context, args.profile)
     write(args, device, dtype, hf, results)
-
-
-def print_sweep(result: dict[str, Any]) -> None:
-    """The best variant per projection shape and per attention setting, with cuBLAS."""
-    for row in result["projections"]:
-        timed = {k: v["us"] for k, v in row.items() if isinstance(v, dict)}
-        ranked = sorted(timed.items(), key=lambda kv: kv[1])
-        print(f"{row['name']:>12} floor {row['floor_us']:6.2f} us, fastest: {ranked[:4]}")
-        print(f"{'':>12} cublas {timed.get('cublas', float('nan')):.2f} us")
-    for row in result["attention"]:
-        us = row["triton"]["us"]
-        print(f"attention programs {row['programs']:>4} block_n {row['block_n']:>4}: {us:.2f} us")
 
 
 def write(

@@ -6,7 +6,7 @@ them at 5-6 us each on an H200 (0.7-1.2 TB/s). Here each program owns a few outp
 the K loop is unrolled at compile time, so its loads can all be issued up front.
 
 Measured on an H200 (1.5B shapes, per call, each call its own weight as in the model; the
-`--sweep` of `bench/engine_gpu.py`, results/decode-sweep-h200.json): q/k/v 4.0 vs cuBLAS
+`bench/decode_kernels_gpu.py --sweep`, results/decode-sweep-h200.json): q/k/v 4.0 vs cuBLAS
 5.3 us, o 3.4 vs 6.4, gate/up 14.7 vs 16.6, down 9.4 vs 12.2 (9.3 with the SwiGLU gate
 fused), lm_head 105.6 vs 114.2. A first version with 64-row programs and a [64 x 512]
 float32 accumulator spilled registers and took 58 us.
@@ -70,7 +70,7 @@ def gemv_supported(x: Tensor, weight: Tensor, swiglu: bool = False) -> bool:
 
 
 def rows_per_program(swiglu: bool) -> int:
-    """Output rows per program, from the H200 sweep (`bench/engine_gpu.py --sweep`): 2 was
+    """Output rows per program, from the H200 sweep (`bench/decode_kernels_gpu.py`): 2 was
     fastest or within noise for every 1.5B projection; the SwiGLU-fused down projection
     wanted 4 rows with 4096-element tiles (9.3 us; 13.7 us at 4 x 2048)."""
     return 4 if swiglu else 2
