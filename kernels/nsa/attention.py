@@ -14,10 +14,11 @@ offsets (see varlen.py); outputs o [S, N, H, Dv] and lse [S, N, H] (natural log,
 row reads nothing) with S key splits for flash-decoding.
 
 Tiles are powers of two wide, so a head dim Dk that is not one is either padded (192 -> 256:
-a third more dot work and loads in every q.k, dQ and dK dot) or, with split_dk, covered by two
-parts (192 = 128 + 64, head_parts): q and k load as two tiles, q.k is the sum of two dots and
-dQ / dK are accumulated and stored per part. BDK2 = 0 (the default, and any power-of-two Dk)
-compiles the one-tile path.
+a third more MMA work, registers and shared memory in every q.k, dQ and dK dot; the masked
+columns are not read from memory) or, with split_dk, covered by two power-of-two parts
+(192 = 128 + 64, head_parts): q and k load as two tiles, q.k is the sum of two dots and dQ / dK
+are accumulated and stored per part. BDK2 = 0 (the default, and any power-of-two Dk) compiles
+the one-tile path.
 """
 
 from __future__ import annotations
