@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nsa_assist.kernels.nsa import NSAConfig, nsa_attention, nsa_decode
+from nsa_assist.kernels.nsa import KernelTuning, NSAConfig, nsa_attention, nsa_decode
 from nsa_assist.kernels.nsa.compress import compress_mean
 from nsa_assist.kernels.nsa.varlen import cmp_cu_seqlens
 from nsa_assist.kernels.reference import nsa_reference
@@ -14,6 +14,7 @@ pytestmark = pytest.mark.gpu
 
 CONFIGS = {"paper": (64, 4, 192, 128), "qwen-1.5b": (12, 2, 128, 128), "qwen-0.5b": (14, 2, 64, 64)}
 BF16_TOL = 5e-3  # "well under 1e-2"
+SPLIT = KernelTuning(split_head_dim=True)  # the paper's Dk = 192 as 128 + 64 tiles (NOTES v5)
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -43,42 +44,53 @@ def _reference(q, k, v, kc, vc, cfg, gates, cu):
     )  # fmt: skip
 
 
+def _case_id(x):
+    if isinstance(x, bool):
+        return "split-dk" if x else "padded-dk"
+    return x if isinstance(x, str) else "+".join(map(str, x))
+
+
 @pytest.mark.parametrize(
-    "name,lengths,combine",
+    "name,lengths,combine,split",
     [
-        ("qwen-1.5b", [8192], "gated"),
-        ("qwen-1.5b", [32768], "union"),
-        ("qwen-1.5b", [65536], "gated"),
-        ("qwen-0.5b", [16384, 3001], "gated"),
-        ("paper", [8192], "gated"),
-        ("paper", [8192], "union"),
+        ("qwen-1.5b", [8192], "gated", False),
+        ("qwen-1.5b", [32768], "union", False),
+        ("qwen-1.5b", [65536], "gated", False),
+        ("qwen-0.5b", [16384, 3001], "gated", False),
+        ("paper", [8192], "gated", False),
+        ("paper", [8192], "union", False),
+        ("paper", [8192], "gated", True),
+        ("paper", [8192], "union", True),
     ],
-    ids=lambda x: x if isinstance(x, str) else "+".join(map(str, x)),
+    ids=_case_id,
 )
-def test_forward_bf16_matches_fp32_reference(name, lengths, combine):
+def test_forward_bf16_matches_fp32_reference(name, lengths, combine, split):
     cfg = NSAConfig(combine=combine)
     q, k, v, gates, cu = _inputs(lengths, name)
     kc, vc = compress_mean(k, cu, cfg), compress_mean(v, cu, cfg)
-    o = nsa_attention(q, k, v, kc, vc, cfg, gates, cu)
+    tuning = SPLIT if split else KernelTuning()
+    o = nsa_attention(q, k, v, kc, vc, cfg, gates, cu, tuning=tuning)
     err = rel(o, _reference(q, k, v, kc, vc, cfg, gates, cu))
-    print(f"{name} {lengths} {combine}: rel err {err:.2e}")
+    print(f"{name} {lengths} {combine} split={split}: rel err {err:.2e}")
     assert err < BF16_TOL
 
 
 @pytest.mark.parametrize(
-    "name,lengths,combine",
+    "name,lengths,combine,split",
     [
-        ("qwen-1.5b", [4096, 1000], "gated"),
-        ("qwen-1.5b", [4096], "union"),
-        ("paper", [2048], "gated"),
+        ("qwen-1.5b", [4096, 1000], "gated", False),
+        ("qwen-1.5b", [4096], "union", False),
+        ("paper", [2048], "gated", False),
+        ("paper", [2048, 700], "gated", True),
     ],
-    ids=lambda x: x if isinstance(x, str) else "+".join(map(str, x)),
+    ids=_case_id,
 )
-def test_backward_bf16_matches_fp32_reference(name, lengths, combine):
+def test_backward_bf16_matches_fp32_reference(name, lengths, combine, split):
     cfg = NSAConfig(combine=combine)
     q, k, v, gates, cu = _inputs(lengths, name, requires_grad=True)
     kc, vc = compress_mean(k, cu, cfg), compress_mean(v, cu, cfg)
-    o = nsa_attention(q, k, v, kc, vc, cfg, gates, cu)
+    tuning = SPLIT if split else KernelTuning()
+    o = nsa_attention(q, k, v, kc, vc, cfg, gates, cu, tuning=tuning)
     ref = _reference(q, k, v, kc, vc, cfg, gates, cu)
     do = torch.randn_like(ref)
     inputs = (q, k, v, gates) if combine == "gated" else (q, k, v)
@@ -90,10 +102,14 @@ def test_backward_bf16_matches_fp32_reference(name, lengths, combine):
         assert err < BF16_TOL, label
 
 
-@pytest.mark.parametrize("combine", ["gated", "union"])
-def test_decode_bf16_matches_reference(combine):
+@pytest.mark.parametrize(
+    "name,combine,split",
+    [("qwen-1.5b", "gated", False), ("qwen-1.5b", "union", False), ("paper", "gated", True)],
+    ids=_case_id,
+)
+def test_decode_bf16_matches_reference(name, combine, split):
     cfg = NSAConfig(combine=combine)
-    H, H_kv, Dk, Dv = CONFIGS["qwen-1.5b"]
+    H, H_kv, Dk, Dv = CONFIGS[name]
     lengths, S = [8191, 5000, 300, 17], 8192
     B = len(lengths)
     mk = lambda *s: torch.randn(*s, device="cuda", dtype=torch.bfloat16)
@@ -106,7 +122,9 @@ def test_decode_bf16_matches_reference(combine):
         n_c = cfg.num_compressed(n)
         kc_cache[b, :n_c] = compress_mean(k_cache[b, :n], [0, n], cfg)
         vc_cache[b, :n_c] = compress_mean(v_cache[b, :n], [0, n], cfg)
-    o = nsa_decode(q, k_cache, v_cache, kc_cache, vc_cache, lengths, cfg, gates)
+    o = nsa_decode(
+        q, k_cache, v_cache, kc_cache, vc_cache, lengths, cfg, gates, split_head_dim=split
+    )
     for b, n in enumerate(lengths):
         n_c = cfg.num_compressed(n)
         qs = mk(n, H, Dk)
