@@ -73,7 +73,7 @@ def token_counter(model: str | None, home: Path) -> tuple[str, CountTokens]:
 
         raw = Tokenizer.from_file(str(given))
         return given.name, lambda text: len(raw.encode(text, add_special_tokens=False).ids)
-    from nsa_assist.model.loader import load_tokenizer
+    from nsa_assist.model.source import load_tokenizer
 
     from .progress import stage_progress
     from .runtime import announce_first_use, choose_model

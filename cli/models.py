@@ -9,17 +9,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .devices import cuda_available
 from .guard import user_errors_as_exit
 from .progress import stage_progress
 from .settings import Settings
 
 models_app = typer.Typer(help="List and fetch the bundled models.", no_args_is_help=True)
-
-
-def _has_gpu() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 @models_app.command("list")
@@ -31,7 +26,7 @@ def list_command(
     from nsa_assist.model.registry import REGISTRY, default_model_name, model_path
 
     settings = Settings.from_env()
-    default = default_model_name(_has_gpu())
+    default = default_model_name(cuda_available())
     rows = [
         {
             "name": spec.name,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
+from .devices import cuda_available
 from .progress import stage_progress
 from .settings import Settings
 
@@ -26,11 +27,9 @@ class ModelChoice:
 
 def choose_model(ref: str | None) -> ModelChoice:
     """The user's `--model`, else this machine's default (the 1.5B on a GPU, the 0.5B on CPU)."""
-    import torch
-
     from nsa_assist.model.registry import default_model_name
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = "cuda" if cuda_available() else "cpu"
     if ref:
         return ModelChoice(ref, device, explicit=True)
     return ModelChoice(default_model_name(device == "cuda"), device, explicit=False)

