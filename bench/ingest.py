@@ -18,6 +18,7 @@ cache; pass --tokenizer to choose another).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -30,6 +31,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pymupdf
@@ -40,7 +42,7 @@ from nsa_assist.ingest.pack import PackConfig, pack_repository
 from nsa_assist.ingest.parse_cache import ParseCache, map_repository
 from nsa_assist.ingest.path_order import pack_in_path_order
 from nsa_assist.ingest.pdf import read_pdf
-from nsa_assist.ingest.pipeline import cached_rank_inputs
+from nsa_assist.ingest.pipeline import cached_rank_inputs, remembered_counts
 from nsa_assist.ingest.rank import RankWeights, rank
 from nsa_assist.ingest.terms import parse_question
 from nsa_assist.ingest.walk import WalkConfig, walk_source
@@ -93,7 +95,7 @@ def _arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _counter(path: Path | None) -> tuple[CountTokens, str]:
+def _counter(path: Path | None) -> tuple[Counter, str]:
     if path is None:
         home = Path(os.environ.get("NSA_HOME") or "~/.cache/nsa-assist").expanduser()
         found = sorted((home / "models").glob("qwen2.5-coder-0.5b*.tokenizer.json"))
@@ -101,7 +103,19 @@ def _counter(path: Path | None) -> tuple[CountTokens, str]:
             sys.exit("no tokenizer.json in the model cache: run `nsa models pull` or --tokenizer")
         path = found[0]
     tokenizer = Tokenizer.from_file(str(path))
-    return (lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)), path.name
+    identity = f"{path.name} {hashlib.sha256(path.read_bytes()).hexdigest()}"
+    return Counter(tokenizer, identity), path.name
+
+
+@dataclass(frozen=True)
+class Counter:
+    """The model tokenizer's count, and its name for the parse cache's token counts."""
+
+    tokenizer: Tokenizer
+    identity: str
+
+    def __call__(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
 
 def _versions() -> dict[str, str]:
@@ -131,7 +145,7 @@ def _link_tree(sources: list[tuple[Path, str]], target: Path, suffixes: tuple[st
 
 
 def _timed_pipeline(
-    root: Path, question: str, budget: int, cache: Path, count_tokens: CountTokens, workers: int
+    root: Path, question: str, budget: int, cache: Path, count_tokens: Counter, workers: int
 ) -> dict:
     """Walk, parse (through the cache), rank and pack once, timing each stage (the stages
     of `ingest_repository`; rank includes building or loading its question-independent
@@ -149,11 +163,13 @@ def _timed_pipeline(
     mark = time.perf_counter()
     weights = RankWeights()
     inputs = cached_rank_inputs(walked.files, mapped, weights, parse_cache)
-    parse_cache.close()
     ranking = rank(walked.files, mapped.maps, parse_question(question), weights, inputs)
     times["rank"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    context = pack_repository(walked, mapped.maps, ranking, PackConfig(budget), count_tokens)
+    memo = remembered_counts(count_tokens, count_tokens.identity, parse_cache)
+    context = pack_repository(walked, mapped.maps, ranking, PackConfig(budget), memo)
+    memo.flush()
+    parse_cache.close()
     times["pack"] = time.perf_counter() - mark
     times["total"] = time.perf_counter() - start
     times["cpu_this_process"] = time.process_time() - cpu_start
@@ -174,7 +190,7 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _large(tmp: Path, count_tokens: CountTokens, workers: int) -> dict:
+def _large(tmp: Path, count_tokens: Counter, workers: int) -> dict:
     site = Path(sysconfig.get_paths()["purelib"])
     root = tmp / "large"
     sources = [(site / name, name) for name in LARGE_PACKAGES if (site / name).is_dir()]

@@ -31,6 +31,8 @@ CACHE_FILE = f"codemap-v7-py{sys.version_info.major}{sys.version_info.minor}.sql
 """Renamed whenever `FileMap` changes shape, so old entries are never misread."""
 LOOKUP_BATCH = 500
 KEEP_SNAPSHOTS = 4
+KEEP_TOKEN_COUNTS = 200_000
+"""Newest token counts kept (~60 per question; a row is ~60 bytes)."""
 PARALLEL_MIN_FILES = 64
 """Below this many misses, starting worker processes costs more than it saves."""
 
@@ -57,6 +59,7 @@ class ParseCache:
         self._db = sqlite3.connect(self.path)
         self._db.execute("CREATE TABLE IF NOT EXISTS maps (key TEXT PRIMARY KEY, value BLOB)")
         self._db.execute("CREATE TABLE IF NOT EXISTS snapshots (key TEXT PRIMARY KEY, value BLOB)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS tokens (key TEXT PRIMARY KEY, value INTEGER)")
 
     def get_many(self, keys: Sequence[str]) -> dict[str, FileMap]:
         found: dict[str, FileMap] = {}
@@ -87,6 +90,20 @@ class ParseCache:
                 "DELETE FROM snapshots WHERE rowid NOT IN "
                 "(SELECT rowid FROM snapshots ORDER BY rowid DESC LIMIT ?)",
                 (KEEP_SNAPSHOTS,),
+            )
+
+    def get_tokens(self, key: str) -> int | None:
+        """A stored token count (see `token_memo.TokenMemo`)."""
+        row = self._db.execute("SELECT value FROM tokens WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def put_tokens(self, items: Iterable[tuple[str, int]]) -> None:
+        """Store token counts by key; only the newest `KEEP_TOKEN_COUNTS` are kept."""
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO tokens VALUES (?, ?)", list(items))
+            self._db.execute(
+                "DELETE FROM tokens WHERE rowid <= (SELECT MAX(rowid) FROM tokens) - ?",
+                (KEEP_TOKEN_COUNTS,),
             )
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ from .parse_cache import MappedFiles, ParseCache, map_repository
 from .rank import RankWeights, rank, rank_inputs
 from .rank_inputs import INPUTS_VERSION, RankInputs
 from .terms import parse_question
+from .token_memo import TokenMemo
 from .walk import SourceFile, WalkConfig, walk_source
 
 
@@ -34,6 +35,9 @@ class IngestOptions:
     weights: RankWeights = field(default_factory=RankWeights)
     password: str | None = None
     """Opens an encrypted PDF."""
+    tokenizer: str | None = None
+    """Names the tokenizer `count_tokens` uses (a hash of its tokenizer.json, say): with a
+    cache_dir, token counts are kept there under this name. None: every text is counted."""
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -99,6 +103,15 @@ def cached_rank_inputs(
     return inputs
 
 
+def remembered_counts(
+    count_tokens: CountTokens, tokenizer: str | None, cache: ParseCache | None
+) -> TokenMemo | None:
+    """`count_tokens` with counts kept in `cache`, when there is one and the tokenizer is named."""
+    if cache is None or tokenizer is None:
+        return None
+    return TokenMemo(count_tokens, tokenizer, cache)
+
+
 def _page_list(numbers: tuple[int, ...]) -> str:
     return ", ".join(str(n) for n in numbers)
 
@@ -120,11 +133,14 @@ def ingest_repository(
     try:
         mapped = map_repository(walked.files, cache, options.workers)
         inputs = cached_rank_inputs(walked.files, mapped, options.weights, cache)
+        question_terms = parse_question(question)
+        ranking = rank(walked.files, mapped.maps, question_terms, options.weights, inputs)
+        memo = remembered_counts(count_tokens, options.tokenizer, cache)
+        context = pack_repository(walked, mapped.maps, ranking, config, memo or count_tokens)
+        if memo is not None:
+            memo.flush()
     finally:
         if cache is not None:
             cache.close()
-    question_terms = parse_question(question)
-    ranking = rank(walked.files, mapped.maps, question_terms, options.weights, inputs)
-    context = pack_repository(walked, mapped.maps, ranking, config, count_tokens)
     counts = Counter(file.language for file in walked.files)
     return Ingested(context, dict(sorted(counts.items())), len(walked.files))
