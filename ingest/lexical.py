@@ -3,21 +3,24 @@
 A file scores on the question's terms in its path, definition names, docstrings, the names
 it uses and its whole text (rare terms count more, repeats saturate, long files are
 discounted). Only the few terms a question asks for are counted, at ranking time: a word
-or name can hold a term only if it contains the term as text, so a substring test picks
-the few to split and stem, and a file's words meet them in one set intersection.
+or name can hold a term only if it contains the term as text, so a substring test over the
+repository's words picks the few to split and stem, and the inverted index (postings.py)
+says which files hold them. Each field's hits are counted per (file, term) as whole
+numbers and weighted once, so the score does not depend on the order words are met.
 """
 
 from __future__ import annotations
 
 import functools
-import math
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .codemap import FileMap
-from .rank_inputs import RankInputs, carriers
-from .terms import Question, doc_words, stem, terms_of, word_terms
+import numpy as np
+
+from .postings import Postings
+from .rank_inputs import RankInputs
+from .terms import Question, stem, terms_of, word_terms
 from .walk import SourceFile
 
 if TYPE_CHECKING:
@@ -26,50 +29,100 @@ if TYPE_CHECKING:
 TEST_DIRS = frozenset({"test", "tests", "testing", "__tests__", "spec", "specs"})
 TEXT_CHARS_PER_WORD = 6.0
 """Prose length in words, estimated from characters (text files have no parsed map)."""
+PATH, STEM, BODY, REF, NAME, DOC, TEXT = range(7)
+"""Rows of the per-(file, term) counts: where a term was found."""
 
 
 def lexical_scores(
-    files: Sequence[SourceFile],
-    maps: Mapping[str, FileMap],
-    question: Question,
-    weights: RankWeights,
-    inputs: RankInputs,
+    files: Sequence[SourceFile], question: Question, weights: RankWeights, inputs: RankInputs
 ) -> dict[str, float]:
     """BM25-style score of each file on the question's terms (0 for an empty question)."""
     if question.empty:
         return {file.path: 0.0 for file in files}
-    field_tf: dict[str, dict[str, float]] = {}
-    doc_freq: dict[str, int] = defaultdict(int)
-    carriers = _term_carriers(inputs, question.terms)
-    for file in files:
-        tf = _weighted_terms(file, maps.get(file.path), question.terms, carriers, weights)
-        field_tf[file.path] = tf
-        for term in tf:
-            doc_freq[term] += 1
+    terms = sorted(question.terms)
+    found = _found_counts(files, terms, inputs, weights)  # [7, N, T]
+    w = weights
+    field_weights = np.array([w.path, w.stem_is_term, w.body, w.ref, w.name, w.doc, w.text])
+    tf = np.tensordot(field_weights, found, axes=1)  # [N, T]
+    present = (found > 0).any(axis=0)
     total = len(files)
-    idf = {t: math.log(1 + (total - n + 0.5) / (n + 0.5)) for t, n in doc_freq.items()}
-    lengths = {file.path: _length(file, maps.get(file.path), weights) for file in files}
-    mean_length = sum(lengths.values()) / max(total, 1) or 1.0
-    asked = {name.lower() for name in question.identifiers}
-    scores: dict[str, float] = {}
-    for file in files:
-        tf = field_tf[file.path]
-        norm = weights.saturation * (
-            1 - weights.length_norm + weights.length_norm * lengths[file.path] / mean_length
-        )
-        score = sum(idf[t] * x * (1 + weights.saturation) / (x + norm) for t, x in tf.items())
-        file_map = maps.get(file.path)
-        if tf and file_map is not None and asked:
-            hits = {d.name.lower() for d in file_map.definitions} & asked
-            score += weights.exact_identifier * len(hits)
-        scores[file.path] = score * (weights.test_file if is_test(file.path) else 1.0)
-    return scores
+    doc_freq = present.sum(axis=0)
+    idf = np.log(1 + (total - doc_freq + 0.5) / (doc_freq + 0.5))
+    lengths = inputs.lengths.copy()
+    for i in np.flatnonzero(lengths < 0).tolist():
+        lengths[i] = len(files[i].text[: weights.text_chars]) / TEXT_CHARS_PER_WORD
+    mean_length = sum(lengths.tolist()) / max(total, 1) or 1.0
+    norm = w.saturation * (1 - w.length_norm + w.length_norm * lengths / mean_length)
+    parts = idf * tf * (1 + weights.saturation) / (tf + norm[:, None])
+    score = np.where(present, parts, 0.0).sum(axis=1)
+    score += (
+        weights.exact_identifier
+        * _exact_hits(inputs.names, question, len(files))
+        * (present.any(axis=1))
+    )
+    return {
+        file.path: value * (weights.test_file if is_test(file.path) else 1.0)
+        for file, value in zip(files, score.tolist(), strict=True)
+    }
 
 
-def _length(file: SourceFile, file_map: FileMap | None, weights: RankWeights) -> float:
-    if file_map is not None:
-        return float(file_map.length)
-    return len(file.text[: weights.text_chars]) / TEXT_CHARS_PER_WORD
+def _found_counts(
+    files: Sequence[SourceFile], terms: list[str], inputs: RankInputs, weights: RankWeights
+) -> np.ndarray:
+    """[7, N, T] how often each term was found in each file, by field (see PATH..TEXT)."""
+    wanted = frozenset(terms)
+    found = np.zeros((7, len(files), len(terms)))
+    for i, file in enumerate(files):
+        path_terms, file_stem = _path_terms(file.path)
+        for term in path_terms:
+            if term in wanted:
+                found[PATH, i, terms.index(term)] += 1
+        if file_stem in wanted:
+            found[STEM, i, terms.index(file_stem)] += 1
+        if inputs.lengths[i] < 0:  # no map: the opening text
+            for term in terms_of(file.text[: weights.text_chars]):
+                if term in wanted:
+                    found[TEXT, i, terms.index(term)] += 1
+    size = len(files)
+    for field, postings in ((BODY, inputs.text), (NAME, inputs.names), (DOC, inputs.docs)):
+        holders = _holders(postings, terms)
+        for column, term in enumerate(terms):
+            places, times = postings.gather(*holders[term])
+            file = postings.file[places]
+            found[field, :, column] = np.bincount(
+                file, weights=postings.count[places] * times, minlength=size
+            )
+            if field == BODY:
+                found[REF, :, column] = np.bincount(
+                    file, weights=postings.flag[places] * times, minlength=size
+                )
+    return found
+
+
+def _holders(postings: Postings, terms: list[str]) -> dict[str, tuple[list[int], list[int]]]:
+    """For each term: the words of `postings` that hold it, and how many times each does."""
+    held: dict[str, tuple[list[int], list[int]]] = {term: ([], []) for term in terms}
+    for position in postings.containing(frozenset(terms)):
+        for term, times in Counter(word_terms(postings.words[position])).items():
+            if term in held:
+                held[term][0].append(position)
+                held[term][1].append(times)
+    return held
+
+
+def _exact_hits(names: Postings, question: Question, size: int) -> np.ndarray:
+    """[N] how many distinct names the question spells out (any case) each file defines."""
+    asked = frozenset(name.lower() for name in question.identifiers)
+    hits: dict[int, set[str]] = {}
+    for position in names.equal_lowered(asked):
+        lowered = names.words[position].lower()
+        start, end = names.start[position], names.start[position + 1]
+        for file in names.file[start:end].tolist():
+            hits.setdefault(file, set()).add(lowered)
+    counts = np.zeros(size)
+    for file, held in hits.items():
+        counts[file] = len(held)
+    return counts
 
 
 def is_test(path: str) -> bool:
@@ -78,55 +131,6 @@ def is_test(path: str) -> bool:
     name = parts[-1].rsplit(".", 1)[0]
     in_test_dir = any(part in TEST_DIRS for part in parts[:-1])
     return in_test_dir or name.startswith("test_") or name.endswith(("_test", "_tests"))
-
-
-def _term_carriers(inputs: RankInputs, wanted: frozenset[str]) -> dict[str, tuple[str, ...]]:
-    """Words of the repository that hold an asked-for term (word -> its asked-for terms)."""
-    lowered, ends = inputs.lowered_vocabulary()
-    found: dict[str, tuple[str, ...]] = {}
-    for word in carriers(inputs.vocabulary, lowered, ends, wanted):
-        held = tuple(term for term in word_terms(word) if term in wanted)
-        if held:
-            found[word] = held
-    return found
-
-
-def _weighted_terms(
-    file: SourceFile,
-    file_map: FileMap | None,
-    wanted: frozenset[str],
-    carriers: Mapping[str, tuple[str, ...]],
-    weights: RankWeights,
-) -> dict[str, float]:
-    """Weighted count of each asked-for term in one file's fields."""
-    tf: dict[str, float] = defaultdict(float)
-    path_terms, file_stem = _path_terms(file.path)
-    for term in path_terms:
-        if term in wanted:
-            tf[term] += weights.path
-    if file_stem in wanted:
-        tf[file_stem] += weights.stem_is_term
-    if file_map is None:
-        for term in terms_of(file.text[: weights.text_chars]):
-            if term in wanted:
-                tf[term] += weights.text
-        return tf
-    hits = sorted(file_map.words.keys() & carriers.keys())  # sorted: same sums each run
-    if not hits:  # names and docstrings are made of the file's words: none holds a term
-        return tf
-    references = file_map.references
-    for word in hits:
-        count = file_map.words[word]
-        referenced = word in references
-        for term in carriers[word]:
-            tf[term] += weights.body * count + (weights.ref if referenced else 0.0)
-    for definition in file_map.definitions:
-        for term in carriers.get(definition.name, ()):
-            tf[term] += weights.name
-        for word in doc_words(definition.doc) if definition.doc else ():
-            for term in carriers.get(word, ()):
-                tf[term] += weights.doc
-    return tf
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -89,7 +89,7 @@ def rank(
     weights = weights or RankWeights()
     paths = [file.path for file in files]
     inputs = inputs or rank_inputs(paths, maps, weights)
-    lexical = lexical_scores(files, maps, question, weights, inputs)
+    lexical = lexical_scores(files, question, weights, inputs)
     edges, uses = _file_graph(inputs, question, weights)
     personal = {path: score for path, score in lexical.items() if score > 0} or None
     pagerank = personalized_pagerank(paths, edges, personal, weights.damping)

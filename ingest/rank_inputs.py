@@ -2,25 +2,26 @@
 
 Building it reads every file's words and definitions (~1.5 s on 80 MB of code), and none
 of it depends on the question: the link-able names and the files that define them, which
-file uses which of them how often, and the sorted vocabulary of all words. The parse cache
-keeps it by a key of the snapshot (paths and content keys), so a second question about
-the same repository loads it instead (`to_bytes` / `from_bytes`: numpy arrays and joined
-strings, no per-item objects to rebuild).
+file uses which of them how often, and an inverted index of the words (postings.py). The
+parse cache keeps it by a key of the snapshot (paths and content keys), so a second
+question about the same repository loads it instead (`to_bytes` / `from_bytes`: numpy
+arrays and joined strings, no per-item objects to rebuild).
 """
 
 from __future__ import annotations
 
 import io
-import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .codemap import FileMap
+from .postings import Postings
+from .terms import doc_words
 
-INPUTS_VERSION = "rank-inputs-1"
+INPUTS_VERSION = "rank-inputs-2"
 """Part of the snapshot key: bump it when what is built here changes."""
 
 
@@ -58,13 +59,19 @@ class RankInputs:
     modules: Targets
     """Python module names (dotted suffixes of paths) -> their files."""
     imports: Links
-    vocabulary: tuple[str, ...]
-    """Every word of every mapped file, once."""
+    text: Postings
+    """Every word of every mapped file (the vocabulary) -> files, counts, referenced."""
+    names: Postings
+    """Definition names (those in the vocabulary) -> files, definitions of that name."""
+    docs: Postings
+    """Docstring words (those in the vocabulary) -> files, occurrences."""
+    lengths: np.ndarray
+    """[N] words in each file (BM25's length); -1 for a file without a map."""
 
-    def lowered_vocabulary(self) -> tuple[str, np.ndarray]:
-        """The vocabulary joined by newlines and lower-cased, and where each word ends."""
-        lengths = np.fromiter(map(len, self.vocabulary), dtype=np.int64, count=len(self.vocabulary))
-        return "\n".join(self.vocabulary).lower(), np.cumsum(lengths + 1)
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        """Every word of every mapped file, once."""
+        return self.text.words
 
     def to_bytes(self) -> bytes:
         arrays = {
@@ -74,8 +81,12 @@ class RankInputs:
             "module_degree": self.modules.degree,
             **{f"uses_{k}": getattr(self.uses, k) for k in ("user", "name", "count")},
             **{f"imports_{k}": getattr(self.imports, k) for k in ("user", "name", "count")},
+            **self.text.arrays("text"),
+            **self.names.arrays("names"),
+            **self.docs.arrays("docs"),
+            "lengths": self.lengths,
         }
-        texts = [self.definers.names, self.modules.names, self.vocabulary]
+        texts = [self.definers.names, self.modules.names, *_word_tables(self)]
         for number, names in enumerate(texts):
             arrays[f"text{number}"] = np.frombuffer("\n".join(names).encode(), dtype=np.uint8)
         buffer = io.BytesIO()
@@ -85,14 +96,21 @@ class RankInputs:
     @classmethod
     def from_bytes(cls, data: bytes) -> RankInputs:
         arrays = np.load(io.BytesIO(data))
-        names = [_split(arrays[f"text{number}"].tobytes().decode()) for number in range(3)]
+        names = [_split(arrays[f"text{number}"].tobytes().decode()) for number in range(5)]
         return cls(
             Targets(names[0], arrays["definer_flat"], arrays["definer_degree"]),
             Links(*(arrays[f"uses_{k}"] for k in ("user", "name", "count"))),
             Targets(names[1], arrays["module_flat"], arrays["module_degree"]),
             Links(*(arrays[f"imports_{k}"] for k in ("user", "name", "count"))),
-            names[2],
+            Postings.from_arrays(names[2], arrays, "text"),
+            Postings.from_arrays(names[3], arrays, "names"),
+            Postings.from_arrays(names[4], arrays, "docs"),
+            arrays["lengths"],
         )
+
+
+def _word_tables(inputs: RankInputs) -> tuple[tuple[str, ...], ...]:
+    return inputs.text.words, inputs.names.words, inputs.docs.words
 
 
 def _split(joined: str) -> tuple[str, ...]:
@@ -113,10 +131,53 @@ def build_rank_inputs(
     definers = {n: found for n, found in everywhere.items() if len(found) <= max_definers}
     modules = {m: [index[p] for p in found] for m, found in module_index(paths).items()}
     uses, imports = _links(paths, maps, definers, modules)
+    text, names, docs = _word_index(paths, maps)
+    lengths = np.array([maps[p].length if p in maps else -1 for p in paths], dtype=np.float64)
+    return RankInputs(
+        Targets.of(definers), uses, Targets.of(modules), imports, text, names, docs, lengths
+    )
+
+
+def _word_index(
+    paths: Sequence[str], maps: Mapping[str, FileMap]
+) -> tuple[Postings, Postings, Postings]:
+    """Postings of every word, of definition names and of docstring words, file by file.
+
+    Names and docstring words that are not words of any file are left out: the ranker
+    matches only words of the vocabulary."""
+    mapped = [(i, maps[path]) for i, path in enumerate(paths) if path in maps]
     vocabulary: dict[str, int] = {}  # a dict keeps a deterministic order without a sort
-    for file_map in maps.values():
+    for _, file_map in mapped:
         vocabulary.update(file_map.words)
-    return RankInputs(Targets.of(definers), uses, Targets.of(modules), imports, tuple(vocabulary))
+    vocabulary = {word: i for i, word in enumerate(vocabulary)}
+    text = Postings.build(vocabulary, ((i, m.words, m.references) for i, m in mapped))
+    named = [(i, _known(Counter(d.name for d in m.definitions), vocabulary)) for i, m in mapped]
+    documented = [(i, _known(_doc_counts(m), vocabulary)) for i, m in mapped]
+    return (
+        text,
+        Postings.build(_positions(named), ((i, c, None) for i, c in named)),
+        Postings.build(_positions(documented), ((i, c, None) for i, c in documented)),
+    )
+
+
+def _doc_counts(file_map: FileMap) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for definition in file_map.definitions:
+        if definition.doc:
+            counts.update(doc_words(definition.doc))
+    return counts
+
+
+def _known(counts: Counter[str], vocabulary: Mapping[str, int]) -> dict[str, int]:
+    return {word: n for word, n in counts.items() if word in vocabulary}
+
+
+def _positions(per_file: list[tuple[int, dict[str, int]]]) -> dict[str, int]:
+    """Words in first-seen order -> position."""
+    seen: dict[str, None] = {}
+    for _, counts in per_file:
+        seen.update(dict.fromkeys(counts))
+    return {word: i for i, word in enumerate(seen)}
 
 
 def _links(
@@ -164,17 +225,3 @@ def module_index(paths: Sequence[str]) -> dict[str, list[str]]:
             if len(parts) - start >= 2 or start == 0:
                 index[".".join(parts[start:])].append(path)
     return index
-
-
-def carriers(
-    vocabulary: tuple[str, ...], lowered: str, ends: np.ndarray, wanted: frozenset[str]
-) -> list[str]:
-    """Words of the vocabulary that contain an asked-for term as text (lower-cased).
-
-    A term is a stemmed part, a prefix of a lower-cased part, so only these can hold it;
-    one regex pass over the joined vocabulary finds them all."""
-    if not wanted or not vocabulary:
-        return []
-    pattern = re.compile("|".join(re.escape(term) for term in sorted(wanted)))
-    starts = np.fromiter((m.start() for m in pattern.finditer(lowered)), dtype=np.int64)
-    return [vocabulary[i] for i in np.unique(np.searchsorted(ends, starts, side="right"))]

@@ -84,3 +84,62 @@ def test_cached_inputs_without_a_cache_are_built(repository: Path) -> None:
         inputs.vocabulary
         == rank_inputs([f.path for f in walked.files], mapped.maps, RankWeights()).vocabulary
     )
+
+
+def _reference_tf(path: str, file_map, wanted: frozenset[str], w: RankWeights) -> dict:
+    """Weighted term counts of one mapped file, read straight off its map (no index)."""
+    from collections import Counter
+
+    from nsa_assist.ingest.lexical import _path_terms
+    from nsa_assist.ingest.terms import doc_words, word_terms
+
+    tf: Counter[str] = Counter()
+    path_terms, file_stem = _path_terms(path)
+    for term in path_terms:
+        if term in wanted:
+            tf[term] += w.path
+    if file_stem in wanted:
+        tf[file_stem] += w.stem_is_term
+    for word, count in file_map.words.items():
+        for term in word_terms(word):
+            if term in wanted:
+                tf[term] += w.body * count + (w.ref if word in file_map.references else 0.0)
+    for definition in file_map.definitions:
+        for term in word_terms(definition.name):
+            if term in wanted:
+                tf[term] += w.name
+        for word in doc_words(definition.doc):
+            for term in word_terms(word):
+                if term in wanted and word in file_map.words:
+                    tf[term] += w.doc
+    return tf
+
+
+def test_index_scores_equal_a_scan_of_every_map(repository: Path) -> None:
+    import math
+
+    from nsa_assist.ingest.lexical import is_test, lexical_scores
+
+    walked = walk_source(repository, WalkConfig(use_git=False))
+    maps = map_repository(walked.files).maps
+    w = RankWeights()
+    inputs = rank_inputs([f.path for f in walked.files], maps, w)
+    for text in QUESTIONS:
+        question = parse_question(text)
+        tfs = {f.path: _reference_tf(f.path, maps[f.path], question.terms, w) for f in walked.files}
+        freq = {t: sum(t in tf for tf in tfs.values()) for t in question.terms}
+        total = len(tfs)
+        mean = sum(m.length for m in maps.values()) / total
+        got = lexical_scores(walked.files, question, w, inputs)
+        for path, tf in tfs.items():
+            norm = 1 - w.length_norm + w.length_norm * maps[path].length / mean
+            want = sum(
+                math.log(1 + (total - freq[t] + 0.5) / (freq[t] + 0.5)) * x * 2 / (x + norm)
+                for t, x in tf.items()
+            )
+            names = {d.name.lower() for d in maps[path].definitions}
+            asked = {n.lower() for n in question.identifiers}
+            want += w.exact_identifier * len(names & asked) if tf else 0.0
+            want *= w.test_file if is_test(path) else 1.0
+            assert math.isclose(got[path], want, rel_tol=1e-9, abs_tol=1e-12), path
+        assert max(got.values()) > 0
