@@ -20,8 +20,9 @@ from .runtime import ModelChoice, choose_model, load_with_progress
 from .settings import PROMPT_MARGIN, Settings, default_budget
 
 if TYPE_CHECKING:
-    from nsa_assist.ingest.context import Context, CountTokens
+    from nsa_assist.ingest.context import Context
     from nsa_assist.model.loader import LoadedModel
+    from nsa_assist.model.tokenizer import ModelTokenizer
     from nsa_assist.workers.engine import Completion
 
 
@@ -73,17 +74,22 @@ def _validate(options: AskOptions) -> None:
 
 
 def _pack(
-    options: AskOptions, budget: int, count_tokens: CountTokens, settings: Settings, err: Console
+    options: AskOptions, budget: int, tokenizer: ModelTokenizer, settings: Settings, err: Console
 ) -> Context:
     """The ranked context for the question, leaving room for the prompt's framing."""
     from nsa_assist.ingest.pipeline import IngestOptions, ingest_source
     from nsa_assist.ingest.prompt import framing_text
 
+    def count_tokens(text: str) -> int:
+        return len(tokenizer.encode(text))
+
     framing = count_tokens(framing_text(options.question)) + PROMPT_MARGIN
     if framing >= budget:
         raise fail(f"the question alone needs {framing} tokens, over the budget of {budget}")
     ingest_options = IngestOptions(
-        cache_dir=settings.home / PARSE_CACHE_DIR, workers=os.cpu_count() or 1
+        cache_dir=settings.home / PARSE_CACHE_DIR,
+        workers=os.cpu_count() or 1,
+        tokenizer=tokenizer.identity,
     )
     ingested = ingest_source(
         options.source, options.question, budget - framing, count_tokens, ingest_options
@@ -120,14 +126,7 @@ def _answer_locally(options: AskOptions, choice: ModelChoice, settings: Settings
     started = time.perf_counter()
     loaded = load_with_progress(choice, settings, err)
     load_seconds = time.perf_counter() - started
-    tokenizer = loaded.tokenizer
-    context = _pack(
-        options,
-        _default_budget(options, choice),
-        lambda text: len(tokenizer.encode(text)),
-        settings,
-        err,
-    )
+    context = _pack(options, _default_budget(options, choice), loaded.tokenizer, settings, err)
     answer, completion, prompt_tokens = _generate(options, loaded, context, err)
     if not options.as_json:
         _write("\n")
@@ -232,13 +231,7 @@ def _answer_via_queue(options: AskOptions, choice: ModelChoice, settings: Settin
     with open_queue(settings) as queue:
         require_live_worker(queue)
         tokenizer = load_tokenizer(choice.ref, settings.home)
-        context = _pack(
-            options,
-            _default_budget(options, choice),
-            lambda text: len(tokenizer.encode(text)),
-            settings,
-            err,
-        )
+        context = _pack(options, _default_budget(options, choice), tokenizer, settings, err)
         spec = JobSpec(
             kind=JobKind.ASK,
             source=str(options.source.resolve()),

@@ -117,9 +117,10 @@ def _execute(
 
     with queue_redis(settings.redis_url, settings.home) as (url, _):
         queue = JobQueue(url, queue_config(TAKEOVER_S), patient=True)  # rides out a restart
-        ingest = IngestOptions(cache_dir=settings.home / "parse-cache")
+        count_tokens, identity = _token_counter(options.model, settings)
+        ingest = IngestOptions(cache_dir=settings.home / "parse-cache", tokenizer=identity)
         build = ContextBuilder(
-            _token_counter(options.model, settings),
+            count_tokens,
             options.budget,
             options.jobs_file.parent,
             ingest,
@@ -148,15 +149,16 @@ def _kept(lines: list[BatchLine], rejected: list[LineError]) -> list[BatchLine]:
     return [line for line in lines if line.number not in numbers]
 
 
-def _token_counter(model: str, settings: Settings) -> CountTokens:
+def _token_counter(model: str, settings: Settings) -> tuple[CountTokens, str | None]:
+    """(count_tokens, the tokenizer's identity for cached counts; None for the echo model)."""
     from nsa_assist.services.runners import ECHO_MODEL, count_words
 
     if model == ECHO_MODEL:
-        return count_words
+        return count_words, None
     from nsa_assist.services.runners import load_tokenizer
 
     tokenizer = load_tokenizer(model, settings.home)
-    return lambda text: len(tokenizer.encode(text))
+    return lambda text: len(tokenizer.encode(text)), tokenizer.identity
 
 
 def _local_worker(

@@ -50,11 +50,12 @@ def ingest_command(
         if budget <= 0:
             raise fail(f"--budget must be positive, got {budget}")
         settings = Settings.from_env()
-        name, count_tokens = token_counter(model, settings.home)
+        name, count_tokens, identity = token_counter(model, settings.home)
         options = IngestOptions(
             cache_dir=settings.home / PARSE_CACHE_DIR,
             workers=os.cpu_count() or 1,
             password=password,
+            tokenizer=identity,
         )
         result = ingest_source(source, question, budget, count_tokens, options)
     if as_json:
@@ -63,16 +64,20 @@ def ingest_command(
         _print_table(result, name)
 
 
-def token_counter(model: str | None, home: Path) -> tuple[str, CountTokens]:
-    """The model's own tokenizer as a `count_tokens` function, without loading the model.
+def token_counter(model: str | None, home: Path) -> tuple[str, CountTokens, str]:
+    """The model's own tokenizer as a `count_tokens` function, without loading the model,
+    with its display name and identity (which keys cached token counts).
 
     `model` may also be a bare tokenizer.json; None means this machine's default model."""
     given = Path(model).expanduser() if model else None
     if given is not None and given.is_file() and given.suffix == ".json":
         from tokenizers import Tokenizer
 
+        from nsa_assist.model.tokenizer import file_identity
+
         raw = Tokenizer.from_file(str(given))
-        return given.name, lambda text: len(raw.encode(text, add_special_tokens=False).ids)
+        count = lambda text: len(raw.encode(text, add_special_tokens=False).ids)
+        return given.name, count, file_identity(given)
     from nsa_assist.model.source import load_tokenizer
 
     from .progress import stage_progress
@@ -83,7 +88,7 @@ def token_counter(model: str | None, home: Path) -> tuple[str, CountTokens]:
     announce_first_use(ref, home, err)
     with stage_progress(err) as on_progress:
         tokenizer, name = load_tokenizer(ref, home=home, progress=on_progress)
-    return name, lambda text: len(tokenizer.encode(text))
+    return name, lambda text: len(tokenizer.encode(text)), tokenizer.identity
 
 
 def _chunk_json(chunk: Chunk) -> dict:

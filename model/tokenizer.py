@@ -7,6 +7,8 @@ with `tokenizers` alone.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +61,11 @@ class ModelTokenizer:
             if spec.chat_template
             else None
         )
+
+    @functools.cached_property
+    def identity(self) -> str:
+        """A content hash of tokenizer.json: names this tokenizer in caches of token counts."""
+        return file_identity(self.tokenizer_json)
 
     @property
     def vocab_size(self) -> int:
@@ -116,3 +123,8 @@ class StreamDecoder:
         text = self._tokenizer.decode(self._pending)
         self._pending.clear()
         return text
+
+
+def file_identity(path: Path) -> str:
+    """The first 16 hex digits of a file's SHA-256 (a tokenizer.json's identity in caches)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]

@@ -167,3 +167,15 @@ def test_qwen05_matches_transformers(qwen05_gguf: Path, tmp_path: Path) -> None:
     assert ours.stop_token_ids == (151643, 151645)  # <|endoftext|>, <|im_end|>
     # Qwen2's own tokenizer normalizes to NFC (transformers' GGUF conversion does not).
     assert ours.encode("cafe\u0301") == ours.encode("caf\u00e9")
+
+
+def test_identity_follows_the_tokenizer_json_content(smollm2: ModelTokenizer, tmp_path: Path):
+    """Cached token counts are keyed by this: same file, same identity; any edit, a new one."""
+    copy = tmp_path / "tokenizer.json"
+    shutil.copyfile(smollm2.tokenizer_json, copy)
+    same = ModelTokenizer(copy, smollm2.spec)
+    assert same.identity == smollm2.identity and len(same.identity) == 16
+    data = json.loads(copy.read_text())
+    data["added_tokens"] = data["added_tokens"][:-1]
+    copy.write_text(json.dumps(data))
+    assert ModelTokenizer(copy, smollm2.spec).identity != smollm2.identity
