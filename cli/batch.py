@@ -115,10 +115,12 @@ def _execute(
     from nsa_assist.services.queue import JobQueue
     from nsa_assist.services.submit import ContextBuilder, submit_lines
 
+    from .ingest import PARSE_CACHE_DIR
+
     with queue_redis(settings.redis_url, settings.home) as (url, _):
         queue = JobQueue(url, queue_config(TAKEOVER_S), patient=True)  # rides out a restart
         count_tokens, identity = _token_counter(options.model, settings)
-        ingest = IngestOptions(cache_dir=settings.home / "parse-cache", tokenizer=identity)
+        ingest = IngestOptions(cache_dir=settings.home / PARSE_CACHE_DIR, tokenizer=identity)
         build = ContextBuilder(
             count_tokens,
             options.budget,

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import ctypes
 import subprocess
 import sys
 
 import pytest
 
-
-def _driver_present() -> bool:
-    try:
-        ctypes.CDLL("libcuda.so.1")
-    except OSError:
-        return False
-    return True
+from nsa_assist.cli.devices import _nvidia_driver_present
 
 
-@pytest.mark.skipif(_driver_present(), reason="with an NVIDIA driver, torch decides")
+@pytest.mark.skipif(_nvidia_driver_present(), reason="with an NVIDIA driver, torch decides")
 def test_tokenizer_and_device_choice_need_no_torch() -> None:
     code = (
         "import sys\n"
