@@ -40,6 +40,7 @@ from nsa_assist.kernels.nsa.attention import (
     MODE_CMP,
     MODE_SLC,
     MODE_WIN,
+    Launch,
     attn_dkdv,
     attn_dq,
     attn_fwd,
@@ -264,9 +265,13 @@ def tune(name, T, cfg, reps) -> tuple[KernelTuning, dict]:
     ), times
 
 
-def stage_breakdown(name, T, cfg, tuning, reps):
-    """Forward and backward stages timed one by one (ms), to see where the time goes."""
-    st = _setup(name, T, cfg)
+def stage_fns(name, T, cfg, tuning, over: dict | None = None, st: dict | None = None):
+    """Each forward and backward stage as a no-argument callable, plus the selection.
+
+    over: per stage name, extra arguments of its attention call (block_n, launch), for sweeps.
+    """
+    st = st or _setup(name, T, cfg)
+    x = lambda stage: (over or {}).get(stage, {})
     q, k, v, kc, vc, meta, scale = (st[x] for x in ("q", "k", "v", "kc", "vc", "meta", "scale"))
     cu, idx, lse_c = st["cu"], st["idx"], st["lse"]
     args = {m: _branch_args(tuning, m) for m in (MODE_CMP, MODE_SLC, MODE_WIN)}
@@ -286,14 +291,18 @@ def stage_breakdown(name, T, cfg, tuning, reps):
     s = {MODE_SLC: sel}
     stages = {
         "compress": lambda: (compress_mean(k, cu, cfg), compress_mean(v, cu, cfg)),
-        "cmp_attn": lambda: attn_fwd(q, kc, vc, meta, cfg, MODE_CMP, scale, **args[MODE_CMP]),
+        "cmp_attn": lambda: attn_fwd(
+            q, kc, vc, meta, cfg, MODE_CMP, scale, **{**args[MODE_CMP], **x("cmp_attn")}
+        ),
         "scores": lambda: slc_scores(q, kc, lse_c, meta, cfg, scale, split_dk=split_dk),
         "top_n": lambda: top_n(scores, cfg),
         "unions": lambda: build_selection(idx, meta, cfg, st["G"], tuning.block_m_slc),
         "slc_attn": lambda: attn_fwd(
-            q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, **args[MODE_SLC]
+            q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, **{**args[MODE_SLC], **x("slc_attn")}
         ),
-        "win_attn": lambda: attn_fwd(q, k, v, meta, cfg, MODE_WIN, scale, **args[MODE_WIN]),
+        "win_attn": lambda: attn_fwd(
+            q, k, v, meta, cfg, MODE_WIN, scale, **{**args[MODE_WIN], **x("win_attn")}
+        ),
         "combine": lambda: gated_combine(o_cmp[0], o_cmp[0], o_cmp[0], gates),
         "bwd_slc_work": lambda: slc_work(
             sel, k.shape[1], slc_step_tiles(st["G"], tuning.block_m_slc)
@@ -301,16 +310,66 @@ def stage_breakdown(name, T, cfg, tuning, reps):
     }
     for mode, label in ((MODE_CMP, "cmp"), (MODE_SLC, "slc"), (MODE_WIN, "win")):
         kk, vv, dkk, dvv = keys[mode]
-        stages[f"bwd_{label}_dq"] = lambda mode=mode, kk=kk, vv=vv: attn_dq(
-            q, kk, vv, do, lse_c, delta, dq, meta, cfg, mode, scale, sel=s.get(mode), **bwd[mode]
-        )
-        stages[f"bwd_{label}_dkdv"] = lambda mode=mode, kk=kk, vv=vv, dkk=dkk, dvv=dvv: attn_dkdv(
-            q, kk, vv, do, lse_c, delta, dkk, dvv, meta, cfg, mode, scale, sel=s.get(mode),
-            work=work, **bwd[mode],
+        dq_x, dkdv_x = x(f"bwd_{label}_dq"), x(f"bwd_{label}_dkdv")
+        stages[f"bwd_{label}_dq"] = lambda mode=mode, kk=kk, vv=vv, e=dq_x: attn_dq(
+            q, kk, vv, do, lse_c, delta, dq, meta, cfg, mode, scale, sel=s.get(mode),
+            **{**bwd[mode], **e},
         )  # fmt: skip
+        stages[f"bwd_{label}_dkdv"] = lambda mode=mode, kk=kk, vv=vv, dkk=dkk, dvv=dvv, e=dkdv_x: (
+            attn_dkdv(q, kk, vv, do, lse_c, delta, dkk, dvv, meta, cfg, mode, scale,
+                      sel=s.get(mode), work=work, **{**bwd[mode], **e})
+        )  # fmt: skip
+    return stages, sel
+
+
+def stage_breakdown(name, T, cfg, tuning, reps):
+    """Forward and backward stages timed one by one (ms), to see where the time goes."""
+    stages, sel = stage_fns(name, T, cfg, tuning)
     out = {name_: time_ms(fn, reps) for name_, fn in stages.items()}
     out["mean_union_blocks"] = sel.ucount.float().mean().item()
     return {"config": name, "T": T, "combine": cfg.combine, "tuning": str(tuning), "stages_ms": out}
+
+
+# the attention stages whose launch options and key-step width `--parts launch` sweeps,
+# the largest first (so a run cut short still has them)
+LAUNCH_STAGES = (
+    *("bwd_cmp_dkdv", "bwd_slc_dq", "bwd_cmp_dq", "bwd_slc_dkdv", "bwd_win_dkdv", "bwd_win_dq"),
+    *("slc_attn", "cmp_attn", "win_attn"),
+)
+
+
+def sweep_launch(name, T, cfg, tuning, reps, out: dict, save) -> None:
+    """Each attention stage under num_warps x num_stages x keys per step (BN), timed alone,
+    into out["stages"] (saved after each stage).
+
+    The default launch of each stage is timed in the same run, so `best` vs `default` is a
+    like-for-like gain. A launch that does not fit (shared memory, registers) counts as inf.
+    """
+    st = _setup(name, T, cfg)
+    out.update({"config": name, "T": T, "tuning": str(tuning), "stages": {}})
+    for stage in LAUNCH_STAGES:
+        times: dict[str, float] = {}
+        base, _ = stage_fns(name, T, cfg, tuning, st=st)
+        times["default"] = time_ms(base[stage], reps)
+        block_ns = (32, 64) if "slc" in stage or "bwd" in stage else (64, 128)
+        for warps in (4, 8):
+            for stages_ in (1, 2, 3):
+                for bn in block_ns:
+                    label = f"w{warps}_s{stages_}_bn{bn}"
+                    over = {stage: dict(block_n=bn, launch=Launch(warps, stages_))}
+                    fns, _ = stage_fns(name, T, cfg, tuning, over, st=st)
+                    try:
+                        times[label] = time_ms(fns[stage], reps)
+                    except Exception as e:  # out of resources, or a compile failure
+                        times[label] = float("inf")
+                        print(stage, label, type(e).__name__, flush=True)
+        best = min(times, key=times.get)
+        out["stages"][stage] = {"times_ms": times, "best": best,
+                                "gain": times["default"] / times[best]}  # fmt: skip
+        print(name, stage, "default", round(times["default"], 3), "best", best,
+              round(times[best], 3), flush=True)  # fmt: skip
+        torch.cuda.empty_cache()
+        save()
 
 
 # the stages that tile over Dk (the others do not depend on split_head_dim)
@@ -517,8 +576,9 @@ def main(argv: list[str]) -> None:
     p.add_argument("--configs", default=",".join(CONFIGS))
     p.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
     p.add_argument("--combine", default="gated", choices=["gated", "union"])
-    p.add_argument("--parts", default="tune,prefill,decode,breakdown", help="also: split")
+    p.add_argument("--parts", default="tune,prefill,decode,breakdown", help="also: split, launch")
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--split-head-dim", action="store_true", help="start from split Dk tiles")
     p.add_argument("--out", default="bench/results/kernels-h200.json")
     p.add_argument("--public", metavar="DIR", help="also run the public NSA kernels under DIR")
     p.add_argument("--public-lengths", default="16384,65536")
@@ -549,13 +609,15 @@ def main(argv: list[str]) -> None:
     }
     result["tuning"] = []
     result["split"] = []
+    result["launch"] = []
 
     def save():  # after every config, so a run cut short still leaves its rows
         with open(a.out, "w") as f:
             json.dump(result, f, indent=1)
 
     for name in [x for x in a.configs.split(",") if x]:
-        tuning = KernelTuning().for_group(CONFIGS[name][0] // CONFIGS[name][1])
+        tuning = KernelTuning(split_head_dim=a.split_head_dim)
+        tuning = tuning.for_group(CONFIGS[name][0] // CONFIGS[name][1])
         if "tune" in parts:
             tuning, times = tune(name, max(lengths), cfg, a.reps)
             result["tuning"].append({"config": name, "T": max(lengths), "chosen": str(tuning),
@@ -579,6 +641,9 @@ def main(argv: list[str]) -> None:
                     )
                     result["decode"].append(row)
                     print(_fmt(row), flush=True)
+        if "launch" in parts:
+            result["launch"].append({})
+            sweep_launch(name, max(lengths), cfg, tuning, a.reps, result["launch"][-1], save)
         if "breakdown" in parts:
             row = stage_breakdown(name, max(lengths), cfg, tuning, a.reps)
             result["breakdown"].append(row)

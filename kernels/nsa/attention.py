@@ -464,6 +464,22 @@ def _warps(d: dict, BM: int) -> int:
     return 8 if max(d["BDK"] + d["BDK2"], d["BDV"]) >= 192 or BM >= 128 else 4
 
 
+@dataclass(frozen=True)
+class Launch:
+    """Triton launch options for one kernel call; 0 keeps the default (_warps; Triton's own
+    pipelining depth). bench/kernels.py's `launch` part sweeps them."""
+
+    num_warps: int = 0
+    num_stages: int = 0
+
+
+def _launch(launch: Launch | None, d: dict, BM: int) -> dict:
+    opts = dict(num_warps=(launch and launch.num_warps) or _warps(d, BM))
+    if launch and launch.num_stages:
+        opts["num_stages"] = launch.num_stages
+    return opts
+
+
 def _block_n(cfg: NSAConfig, mode: int, block_n: int) -> int:
     if mode == MODE_SLC:
         return max(16, min(block_n, triton.next_power_of_2(cfg.slc_block)))
@@ -482,7 +498,7 @@ def attn_fwd(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: SeqMeta, cfg: NSAConfig, mode: int,
     scale: float, sel: Selection | None = None, splits: int = 1, block_m: int = 64,
     block_n: int = 64, out_dtype: torch.dtype | None = None, with_output: bool = True,
-    split_dk: bool = False,
+    split_dk: bool = False, launch: Launch | None = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor]:  # fmt: skip
     """One branch forward. Returns o [S, N, H, Dv] and lse [S, N, H] (fp32) for S splits;
     with_output=False skips the values and returns (None, lse). split_dk: tiles over Dk in
@@ -500,7 +516,7 @@ def attn_fwd(
         q, k, v, o, lse, tile_seq, tile_i0, meta.q_start, meta.q_len, meta.q_pos0, kv_start,
         idx, ulist, ucount, U, N, scale * LOG2E, cfg.window,
         BT=BT, BM=BM, BN=_block_n(cfg, mode, block_n), SPLITS=splits, WITH_V=with_output,
-        **d, **_consts(cfg, mode), num_warps=_warps(d, BM),
+        **d, **_consts(cfg, mode), **_launch(launch, d, BM),
     )  # fmt: skip
     return (o if with_output else None), lse
 
@@ -509,7 +525,7 @@ def attn_dq(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.Tensor, lse: torch.Tensor,
     delta: torch.Tensor, dq: torch.Tensor, meta: SeqMeta, cfg: NSAConfig, mode: int,
     scale: float, sel: Selection | None = None, block_m: int = 64, block_n: int = 64,
-    split_dk: bool = False,
+    split_dk: bool = False, launch: Launch | None = None,
 ) -> None:  # fmt: skip
     """Adds one branch's dQ into dq [N, H, Dk] (fp32). do [N, H, Dv]; lse, delta [N, H]."""
     d = _dims(q, k, v, split_dk)
@@ -520,7 +536,7 @@ def attn_dq(
         q, k, v, do, lse, delta, dq, tile_seq, tile_i0, meta.q_start, meta.q_len, meta.q_pos0,
         kv_start, idx, ulist, ucount, U, scale * LOG2E, scale, cfg.window,
         BT=BT, BM=BM, BN=_block_n(cfg, mode, block_n), **d, **_consts(cfg, mode),
-        num_warps=_warps(d, BM),
+        **_launch(launch, d, BM),
     )  # fmt: skip
 
 
@@ -529,6 +545,7 @@ def attn_dkdv(
     delta: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor, meta: SeqMeta, cfg: NSAConfig,
     mode: int, scale: float, sel: Selection | None = None, work=None, block_m: int = 64,
     block_n: int = 64, query_steps: int = DKDV_QUERY_STEPS, split_dk: bool = False,
+    launch: Launch | None = None,
 ) -> None:  # fmt: skip
     """Adds one branch's dK/dV into dk, dv ([*, H_kv, D], fp32).
 
@@ -575,5 +592,5 @@ def attn_dkdv(
         scale * LOG2E, scale, cfg.window, n_splits, BT=BT, BM=BM, BN=BN,
         ATOMIC=mode == MODE_SLC or n_splits > 1,
         TPS=slc_step_tiles(d["G"], block_m) if mode == MODE_SLC else 1, **d, **_consts(cfg, mode),
-        num_warps=_warps(d, BM),
+        **_launch(launch, d, BM),
     )  # fmt: skip
