@@ -5,7 +5,8 @@ maps them onto selection blocks (Eq. 9, the overlap weights of reference.overlap
 per-unit sums plus a one-block shift of what spills over) and sums the G heads of a group
 (Eq. 10) in registers, so it writes one [N, H_kv, N_slc] fp32
 score table per group instead of a [T x T_cmp] matrix per head. Forced blocks (first, local two)
-are written as +inf and blocks that start after t as -inf, so top-n is a plain top-k.
+are written as +inf and blocks that start after t as -inf, so top-n is a plain top-k
+(topn.py: one Triton pass per score row, ties to the lower block).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import triton.language as tl
 from ..errors import KernelsUserError
 from .attention import _LOG2E, LOG2E, Selection, _dot_qk, _load_parts, head_parts, tile_rows
 from .config import NSAConfig
+from .topn import top_n_blocks, top_n_blocks_torch
 from .varlen import SeqMeta, query_tiles
 
 SCORE_TILE_ROWS = 64  # rows (positions x padded heads) per scores tile
@@ -153,13 +155,14 @@ def slc_scores(
 
 
 def top_n(scores: torch.Tensor, cfg: NSAConfig) -> torch.Tensor:
-    """idx [N, H_kv, n] int32: the n best blocks (forced ones first), -1 for empty slots."""
-    k = min(cfg.n_selected, scores.shape[-1])
-    top, idx = scores.topk(k, dim=-1)
-    idx = idx.masked_fill(top == float("-inf"), -1).to(torch.int32)
-    if k < cfg.n_selected:
-        idx = torch.nn.functional.pad(idx, (0, cfg.n_selected - k), value=-1)
-    return idx
+    """idx [N, H_kv, n] int32 from scores [N, H_kv, N_slc]: the n best blocks by descending
+    score (forced ones first), ties to the lower block, -1 for empty slots (Triton, topn.py)."""
+    return top_n_blocks(scores, cfg.n_selected)
+
+
+def top_n_torch(scores: torch.Tensor, cfg: NSAConfig) -> torch.Tensor:
+    """top_n in plain torch, equal to it element for element (the tests' twin)."""
+    return top_n_blocks_torch(scores, cfg.n_selected)
 
 
 @triton.jit
