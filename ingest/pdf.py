@@ -9,6 +9,7 @@ Pages without a text layer are reported, not guessed at.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -23,10 +24,16 @@ BAND = 0.08
 REPEAT_SHARE = 0.3
 """A band line seen on at least this share of pages (and 3 of them) is a header or footer."""
 MIN_REPEATS = 3
-TABLE_MIN_RULES = 3
-"""A ruled table has at least this many horizontal and this many vertical rules."""
+TABLE_MIN_COLUMNS = 2
+"""PyMuPDF drops tables of one column; ours too (one column is a box, e.g. a code listing)."""
 MIN_RULE_LENGTH = 8.0
 RULE_THICKNESS = 2.0
+RULE_REACH = 7.0
+"""Rules this close touch. PyMuPDF snaps and joins edges within 3 pt each, so a table it
+builds never spans two of our groups."""
+RULE_SAME = 1.0
+"""Rule positions at most this far apart are one; below PyMuPDF's 3 pt snap, so we never
+count fewer distinct rules than it does."""
 HEADING_SCALE = 1.15
 HEADING_MAX_CHARS = 120
 MAX_HEADING_LEVELS = 3
@@ -81,8 +88,11 @@ def read_pdf(path: Path, password: str | None = None) -> PdfDocument:
         outline = document.get_toc(simple=True)
         # font sizes (slower "dict" extraction) are only needed to find headings without a TOC
         read_lines = _page_lines if outline else _sized_page_lines
-        raw = [read_lines(page) for page in document]
-        tables = [_tables(page) for page in document]
+        raw: list[list[_Line]] = []
+        tables: list[list[tuple[pymupdf.Rect, str]]] = []
+        for page in document:
+            raw.append(read_lines(page))
+            tables.append(_tables(page))
         repeated = _repeated_band_lines(raw)
         pages = tuple(
             _page(number, lines, page_tables, repeated)
@@ -150,38 +160,61 @@ def _sized_page_lines(page: pymupdf.Page) -> list[_Line]:
 def _tables(page: pymupdf.Page) -> list[tuple[pymupdf.Rect, str]]:
     """Ruled tables as (area, Markdown).
 
-    `find_tables` costs about a second per page, so it runs only where the vector drawings
-    hold a grid (some vertical and some horizontal rules), and only inside that grid.
+    `find_tables` costs 10-100 ms per page, so it runs only inside groups of touching rules
+    that can form a table of two or more columns, one group at a time.
     """
-    grid = _rule_grid(page.get_cdrawings())
-    if grid is None:
+    areas = _table_areas(page.get_cdrawings())
+    if not areas:
         return []
     pymupdf.no_recommend_layout()  # else find_tables prints advice on stdout (breaks --json)
-    found = page.find_tables(clip=grid, strategy="lines")
-    return [(pymupdf.Rect(table.bbox), table.to_markdown().strip()) for table in found.tables]
+    found: list[tuple[pymupdf.Rect, str]] = []
+    for area in areas:
+        tables = page.find_tables(clip=area, strategy="lines").tables
+        found += [(pymupdf.Rect(table.bbox), table.to_markdown().strip()) for table in tables]
+    return found
 
 
-def _rule_grid(drawings: list[dict]) -> pymupdf.Rect | None:
-    """The area covered by straight rules, when there are enough both ways to form a table."""
-    horizontal: list[tuple[float, float, float, float]] = []
-    vertical: list[tuple[float, float, float, float]] = []
+def _table_areas(drawings: list[dict]) -> list[pymupdf.Rect]:
+    """Areas of the rule groups with enough distinct rules both ways to hold a table.
+
+    PyMuPDF keeps a table only when it has two columns or more, so its group needs three
+    vertical rules at distinct positions and two horizontal ones. Code listings in boxes
+    (two vertical rules each) and page rules never qualify.
+    """
+    horizontal, vertical = _rules(drawings)
+    rules = horizontal + vertical
+    areas: list[pymupdf.Rect] = []
+    for group in _touching_groups(rules):
+        xs = [rules[i][0] for i in group if i >= len(horizontal)]
+        ys = [rules[i][1] for i in group if i < len(horizontal)]
+        if _distinct(xs) > TABLE_MIN_COLUMNS and _distinct(ys) >= 2:
+            x0 = min(rules[i][0] for i in group) - RULE_THICKNESS
+            y0 = min(rules[i][1] for i in group) - RULE_THICKNESS
+            x1 = max(rules[i][2] for i in group) + RULE_THICKNESS
+            y1 = max(rules[i][3] for i in group) + RULE_THICKNESS
+            areas.append(pymupdf.Rect(x0, y0, x1, y1))
+    return areas
+
+
+_Box = tuple[float, float, float, float]
+
+
+def _rules(drawings: list[dict]) -> tuple[list[_Box], list[_Box]]:
+    """Horizontal and vertical straight rules as (x0, y0, x1, y1) with x0 <= x1, y0 <= y1."""
+    horizontal: set[_Box] = set()
+    vertical: set[_Box] = set()
     for drawing in drawings:
         for item in drawing["items"]:
             for x0, y0, x1, y1 in _segments(item):
-                if abs(y1 - y0) < RULE_THICKNESS and abs(x1 - x0) >= MIN_RULE_LENGTH:
-                    horizontal.append((x0, y0, x1, y1))
-                elif abs(x1 - x0) < RULE_THICKNESS and abs(y1 - y0) >= MIN_RULE_LENGTH:
-                    vertical.append((x0, y0, x1, y1))
-    if len(horizontal) < TABLE_MIN_RULES or len(vertical) < TABLE_MIN_RULES:
-        return None
-    rules = horizontal + vertical
-    xs = [x for x0, _, x1, _ in rules for x in (x0, x1)]
-    ys = [y for _, y0, _, y1 in rules for y in (y0, y1)]
-    margin = RULE_THICKNESS
-    return pymupdf.Rect(min(xs) - margin, min(ys) - margin, max(xs) + margin, max(ys) + margin)
+                box = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+                if box[3] - box[1] < RULE_THICKNESS and box[2] - box[0] >= MIN_RULE_LENGTH:
+                    horizontal.add(box)
+                elif box[2] - box[0] < RULE_THICKNESS and box[3] - box[1] >= MIN_RULE_LENGTH:
+                    vertical.add(box)
+    return sorted(horizontal), sorted(vertical)
 
 
-def _segments(item: tuple) -> list[tuple[float, float, float, float]]:
+def _segments(item: tuple) -> list[_Box]:
     """Straight edges of one drawing item: a line, or the four sides of a rectangle."""
     if item[0] == "l":
         (x0, y0), (x1, y1) = item[1], item[2]
@@ -192,6 +225,38 @@ def _segments(item: tuple) -> list[tuple[float, float, float, float]]:
             return [(x0, y0, x1, y1)]
         return [(x0, y0, x1, y0), (x0, y1, x1, y1), (x0, y0, x0, y1), (x1, y0, x1, y1)]
     return []
+
+
+def _touching_groups(boxes: list[_Box]) -> list[list[int]]:
+    """Indices of `boxes` grouped by touching (within RULE_REACH), transitively."""
+    parent = list(range(len(boxes)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    order = sorted(range(len(boxes)), key=lambda i: boxes[i][0])
+    for position, i in enumerate(order):
+        _, y0, x1, y1 = boxes[i]
+        for j in order[position + 1 :]:
+            other = boxes[j]
+            if other[0] > x1 + RULE_REACH:
+                break  # sorted by x0: no later box reaches back to this one
+            if other[1] <= y1 + RULE_REACH and other[3] >= y0 - RULE_REACH:
+                parent[root(j)] = root(i)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(boxes)):
+        groups.setdefault(root(i), []).append(i)
+    return list(groups.values())
+
+
+def _distinct(positions: list[float]) -> int:
+    """How many positions differ by more than RULE_SAME from their sorted neighbour."""
+    ordered = sorted(positions)
+    gaps = (b - a for a, b in itertools.pairwise(ordered))
+    return (1 if ordered else 0) + sum(1 for gap in gaps if gap > RULE_SAME)
 
 
 def _normal(text: str) -> str:

@@ -1,0 +1,114 @@
+"""Which pages of a PDF get PyMuPDF's table search, and the tables it then finds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pymupdf
+import pytest
+
+from nsa_assist.ingest.pdf import read_pdf
+
+LISTING = "for item in items: print(item)"
+
+
+@pytest.fixture
+def table_searches(monkeypatch: pytest.MonkeyPatch) -> list[pymupdf.Rect]:
+    """The clip of every `find_tables` call made while the test runs."""
+    clips: list[pymupdf.Rect] = []
+    search = pymupdf.Page.find_tables
+
+    def counted(page: pymupdf.Page, *args, **kwargs):
+        clips.append(pymupdf.Rect(kwargs["clip"]))
+        return search(page, *args, **kwargs)
+
+    monkeypatch.setattr(pymupdf.Page, "find_tables", counted)
+    return clips
+
+
+def _save(document: pymupdf.Document, path: Path) -> Path:
+    document.save(path)
+    return path
+
+
+def _listing_page(document: pymupdf.Document) -> None:
+    """A page like a DocBook manual's: a rule under the header, code listings in shaded
+    boxes stacked in the left column and side by side below."""
+    page = document.new_page(width=595, height=842)
+    page.insert_text((72, 40), "Manual header", fontsize=9)
+    page.draw_line((72, 50), (523, 50), color=(0, 0, 0), width=0.5)
+    boxes = [(72, 100, 523, 140), (72, 150, 523, 190), (72, 300, 290, 360), (305, 300, 523, 360)]
+    for x0, y0, x1, y1 in boxes:
+        page.draw_rect(pymupdf.Rect(x0, y0, x1, y1), fill=(0.95, 0.95, 0.98), color=None)
+        page.insert_text((x0 + 6, y0 + 20), LISTING, fontsize=9, fontname="cour")
+    page.insert_text((72, 420), "Body text after the listings.", fontsize=11)
+
+
+def _grid_lines(page: pymupdf.Page, x: float, y: float, rows: list[list[str]]) -> None:
+    """A table drawn as one path of horizontal and vertical lines."""
+    width, height = 120, 20
+    shape = page.new_shape()
+    for r in range(len(rows) + 1):
+        shape.draw_line((x, y + r * height), (x + width * len(rows[0]), y + r * height))
+    for c in range(len(rows[0]) + 1):
+        shape.draw_line((x + c * width, y), (x + c * width, y + height * len(rows)))
+    shape.finish(color=(0, 0, 0), width=0.6)
+    shape.commit()
+    for r, row in enumerate(rows):
+        for c, cell in enumerate(row):
+            page.insert_text((x + c * width + 4, y + r * height + 14), cell, fontsize=10)
+
+
+def _grid_cells(page: pymupdf.Page, x: float, y: float, rows: list[list[str]]) -> None:
+    """A table drawn as one stroked rectangle per cell."""
+    for r, row in enumerate(rows):
+        for c, cell in enumerate(row):
+            rect = pymupdf.Rect(x + 100 * c, y + 18 * r, x + 100 * (c + 1), y + 18 * (r + 1))
+            page.draw_rect(rect, color=(0, 0, 0), width=0.8)
+            page.insert_text((rect.x0 + 4, rect.y1 - 5), cell, fontsize=10)
+
+
+def test_boxed_listings_and_page_rules_get_no_table_search(
+    tmp_path: Path, table_searches: list[pymupdf.Rect]
+) -> None:
+    document = pymupdf.open()
+    for _ in range(3):
+        _listing_page(document)
+    read = read_pdf(_save(document, tmp_path / "listings.pdf"))
+    assert table_searches == []
+    for page in read.pages:
+        assert page.text.count(LISTING) == 4
+        assert "|" not in page.text and page.text.endswith("Body text after the listings.")
+
+
+def test_tables_of_lines_and_of_cells_are_found_each_in_its_own_area(
+    tmp_path: Path, table_searches: list[pymupdf.Rect]
+) -> None:
+    document = pymupdf.open()
+    page = document.new_page(width=595, height=842)
+    page.insert_text((72, 80), "Prices and stock", fontsize=11)
+    _grid_lines(page, 72, 100, [["Fruit", "Price", "Origin"], ["apple", "3", "Spain"]])
+    page.draw_rect(pymupdf.Rect(72, 200, 523, 240), fill=(0.9, 0.9, 0.9), color=None)
+    page.insert_text((78, 222), LISTING, fontsize=9, fontname="cour")
+    _grid_cells(page, 72, 300, [["Name", "Qty"], ["pear", "5"], ["fig", "7"]])
+    page.insert_text((72, 400), "After the tables.", fontsize=11)
+    text = read_pdf(_save(document, tmp_path / "tables.pdf")).pages[0].text
+    assert len(table_searches) == 2  # the two grids, not the listing box between them
+    first, second = table_searches
+    assert first.contains(pymupdf.Rect(72, 100, 432, 140)) and first.y1 < 200
+    assert second.contains(pymupdf.Rect(72, 300, 272, 354)) and second.y0 > 240
+    assert "|Fruit|Price|Origin|" in text and "|apple|3|Spain|" in text
+    assert "|Name|Qty|" in text and "|fig|7|" in text
+    pieces = text.split("\n\n")
+    assert pieces[0] == "Prices and stock" and pieces[-1] == "After the tables."
+    assert LISTING in pieces[2]
+
+
+def test_one_column_grid_is_no_table(tmp_path: Path, table_searches: list[pymupdf.Rect]) -> None:
+    """Rows of a single column (boxes stacked and touching) hold no table for PyMuPDF."""
+    document = pymupdf.open()
+    page = document.new_page(width=595, height=842)
+    _grid_cells(page, 72, 100, [["alpha"], ["beta"], ["gamma"]])
+    text = read_pdf(_save(document, tmp_path / "column.pdf")).pages[0].text
+    assert table_searches == []
+    assert text == "alpha\n\nbeta\n\ngamma"
