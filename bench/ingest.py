@@ -3,8 +3,12 @@
 (a) a large real codebase (the .py files of installed torch + transformers, ~5,000 files):
     time to a 64k context, cold (empty parse cache) and warm (cache filled), the same
     question and another one; medians of 3 (the machine is shared);
-(b) PDFs: a real one shipped on the machine, and a 150-page one generated here from the
-    standard library's own documentation text: pages per second to sections and text;
+(b) PDFs: pages per second to sections and text, medians of 5. Real ones are manuals that
+    Debian packages install (valgrind: its 397-page user manual, DocBook through Apache FOP;
+    nettle-dev: the 111-page Nettle manual, Texinfo through pdfTeX; libtasn1-doc: 36
+    pages), gunzipped into the temporary folder first; the Valgrind manual once more with its
+    outline removed, so sections come from font sizes; and a 177-page book generated here
+    from the standard library's pydoc text (running header, page numbers, outline);
 (c) retrieval: bench/retrieval_questions.json over the standard library: how often the
     file holding the answer is packed (its text, not just its signatures) at 8k/16k/64k,
     ranked vs the naive path-order packer.
@@ -18,6 +22,7 @@ cache; pass --tokenizer to choose another).
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import importlib.metadata
 import json
@@ -59,7 +64,21 @@ PDF_MODULES = (
     "subprocess", "logging", "unittest", "urllib.parse", "tarfile", "zipfile", "shutil",
     "functools", "itertools", "dataclasses", "enum", "typing", "re", "datetime", "decimal",
 )  # fmt: skip
-REAL_PDF = Path("/usr/share/doc/libtasn1-doc/libtasn1.pdf")
+PDF_RUNS = 5
+REAL_PDFS = {
+    "valgrind-manual": (
+        Path("/usr/share/doc/valgrind/valgrind_manual.pdf.gz"),
+        "Valgrind user manual (DocBook, Apache FOP), Debian package valgrind",
+    ),
+    "nettle-manual": (
+        Path("/usr/share/doc/nettle-dev/nettle.pdf.gz"),
+        "Nettle manual (Texinfo, pdfTeX), Debian package nettle-dev",
+    ),
+    "libtasn1-manual": (
+        Path("/usr/share/doc/libtasn1-doc/libtasn1.pdf"),
+        "libtasn1 manual (pdfTeX), Debian package libtasn1-doc",
+    ),
+}
 TEXT_KINDS = frozenset({"file", "definition", "doc"})
 
 
@@ -163,11 +182,11 @@ def _timed_pipeline(
     mark = time.perf_counter()
     weights = RankWeights()
     inputs = cached_rank_inputs(walked.files, mapped, weights, parse_cache)
-    ranking = rank(walked.files, mapped.maps, parse_question(question), weights, inputs)
+    ranking = rank(walked.files, mapped.definitions, parse_question(question), inputs, weights)
     times["rank"] = time.perf_counter() - mark
     mark = time.perf_counter()
     memo = remembered_counts(count_tokens, count_tokens.identity, parse_cache)
-    context = pack_repository(walked, mapped.maps, ranking, PackConfig(budget), memo)
+    context = pack_repository(walked, mapped.definitions, ranking, PackConfig(budget), memo)
     memo.flush()
     parse_cache.close()
     times["pack"] = time.perf_counter() - mark
@@ -224,17 +243,36 @@ def _median_run(runs: list[dict]) -> dict:
 
 
 def _pdfs(tmp: Path) -> dict:
+    found = {}
+    for name, (shipped, what) in REAL_PDFS.items():
+        if not shipped.is_file():
+            print(f"  {shipped} is not installed here: {name} skipped")
+            continue
+        path = tmp / shipped.name.removesuffix(".gz")
+        opener = gzip.open if shipped.suffix == ".gz" else open
+        with opener(shipped, "rb") as source:
+            path.write_bytes(source.read())
+        found[name] = _pdf_speed(path, what)
+        if name == "valgrind-manual":
+            bare = _without_outline(path, tmp / "valgrind-manual-no-outline.pdf")
+            found["valgrind-no-toc"] = _pdf_speed(bare, what + ", outline removed")
     generated = _make_pdf(tmp / "stdlib-docs.pdf")
-    found = {"generated": _pdf_speed(generated, "150+ pages of pydoc text of stdlib modules")}
-    if REAL_PDF.is_file():
-        found["real"] = _pdf_speed(REAL_PDF, "libtasn1 manual (pdfTeX), shipped by Debian")
+    found["generated"] = _pdf_speed(generated, "150+ pages of pydoc text of stdlib modules")
     return found
+
+
+def _without_outline(path: Path, target: Path) -> Path:
+    """The same PDF with no outline, so its sections must come from font sizes."""
+    with pymupdf.open(path) as document:
+        document.set_toc([])
+        document.save(target)
+    return target
 
 
 def _pdf_speed(path: Path, what: str) -> dict:
     seconds = []
     cpu_seconds = []
-    for _ in range(3):
+    for _ in range(PDF_RUNS):
         start, cpu_start = time.perf_counter(), time.process_time()
         document = read_pdf(path)
         seconds.append(time.perf_counter() - start)
@@ -299,16 +337,17 @@ def _retrieval(tmp: Path, stdlib: Path, count_tokens: CountTokens, workers: int)
     mapped = map_repository(walked.files, cache, workers)
     inputs = cached_rank_inputs(walked.files, mapped, RankWeights(), cache)
     cache.close()
-    maps = mapped.maps
+    definitions = mapped.definitions
     ranked_hits = {budget: 0 for budget in BUDGETS}
     mentioned = {budget: 0 for budget in BUDGETS}
     misses: dict[int, list[str]] = {budget: [] for budget in BUDGETS}
     for number, item in enumerate(labelled, start=1):
-        ranking = rank(walked.files, maps, parse_question(item["question"]), inputs=inputs)
+        ranking = rank(walked.files, definitions, parse_question(item["question"]), inputs)
         position = next(i for i, (p, _) in enumerate(ranking.files) if p == item["answer_file"])
         print(f"  [{number}/{len(labelled)}] rank {position}: {item['answer_file']}", flush=True)
         for budget in BUDGETS:
-            context = pack_repository(walked, maps, ranking, PackConfig(budget), count_tokens)
+            config = PackConfig(budget)
+            context = pack_repository(walked, definitions, ranking, config, count_tokens)
             texts = {c.path for c in context.chunks if c.kind in TEXT_KINDS}
             listed = {c.path for c in context.chunks} | _map_paths(context.text)
             ranked_hits[budget] += item["answer_file"] in texts
@@ -349,11 +388,11 @@ def _print_tables(results: dict) -> None:
             run = large[name]
             stages = ", ".join(f"{k} {v:.2f}" for k, v in run["seconds"].items())
             print(f"  {name:27} {run['files']} files, {run['megabytes']} MB: {stages} s")
-    print("\n(b) PDF pages/s (median of 3)")
+    print(f"\n(b) PDF pages/s (median of {PDF_RUNS})")
     for name, run in results["pdf"].items():
         rate, cpu = run["pages_per_second_median"], run["pages_per_cpu_second_median"]
         print(
-            f"  {name:10} {run['pages']} pages, {run['sections']} sections: {rate} pages/s "
+            f"  {name:16} {run['pages']} pages, {run['sections']} sections: {rate} pages/s "
             f"(wall), {cpu} pages per CPU second"
         )
     retrieval = results["retrieval"]

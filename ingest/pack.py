@@ -9,10 +9,10 @@ if merges across part borders pushed it over.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from .codemap import FileMap
+from .codemap import Definition
 from .context import MAX_CHARS_PER_TOKEN, Chunk, Context, CountTokens, Dropped
 from .errors import BudgetError
 from .languages import is_doc
@@ -111,16 +111,18 @@ def render_lines(path: str, lines: Sequence[str], start: int) -> str:
 
 def pack_repository(
     walked: WalkResult,
-    maps: Mapping[str, FileMap],
+    definitions: Mapping[str, tuple[Definition, ...]],
     ranking: Ranking,
     config: PackConfig,
     count_tokens: CountTokens,
 ) -> Context:
-    """Pack the ranked files of `walked` into at most `config.budget` tokens."""
+    """Pack the ranked files of `walked` into at most `config.budget` tokens.
+
+    `definitions`: path -> those of each file that defines something."""
     packer = _Packer(config.budget, count_tokens)
     docs = _top_docs(walked.files, ranking)
     _add_docs(packer, docs, int(config.docs_share * config.budget), config.min_part_tokens)
-    map_reserve = int(config.map_share * config.budget) if maps else 0
+    map_reserve = int(config.map_share * config.budget) if ranking.definitions else 0
     packer.left -= map_reserve
     below_cut = _add_files(packer, walked.files, ranking, config)
     packer.left += map_reserve
@@ -131,23 +133,22 @@ def pack_repository(
     if repo_map is not None:
         where = Chunk(0, "(repo map)", 1, line_count(repo_map.text), kind="map")
         packer.try_add(repo_map.text, SECTION_MAP, repo_map.tokens, where)
-    _add_signatures(packer, maps, ranking, shown, listed)
+    _add_signatures(packer, definitions, ranking, shown, listed)
     covered = set(packer.shown) | mapped
     dropped = list(walked.skipped)
     dropped += [
-        Dropped(path, _why_left_out(path, maps, below_cut))
+        Dropped(path, _why_left_out(path, definitions, below_cut))
         for path, _ in ranking.files
         if path not in covered
     ]
     return _finish(packer, config.budget, dropped)
 
 
-def _why_left_out(path: str, maps: Mapping[str, FileMap], below_cut: set[str]) -> str:
+def _why_left_out(path: str, definitions: Collection[str], below_cut: set[str]) -> str:
     """A file ranked too low for full text shows only its signatures; without any, nothing.
 
     Every other file left out was tried and did not fit."""
-    file_map = maps.get(path)
-    if path in below_cut and (file_map is None or not file_map.definitions):
+    if path in below_cut and path not in definitions:
         return "ranked below the cut for full text, no definitions to list"
     return "over budget"
 
@@ -248,21 +249,23 @@ def _add_definitions(
 
 def _add_signatures(
     packer: _Packer,
-    maps: Mapping[str, FileMap],
+    definitions: Mapping[str, tuple[Definition, ...]],
     ranking: Ranking,
     shown: set[str],
     listed: frozenset[tuple[str, int]],
 ) -> None:
     """Top-level definition headers of the files not shown otherwise, best files first.
 
-    A file the repo map names still gets its headers when the map leaves some out."""
+    Only files whose definitions the ranking covers are tried (the best ranked; a file
+    further down would seldom fit in what is left, and reading them all costs). A file the
+    repo map names still gets its headers when the map leaves some out."""
+    ranked = {item.path for item in ranking.definitions}
     for path, _ in ranking.files:
         if packer.left < SIGNATURES_MIN_TOKENS:
             return
-        file_map = maps.get(path)
-        if path in shown or file_map is None or not file_map.definitions:
+        if path in shown or path not in ranked:
             continue
-        top = [d for d in file_map.definitions if not d.parent] or list(file_map.definitions)
+        top = [d for d in definitions[path] if not d.parent] or list(definitions[path])
         if all((path, d.start) in listed for d in top):
             continue
         listing = "".join(f"  {d.start}│ {d.signature}\n" for d in top)

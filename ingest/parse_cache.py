@@ -1,80 +1,84 @@
 """Parse results cached on disk by file content, so a second question does not parse again.
 
 The cache wraps the pure mappers (`map_python` for Python, `CodeMapper.map_file` for the
-rest): the key is a hash of the file's bytes, its grammar and the extractor's version (the
-query text, or the Python scanner's version), so changing either invalidates old entries;
-the value is the
-`FileMap`'s plain-data form serialized with `marshal` (several times faster to load than
-JSON, which matters when a warm run reads thousands), in one SQLite file under the cache
-folder the caller passes in. The file name carries the Python version, as marshal's does.
+rest): the key is a hash of the file's bytes, its grammar and the extractor's version
+(file_keys.py; found by `stat` where a file has not changed), so changing either
+invalidates old entries; the value is the `FileMap` in two marshalled parts
+(stored_maps.py), in one SQLite file under the cache folder the caller passes in. The file
+name carries the Python version, as marshal's does. The same file keeps what the ranker
+builds per repository snapshot and token counts (token_memo.py).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import marshal
 import multiprocessing
 import sqlite3
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .codemap import CodeMapper, FileMap
+from .codemap import CodeMapper, Definition, FileMap
+from .file_keys import content_keys
 from .languages import PYTHON, CodeLanguage, code_language
-from .pyscan import SCANNER_VERSION, map_python
+from .pyscan import map_python
+from .stored_maps import Decoded, StoredMap, decode, decode_definitions, encode
 from .walk import SourceFile
 
-CACHE_FILE = f"codemap-v7-py{sys.version_info.major}{sys.version_info.minor}.sqlite"
-"""Renamed whenever `FileMap` changes shape, so old entries are never misread."""
+CACHE_FILE = f"codemap-v8-py{sys.version_info.major}{sys.version_info.minor}.sqlite"
+"""Renamed whenever what is stored changes shape, so old entries are never misread."""
 LOOKUP_BATCH = 500
 KEEP_SNAPSHOTS = 4
 KEEP_TOKEN_COUNTS = 200_000
 """Newest token counts kept (~60 per question; a row is ~60 bytes)."""
+KEEP_STAMPS = 200_000
+"""Newest file stamps kept (one per file of each repository asked about)."""
 PARALLEL_MIN_FILES = 64
 """Below this many misses, starting worker processes costs more than it saves."""
 
 
-def content_key(text: str, language: CodeLanguage) -> str:
-    """The cache key of one file: hash of grammar, extractor version and content.
-
-    SHA-256: with the CPU's SHA instructions it hashes ~3x faster than BLAKE2 here, and a
-    warm run hashes every file (80 MB on a large repository)."""
-    digest = hashlib.sha256()
-    digest.update(language.grammar.encode())
-    extractor = SCANNER_VERSION if language == PYTHON else language.query
-    digest.update(hashlib.blake2b(extractor.encode(), digest_size=8).digest())
-    digest.update(text.encode("utf-8"))
-    return digest.hexdigest()[:40]
-
-
 class ParseCache:
-    """`FileMap`s by content key in `<cache_dir>/codemap-v7-pyXY.sqlite`."""
+    """`FileMap`s by content key, and the rest kept per repository, in one SQLite file
+    `<cache_dir>/codemap-v8-pyXY.sqlite`."""
 
     def __init__(self, cache_dir: Path) -> None:
         cache_dir.mkdir(parents=True, exist_ok=True)
         self.path = cache_dir / CACHE_FILE
         self._db = sqlite3.connect(self.path)
-        self._db.execute("CREATE TABLE IF NOT EXISTS maps (key TEXT PRIMARY KEY, value BLOB)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS maps "
+            "(key TEXT PRIMARY KEY, defined INTEGER, definitions BLOB, words BLOB)"
+        )
+        self._db.execute("CREATE TABLE IF NOT EXISTS stamps (key TEXT PRIMARY KEY, value TEXT)")
         self._db.execute("CREATE TABLE IF NOT EXISTS snapshots (key TEXT PRIMARY KEY, value BLOB)")
         self._db.execute("CREATE TABLE IF NOT EXISTS tokens (key TEXT PRIMARY KEY, value INTEGER)")
 
-    def get_many(self, keys: Sequence[str]) -> dict[str, FileMap]:
-        found: dict[str, FileMap] = {}
-        for start in range(0, len(keys), LOOKUP_BATCH):
-            batch = list(keys[start : start + LOOKUP_BATCH])
-            marks = ",".join("?" * len(batch))
-            rows = self._db.execute(f"SELECT key, value FROM maps WHERE key IN ({marks})", batch)
-            found.update((key, decode(value)) for key, value in rows)
-        return found
+    def get_many(self, keys: Sequence[str]) -> dict[str, StoredMap]:
+        """The stored maps of those `keys` the cache holds (not decoded: stored_maps.py)."""
+        query = "SELECT key, defined, definitions, words FROM maps WHERE key IN ({})"
+        return {row[0]: StoredMap(*row[1:]) for row in self._select(query, keys)}
 
-    def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
-        """Store encoded maps (`encode`) by key."""
-        rows = list(items)
+    def put_many(self, items: Iterable[tuple[str, StoredMap]]) -> None:
+        """Store encoded maps (`stored_maps.encode`) by key."""
+        rows = [(key, *stored) for key, stored in items]
         with self._db:
-            self._db.executemany("INSERT OR REPLACE INTO maps VALUES (?, ?)", rows)
+            self._db.executemany("INSERT OR REPLACE INTO maps VALUES (?, ?, ?, ?)", rows)
+
+    def get_stamps(self, keys: Sequence[str]) -> dict[str, str]:
+        """Content keys recorded under file stamps (see file_keys.py)."""
+        return dict(self._select("SELECT key, value FROM stamps WHERE key IN ({})", keys))
+
+    def put_stamps(self, items: Iterable[tuple[str, str]]) -> None:
+        """Record content keys by stamp; only the newest `KEEP_STAMPS` are kept."""
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO stamps VALUES (?, ?)", list(items))
+            self._db.execute(
+                "DELETE FROM stamps WHERE rowid <= (SELECT MAX(rowid) FROM stamps) - ?",
+                (KEEP_STAMPS,),
+            )
 
     def get_snapshot(self, key: str) -> bytes | None:
         """What was stored for a whole repository snapshot (see `MappedFiles.snapshot`)."""
@@ -109,22 +113,22 @@ class ParseCache:
     def close(self) -> None:
         self._db.close()
 
-
-def encode(file_map: FileMap) -> bytes:
-    """A `FileMap` as bytes (marshal: far cheaper to load than pickle or JSON)."""
-    return marshal.dumps(file_map.to_json())
-
-
-def decode(data: bytes) -> FileMap:
-    return FileMap.from_json(marshal.loads(data))
+    def _select(self, query: str, keys: Sequence[str]) -> Iterator[tuple]:
+        """Rows of `query` (a `WHERE key IN ({})` to fill) for `keys`, a batch at a time."""
+        for start in range(0, len(keys), LOOKUP_BATCH):
+            batch = list(keys[start : start + LOOKUP_BATCH])
+            yield from self._db.execute(query.format(",".join("?" * len(batch))), batch)
 
 
 @dataclass(frozen=True, slots=True)
 class MappedFiles:
     """The maps of a repository's files, and a key of the whole snapshot."""
 
-    maps: dict[str, FileMap]
-    """Path -> map of every parsable file."""
+    maps: Mapping[str, FileMap]
+    """Path -> map of every parsable file, decoded when first asked for (words and all: only
+    building the ranker's inputs of a new snapshot reads them)."""
+    definitions: Mapping[str, tuple[Definition, ...]]
+    """Path -> definitions of each file that defines something, decoded when first asked for."""
     snapshot: str
     """Hash of every path and parsed file's content key: equal keys, equal repositories."""
 
@@ -133,48 +137,62 @@ def map_files(
     files: Sequence[SourceFile], cache: ParseCache | None = None, workers: int = 1
 ) -> dict[str, FileMap]:
     """`FileMap` of every parsable file (path -> map), from the cache where it has them."""
-    return map_repository(files, cache, workers).maps
+    return dict(map_repository(files, cache, workers).maps)
 
 
 def map_repository(
     files: Sequence[SourceFile], cache: ParseCache | None = None, workers: int = 1
 ) -> MappedFiles:
-    """`map_files` and the snapshot key.
-
-    Misses are parsed in `workers` processes when there are many, then stored.
-    """
-    todo: list[tuple[str, SourceFile, CodeLanguage]] = []
-    for file in files:
-        language = code_language(file.path)
-        if language is not None:
-            todo.append((content_key(file.text, language), file, language))
-    cached = cache.get_many([key for key, _, _ in todo]) if cache is not None else {}
+    """The maps of `files` (lazily decoded where they come from the cache) and the snapshot
+    key. Misses are parsed in `workers` processes when there are many, then stored."""
+    parsable = [(file, lang) for file in files if (lang := code_language(file.path)) is not None]
+    paths = [file.path for file, _ in parsable]
+    keys = dict(zip(paths, content_keys(parsable, cache), strict=True))
+    stored = cache.get_many(list(dict.fromkeys(keys.values()))) if cache is not None else {}
     # files with the same content share a key: each is mapped once
-    misses = {key: (file.text, lang) for key, file, lang in todo if key not in cached}
-    if workers > 1 and len(misses) >= PARALLEL_MIN_FILES:
-        encoded: dict[str, bytes] = {}
-        parsed = {}
-        # decoded as they arrive: the main process would otherwise idle until the last one
-        found = _parse_in_processes(list(misses.values()), workers)
-        for key, data in zip(misses, found, strict=True):
-            encoded[key] = data
-            parsed[key] = decode(data)
-    else:
-        mapper = CodeMapper()
-        parsed = {key: map_source(mapper, text, lang) for key, (text, lang) in misses.items()}
-        encoded = {key: encode(m) for key, m in parsed.items()} if cache is not None else {}
-    if cache is not None and parsed:
+    misses = {keys[file.path]: (file.text, lang) for file, lang in parsable}
+    misses = {key: job for key, job in misses.items() if key not in stored}
+    parsed, encoded = _parse(misses, workers, cache is not None)
+    if cache is not None and encoded:
         cache.put_many(encoded.items())
-    maps = cached | parsed
+    maps: dict[str, FileMap | StoredMap] = {**stored, **parsed}
+    definitions: dict[str, tuple[Definition, ...] | StoredMap] = {**stored}
+    definitions.update((key, file_map.definitions) for key, file_map in parsed.items())
+    defining = {path: key for path, key in keys.items() if _defines(definitions[key])}
     snapshot = hashlib.blake2b(digest_size=20)
-    keys = {file.path: key for key, file, _ in todo}
     for file in files:
         snapshot.update(f"{file.path}\0{keys.get(file.path, '')}\n".encode())
-    mapped = {file.path: maps[key] for key, file, _ in todo}
-    return MappedFiles(mapped, snapshot.hexdigest())
+    return MappedFiles(
+        Decoded(keys, maps, decode),
+        Decoded(defining, definitions, decode_definitions),
+        snapshot.hexdigest(),
+    )
 
 
-def _parse_in_processes(jobs: list[tuple[str, CodeLanguage]], workers: int) -> Iterator[bytes]:
+def _defines(value: tuple[Definition, ...] | StoredMap) -> bool:
+    return value.defined > 0 if isinstance(value, StoredMap) else bool(value)
+
+
+def _parse(
+    misses: dict[str, tuple[str, CodeLanguage]], workers: int, encoded: bool
+) -> tuple[dict[str, FileMap], dict[str, StoredMap]]:
+    """Maps of `misses` (content key -> text, language), and their stored form when
+    `encoded` (the cache stores it; workers send it back anyway)."""
+    if workers > 1 and len(misses) >= PARALLEL_MIN_FILES:
+        parsed: dict[str, FileMap] = {}
+        stored: dict[str, StoredMap] = {}
+        # decoded as they arrive: the main process would otherwise idle until the last one
+        found = _parse_in_processes(list(misses.values()), workers)
+        for key, value in zip(misses, found, strict=True):
+            stored[key] = value
+            parsed[key] = decode(value)
+        return parsed, stored
+    mapper = CodeMapper()
+    parsed = {key: map_source(mapper, text, lang) for key, (text, lang) in misses.items()}
+    return parsed, ({key: encode(m) for key, m in parsed.items()} if encoded else {})
+
+
+def _parse_in_processes(jobs: list[tuple[str, CodeLanguage]], workers: int) -> Iterator[StoredMap]:
     """Encoded maps of `jobs` in order, as `workers` processes finish them.
 
     Workers send maps back encoded: pickling the objects costs seconds on a large repo."""
@@ -191,7 +209,7 @@ def _worker_mapper() -> CodeMapper:
     return CodeMapper()
 
 
-def _map_one(job: tuple[str, CodeLanguage]) -> bytes:
+def _map_one(job: tuple[str, CodeLanguage]) -> StoredMap:
     text, language = job
     return encode(map_source(_worker_mapper(), text, language))
 

@@ -134,9 +134,10 @@ def ingest_repository(
         mapped = map_repository(walked.files, cache, options.workers)
         inputs = cached_rank_inputs(walked.files, mapped, options.weights, cache)
         question_terms = parse_question(question)
-        ranking = rank(walked.files, mapped.maps, question_terms, options.weights, inputs)
+        ranking = rank(walked.files, mapped.definitions, question_terms, inputs, options.weights)
         memo = remembered_counts(count_tokens, options.tokenizer, cache)
-        context = pack_repository(walked, mapped.maps, ranking, config, memo or count_tokens)
+        count = memo or count_tokens
+        context = pack_repository(walked, mapped.definitions, ranking, config, count)
         if memo is not None:
             memo.flush()
     finally:

@@ -22,10 +22,10 @@ from .terms import Question, split_identifier, stem
 from .walk import SourceFile
 
 MAX_DEFINITION_FILES = 400
+"""Only the best files' definitions are ranked: the map and the packer never reach further."""
 PAGERANK_MAX_ITERATIONS = 100
 PAGERANK_TOLERANCE = 1e-6
 """Per node, summed L1 change that ends the power iteration (networkx's defaults)."""
-"""Only the best files' definitions are ranked: the map and the packer never reach further."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,17 +78,16 @@ class Ranking:
 
 def rank(
     files: Sequence[SourceFile],
-    maps: Mapping[str, FileMap],
+    definitions: Mapping[str, tuple[Definition, ...]],
     question: Question,
+    inputs: RankInputs,
     weights: RankWeights | None = None,
-    inputs: RankInputs | None = None,
 ) -> Ranking:
-    """Order `files` (and their `maps`' definitions) by relevance to `question`.
-
-    `inputs`: the question-independent part, built by `rank_inputs` (from a cache, say)."""
+    """Order `files` (and their `definitions`, path -> those of each file that has some) by
+    relevance to `question`. `inputs`: the question-independent part, built by `rank_inputs`
+    with the same `weights` (or loaded from a cache)."""
     weights = weights or RankWeights()
     paths = [file.path for file in files]
-    inputs = inputs or rank_inputs(paths, maps, weights)
     lexical = lexical_scores(files, question, weights, inputs)
     edges, uses = _file_graph(inputs, question, weights)
     personal = {path: score for path, score in lexical.items() if score > 0} or None
@@ -101,7 +100,10 @@ def rank(
         for path in paths
     }
     ordered = tuple(sorted(score.items(), key=lambda item: (-item[1], item[0])))
-    return Ranking(ordered, _rank_definitions(maps, ordered, uses, question))
+    top = ordered[:MAX_DEFINITION_FILES]
+    position = {path: i for i, path in enumerate(paths)}
+    own = _own_uses(inputs, [position[path] for path, _ in top])
+    return Ranking(ordered, _rank_definitions(definitions, top, position, uses, own, question))
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,23 +222,39 @@ def _name_match(name: str, terms: frozenset[str]) -> int:
     return len({stem(part) for part in split_identifier(name)} & terms)
 
 
+def _own_uses(inputs: RankInputs, files: list[int]) -> dict[tuple[int, str], int]:
+    """How often each of `files` (indices) uses each linking name it uses."""
+    links = inputs.uses
+    chosen = np.isin(links.user, np.array(files, dtype=np.int64))
+    users, names = links.user[chosen].tolist(), links.name[chosen].tolist()
+    counts = links.count[chosen].tolist()
+    named = inputs.definers.names
+    return {
+        (user, named[name]): int(count)
+        for user, name, count in zip(users, names, counts, strict=True)
+    }
+
+
 def _rank_definitions(
-    maps: Mapping[str, FileMap],
-    ordered: Sequence[tuple[str, float]],
+    definitions: Mapping[str, tuple[Definition, ...]],
+    top: Sequence[tuple[str, float]],
+    position: Mapping[str, int],
     uses: Mapping[str, int],
+    own: Mapping[tuple[int, str], int],
     question: Question,
 ) -> tuple[RankedDefinition, ...]:
-    """A definition ranks by its file, how often others use it, and how well it matches."""
+    """A definition ranks by its file, how often others use it, and how well it matches.
+
+    `uses`: each linking name's uses in all files; `own`: (file index, name) -> uses there."""
     ranked: list[RankedDefinition] = []
     asked = {name.lower() for name in question.identifiers}
-    for path, base in ordered[:MAX_DEFINITION_FILES]:
-        file_map = maps.get(path)
-        if file_map is None:
+    for path, base in top:
+        if path not in definitions:
             continue
-        for definition in file_map.definitions:
+        for definition in definitions[path]:
             inbound = uses.get(definition.name, 0)
             if inbound:
-                inbound -= file_map.references.get(definition.name, 0)
+                inbound -= own.get((position[path], definition.name), 0)
             match = _name_match(definition.name, question.terms) + (
                 3 if definition.name.lower() in asked else 0
             )

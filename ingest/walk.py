@@ -14,8 +14,10 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 import pathspec
 
@@ -67,6 +69,18 @@ class WalkConfig:
             raise ValueError(f"walk caps must be positive: {self}")
 
 
+class Stamp(NamedTuple):
+    """What `stat` said of a file when the walk read it (finds its parse-cache key again
+    without hashing it: file_keys.py), and when the walk began."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    seen_ns: int
+
+
 @dataclass(frozen=True, slots=True)
 class SourceFile:
     """One text file of the source: its path relative to the root (posix), text, language."""
@@ -74,6 +88,7 @@ class SourceFile:
     path: str
     text: str
     language: str
+    stamp: Stamp | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +111,7 @@ def walk_source(source: Path, config: WalkConfig | None = None) -> WalkResult:
             extracted = extract_archive(source, Path(tmp), config.archive)
             result = _read_folder(Path(tmp), config, use_git=False)
         return WalkResult(result.files, tuple(sorted(extracted + list(result.skipped), key=_key)))
-    read = _read_file(str(source), source.name, source.resolve().parent, config)
+    read = _read_file(str(source), source.name, source.resolve().parent, config, time.time_ns())
     if isinstance(read, Dropped):
         raise SourceError(f"{source}: nothing to read ({read.reason})")
     return WalkResult((read,), ())
@@ -107,6 +122,7 @@ def _key(item: Dropped) -> str:
 
 
 def _read_folder(root: Path, config: WalkConfig, *, use_git: bool | None = None) -> WalkResult:
+    began = time.time_ns()
     git_paths = _git_paths(root) if (config.use_git if use_git is None else use_git) else None
     listed, skipped = (
         _filter_listed(root, git_paths) if git_paths is not None else _walk_with_ignores(root)
@@ -116,7 +132,7 @@ def _read_folder(root: Path, config: WalkConfig, *, use_git: bool | None = None)
         if len(files) >= config.max_files:
             skipped.append(Dropped(rel, f"over the cap of {config.max_files:,} files"))
             continue
-        read = _read_file(os.path.join(root, rel), rel, root, config)
+        read = _read_file(os.path.join(root, rel), rel, root, config, began)
         if isinstance(read, Dropped):
             skipped.append(read)
         else:
@@ -215,9 +231,11 @@ def _ignored(specs: dict[str, pathspec.PathSpec], rel: str) -> bool:
     return ignored
 
 
-def _read_file(path: str, rel: str, root: Path, config: WalkConfig) -> SourceFile | Dropped:
+def _read_file(
+    path: str, rel: str, root: Path, config: WalkConfig, began: int
+) -> SourceFile | Dropped:
     """One file read and checked; plain `os` calls on strings (pathlib objects cost more
-    than the reading itself on thousands of small files)."""
+    than the reading itself on thousands of small files). `began`: when the walk began."""
     reason = _skip_by_name(rel)
     if reason is not None:
         return Dropped(rel, reason)
@@ -245,7 +263,8 @@ def _read_file(path: str, rel: str, root: Path, config: WalkConfig) -> SourceFil
     if reason is not None:
         return Dropped(rel, reason)
     text = text.replace("\r\n", "\n") if "\r" in text else text
-    return SourceFile(rel, text, language_name(rel))
+    stamp = Stamp(status.st_dev, status.st_ino, size, status.st_mtime_ns, status.st_ctime_ns, began)
+    return SourceFile(rel, text, language_name(rel), stamp)
 
 
 def _skip_by_name(rel: str) -> str | None:

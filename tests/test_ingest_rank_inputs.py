@@ -30,14 +30,14 @@ def repository(tmp_path: Path) -> Path:
 
 def test_inputs_survive_bytes_and_rank_the_same(repository: Path) -> None:
     walked = walk_source(repository, WalkConfig(use_git=False))
-    maps = map_repository(walked.files).maps
+    mapped = map_repository(walked.files)
     paths = [file.path for file in walked.files]
-    inputs = rank_inputs(paths, maps, RankWeights())
+    inputs = rank_inputs(paths, mapped.maps, RankWeights())
     loaded = RankInputs.from_bytes(inputs.to_bytes())
     assert loaded.vocabulary == inputs.vocabulary and loaded.definers.names == inputs.definers.names
     for question in QUESTIONS:
-        want = rank(walked.files, maps, parse_question(question))
-        assert rank(walked.files, maps, parse_question(question), inputs=loaded) == want
+        want = rank(walked.files, mapped.definitions, parse_question(question), inputs)
+        assert rank(walked.files, mapped.definitions, parse_question(question), loaded) == want
 
 
 def test_second_question_loads_inputs_and_an_edit_rebuilds_them(
