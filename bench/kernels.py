@@ -166,7 +166,7 @@ def bench_prefill(name, T, cfg, tuning, reps):
     }
 
 
-def bench_decode(name, T, batch, cfg, reps, split_head_dim=False):
+def bench_decode(name, T, batch, cfg, reps, split_head_dim=True):
     H, H_kv, Dk, Dv = CONFIGS[name]
     G = H // H_kv
     mk = lambda *s: torch.randn(*s, device="cuda", dtype=torch.bfloat16)

@@ -38,10 +38,12 @@ SMALL = dict(cmp_block=8, cmp_stride=4, slc_block=16, window=16)
 GROUPS = [(1, 3), (2, 2), (3, 1), (6, 2), (7, 1), (16, 1)]
 LENGTHS = [37, 5, 22]  # 5 < l, 22 < 2 l'; none a multiple of l, d or l'
 # bigger selection tiles than the GPU default (fewer interpreted programs, same code paths);
-# one query step per dK/dV program so the split, atomically added path runs
+# one query step per dK/dV program so the split, atomically added path runs; Dk padded
+# (split_head_dim has its own tests below)
 TEST_TUNING = KernelTuning(
-    block_m_cmp=64, block_m_slc=64, block_m_win=64, block_n=32, dkdv_query_steps=2
-)
+    block_m_cmp=64, block_m_slc=64, block_m_win=64, block_n=32, dkdv_query_steps=2,
+    split_head_dim=False,
+)  # fmt: skip
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -143,6 +145,30 @@ def test_split_head_dim_matches_reference(group, combine, Dk, Dv, block_m_slc, s
     n_launches = 3 + 1 + (6 if combine == "gated" else 4)  # union: no compressed backward
     assert len(split_spy) == n_launches
     assert all(d == Dk and split and parts[1] > 0 for d, split, parts in split_spy), split_spy
+
+
+@pytest.mark.parametrize("combine", ["gated", "union"])
+def test_default_tuning_on_wide_heads(combine, monkeypatch):
+    """KernelTuning() as the GPU runs it on the paper's 192 / 128 heads: split Dk, 128-row
+    tiles, and attention._plan's keys per step and launch options (32 keys for the backward
+    on rows over 256 columns, 64 for the forward)."""
+    tuning = KernelTuning().for_group(16)
+    assert tuning.split_head_dim and tuning.block_n == 0
+    plans = []
+    real_plan = nsa_attention_mod._plan
+
+    def spy(kind, *args):
+        plans.append((kind, *real_plan(kind, *args)))
+        return plans[-1][1:]
+
+    monkeypatch.setattr(nsa_attention_mod, "_plan", spy)
+    _check_against_reference((16, 1), combine, tuning, Dk=192, Dv=128)
+    # compressed / window: 64 keys forward on 8 warps, 32 backward on 4; the selection branch
+    # steps over its 16-key blocks (SMALL's l') on 4 warps both ways
+    assert {(kind, bn, opts["num_warps"]) for kind, bn, opts in plans} == {
+        ("fwd", 64, 8), ("dq", 32, 4), ("dkdv", 32, 4),
+        ("fwd", 16, 4), ("dq", 16, 4), ("dkdv", 16, 4),
+    }  # fmt: skip
 
 
 def _check_against_reference(group, combine, tuning, Dk=16, Dv=8):

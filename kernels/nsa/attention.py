@@ -466,24 +466,39 @@ def _warps(d: dict, BM: int) -> int:
 
 @dataclass(frozen=True)
 class Launch:
-    """Triton launch options for one kernel call; 0 keeps the default (_warps; Triton's own
-    pipelining depth). bench/kernels.py's `launch` part sweeps them."""
+    """Triton launch options for one kernel call; 0 takes the default of `_plan`.
+    bench/kernels.py's `launch` part sweeps them."""
 
     num_warps: int = 0
     num_stages: int = 0
 
 
-def _launch(launch: Launch | None, d: dict, BM: int) -> dict:
-    opts = dict(num_warps=(launch and launch.num_warps) or _warps(d, BM))
-    if launch and launch.num_stages:
-        opts["num_stages"] = launch.num_stages
-    return opts
+def _plan(
+    kind: str, cfg: NSAConfig, mode: int, d: dict, BM: int, block_n: int, launch: Launch | None
+) -> tuple[int, dict]:
+    """(keys per step BN, launch options) of one kernel call: `kind` is fwd, dq or dkdv.
 
-
-def _block_n(cfg: NSAConfig, mode: int, block_n: int) -> int:
+    Defaults from the H200 sweep at 64k (bench/results/kernels-launch-*.json, kernels/NOTES.md
+    v6), by how wide a row of q, k and v is. The backward kernels hold dQ or dK/dV in registers
+    and run best on 4 warps with a shallow pipeline: rows over 256 columns (the paper's 192 +
+    128) take 32 keys per step and 3 stages (dQ of the compressed branch 36.0 -> 19.2 ms),
+    rows of 128 + 128 take 64 keys and 2 stages (its dK/dV 10.2 -> 6.7 ms), narrower rows 3.
+    The selection forward on wide rows: 4 warps, 2 stages (31.2 -> 23.5 ms). Elsewhere the
+    forward keeps 64 keys and `_warps`, with Triton's default pipelining.
+    """
+    width = d["BDK"] + d["BDK2"] + d["BDV"]
+    warps, stages, bn = _warps(d, BM), 0, 64
+    if kind != "fwd":
+        warps, stages, bn = 4, 2 if width == 256 else 3, 32 if width > 256 else 64
+    elif mode == MODE_SLC and width > 256:
+        warps, stages = 4, 2
+    bn = block_n or bn
     if mode == MODE_SLC:
-        return max(16, min(block_n, triton.next_power_of_2(cfg.slc_block)))
-    return block_n
+        bn = max(16, min(bn, triton.next_power_of_2(cfg.slc_block)))
+    opts = dict(num_warps=(launch and launch.num_warps) or warps)
+    if (launch and launch.num_stages) or stages:
+        opts["num_stages"] = (launch and launch.num_stages) or stages
+    return bn, opts
 
 
 def _tiles(meta: SeqMeta, mode: int, BT: int, sel: Selection | None, device):
@@ -497,7 +512,7 @@ def _tiles(meta: SeqMeta, mode: int, BT: int, sel: Selection | None, device):
 def attn_fwd(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: SeqMeta, cfg: NSAConfig, mode: int,
     scale: float, sel: Selection | None = None, splits: int = 1, block_m: int = 64,
-    block_n: int = 64, out_dtype: torch.dtype | None = None, with_output: bool = True,
+    block_n: int = 0, out_dtype: torch.dtype | None = None, with_output: bool = True,
     split_dk: bool = False, launch: Launch | None = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor]:  # fmt: skip
     """One branch forward. Returns o [S, N, H, Dv] and lse [S, N, H] (fp32) for S splits;
@@ -505,6 +520,7 @@ def attn_fwd(
     two power-of-two parts (head_parts) instead of one padded tile."""
     d = _dims(q, k, v, split_dk)
     BM, BT = tile_rows(d["G"], block_m)
+    BN, opts = _plan("fwd", cfg, mode, d, BM, block_n, launch)
     tile_seq, tile_i0, idx, ulist, ucount, U = _tiles(meta, mode, BT, sel, q.device)
     N = q.shape[0]
     o_shape = (splits, N, d["H"], d["DV"]) if with_output else (1,)
@@ -515,8 +531,8 @@ def attn_fwd(
     _attn_fwd_kernel[grid](
         q, k, v, o, lse, tile_seq, tile_i0, meta.q_start, meta.q_len, meta.q_pos0, kv_start,
         idx, ulist, ucount, U, N, scale * LOG2E, cfg.window,
-        BT=BT, BM=BM, BN=_block_n(cfg, mode, block_n), SPLITS=splits, WITH_V=with_output,
-        **d, **_consts(cfg, mode), **_launch(launch, d, BM),
+        BT=BT, BM=BM, BN=BN, SPLITS=splits, WITH_V=with_output, **d, **_consts(cfg, mode),
+        **opts,
     )  # fmt: skip
     return (o if with_output else None), lse
 
@@ -524,19 +540,19 @@ def attn_fwd(
 def attn_dq(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.Tensor, lse: torch.Tensor,
     delta: torch.Tensor, dq: torch.Tensor, meta: SeqMeta, cfg: NSAConfig, mode: int,
-    scale: float, sel: Selection | None = None, block_m: int = 64, block_n: int = 64,
+    scale: float, sel: Selection | None = None, block_m: int = 64, block_n: int = 0,
     split_dk: bool = False, launch: Launch | None = None,
 ) -> None:  # fmt: skip
     """Adds one branch's dQ into dq [N, H, Dk] (fp32). do [N, H, Dv]; lse, delta [N, H]."""
     d = _dims(q, k, v, split_dk)
     BM, BT = tile_rows(d["G"], block_m)
+    BN, opts = _plan("dq", cfg, mode, d, BM, block_n, launch)
     tile_seq, tile_i0, idx, ulist, ucount, U = _tiles(meta, mode, BT, sel, q.device)
     kv_start = meta.c_start if mode == MODE_CMP else meta.k_start
     _attn_dq_kernel[(tile_seq.numel(), d["H_KV"])](
         q, k, v, do, lse, delta, dq, tile_seq, tile_i0, meta.q_start, meta.q_len, meta.q_pos0,
         kv_start, idx, ulist, ucount, U, scale * LOG2E, scale, cfg.window,
-        BT=BT, BM=BM, BN=_block_n(cfg, mode, block_n), **d, **_consts(cfg, mode),
-        **_launch(launch, d, BM),
+        BT=BT, BM=BM, BN=BN, **d, **_consts(cfg, mode), **opts,
     )  # fmt: skip
 
 
@@ -544,7 +560,7 @@ def attn_dkdv(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.Tensor, lse: torch.Tensor,
     delta: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor, meta: SeqMeta, cfg: NSAConfig,
     mode: int, scale: float, sel: Selection | None = None, work=None, block_m: int = 64,
-    block_n: int = 64, query_steps: int = DKDV_QUERY_STEPS, split_dk: bool = False,
+    block_n: int = 0, query_steps: int = DKDV_QUERY_STEPS, split_dk: bool = False,
     launch: Launch | None = None,
 ) -> None:  # fmt: skip
     """Adds one branch's dK/dV into dk, dv ([*, H_kv, D], fp32).
@@ -559,7 +575,7 @@ def attn_dkdv(
     """
     d = _dims(q, k, v, split_dk)
     BM, BT = tile_rows(d["G"], block_m)
-    BN = _block_n(cfg, mode, block_n)
+    BN, opts = _plan("dkdv", cfg, mode, d, BM, block_n, launch)
     n_splits = 1
     if mode == MODE_SLC:
         assert sel is not None and work is not None and sel.rows_per_tile == BT
@@ -592,5 +608,5 @@ def attn_dkdv(
         scale * LOG2E, scale, cfg.window, n_splits, BT=BT, BM=BM, BN=BN,
         ATOMIC=mode == MODE_SLC or n_splits > 1,
         TPS=slc_step_tiles(d["G"], block_m) if mode == MODE_SLC else 1, **d, **_consts(cfg, mode),
-        **_launch(launch, d, BM),
+        **opts,
     )  # fmt: skip

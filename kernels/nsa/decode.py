@@ -94,7 +94,7 @@ def nsa_decode(
     gates: torch.Tensor | None = None,
     scale: float | None = None,
     splits: int | None = None,
-    split_head_dim: bool = False,
+    split_head_dim: bool = True,
 ) -> torch.Tensor:
     """NSA output of the newest token: q [B, H, Dk] -> o [B, H, Dv].
 

@@ -44,15 +44,19 @@ class KernelTuning:
 
     split_head_dim: tile a Dk that is not a power of two in two power-of-two parts (192 =
     128 + 64) instead of padding it (192 -> 256), in every kernel that dots over Dk
-    (attention.head_parts). Off until the H200 times both (kernels/NOTES.md, v5).
+    (attention.head_parts). On the H200 at 64k it ran the paper config's module 1.21x faster
+    forward and backward (kernels/NOTES.md, v5), so it is on by default.
+
+    block_n: keys per step; 0 takes attention._plan's choice for the kernel and head widths
+    (with its measured launch options).
     """
 
     block_m_cmp: int = 128
     block_m_slc: int = 0
     block_m_win: int = 128
-    block_n: int = 64
+    block_n: int = 0
     dkdv_query_steps: int = DKDV_QUERY_STEPS
-    split_head_dim: bool = False
+    split_head_dim: bool = True
 
     def for_group(self, G: int) -> KernelTuning:
         """This tuning with block_m_slc resolved for group size G."""
