@@ -9,6 +9,7 @@ Pages without a text layer are reported, not guessed at.
 
 from __future__ import annotations
 
+import html
 import itertools
 import re
 from collections import Counter
@@ -39,6 +40,9 @@ HEADING_MAX_CHARS = 120
 MAX_HEADING_LEVELS = 3
 _PAGE_NUMBER = re.compile(r"^\W*(?:page\s*)?(?:\d+|[ivxlcdm]+)(?:\s*(?:of|/)\s*\d+)?\W*$", re.I)
 _DIGITS = re.compile(r"\d+")
+# MuPDF's HTML of a text page: a <p> per line, a <span> per run of one font, text escaped
+_HTML_LINE = re.compile(r'<p style="top:(-?[\d.]+)pt;left:(-?[\d.]+)pt;line-height:([\d.]+)pt')
+_HTML_SPAN = re.compile(r"font-size:([\d.]+)pt[^>]*>([^<]*)</span>")
 _CJK = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uff00-\uffef]")
 
 
@@ -81,23 +85,28 @@ class _Line:
     band: bool
 
 
+@dataclass(frozen=True, slots=True)
+class _RawPage:
+    """What one page yields before the whole document is seen."""
+
+    lines: list[_Line]
+    """Text lines by block, in reading order."""
+    tables: list[tuple[pymupdf.Rect, str]]
+    height: float
+    markup: str
+    """MuPDF's HTML of the text, which has font sizes; only kept when there is no outline."""
+
+
 def read_pdf(path: Path, password: str | None = None) -> PdfDocument:
     """Pages and sections of the PDF at `path`; raises `PdfError` when it cannot be read."""
     document = _open(path, password)
     with document:
         outline = document.get_toc(simple=True)
-        # font sizes (slower "dict" extraction) are only needed to find headings without a TOC
-        read_lines = _page_lines if outline else _sized_page_lines
-        raw: list[list[_Line]] = []
-        tables: list[list[tuple[pymupdf.Rect, str]]] = []
-        for page in document:
-            raw.append(read_lines(page))
-            tables.append(_tables(page))
-        repeated = _repeated_band_lines(raw)
-        pages = tuple(
-            _page(number, lines, page_tables, repeated)
-            for number, (lines, page_tables) in enumerate(zip(raw, tables, strict=True), start=1)
-        )
+        raw = [_read_page(page, sized=not outline) for page in document]
+    repeated = _repeated_band_lines([page.lines for page in raw])
+    pages = tuple(
+        _page(number, page.lines, page.tables, repeated) for number, page in enumerate(raw, start=1)
+    )
     sections = _sections_from_outline(outline, len(pages)) or _sections_from_fonts(raw, repeated)
     return PdfDocument(pages, sections)
 
@@ -124,11 +133,26 @@ def _open(path: Path, password: str | None) -> pymupdf.Document:
     return document
 
 
-def _page_lines(page: pymupdf.Page) -> list[_Line]:
-    """Text lines in reading order (top to bottom, then left to right), positioned by block."""
+def _read_page(page: pymupdf.Page, sized: bool) -> _RawPage:
+    """One page's lines and tables, and its text as HTML when `sized`; MuPDF reads it once.
+
+    The HTML carries each line's font sizes at a fifth of the cost of the "dict" extraction
+    (which builds a Python dict per span), and is parsed only where a heading may be.
+    """
+    textpage = page.get_textpage(flags=pymupdf.TEXTFLAGS_TEXT)
     height = page.rect.height or 1.0
+    tables = _tables(page)
+    if tables:  # lines placed one by one, so that those inside a table can be left out
+        lines = _dict_lines(page.get_text("dict", textpage=textpage, sort=True), height)
+    else:
+        lines = _block_lines(page.get_text("blocks", textpage=textpage, sort=True), height)
+    markup = textpage.extractHTML() if sized and lines else ""
+    return _RawPage(lines, tables, height, markup)
+
+
+def _block_lines(blocks: list[tuple], height: float) -> list[_Line]:
+    """Text lines in reading order (top to bottom, then left to right), positioned by block."""
     lines: list[_Line] = []
-    blocks = page.get_text("blocks", sort=True, flags=pymupdf.TEXTFLAGS_TEXT)
     for index, (_, y0, _, y1, text, _, kind) in enumerate(blocks):
         if kind != 0:  # an image block
             continue
@@ -139,11 +163,26 @@ def _page_lines(page: pymupdf.Page) -> list[_Line]:
     return lines
 
 
-def _sized_page_lines(page: pymupdf.Page) -> list[_Line]:
-    """Like `_page_lines`, positioned by line and with each line's largest font size."""
-    height = page.rect.height or 1.0
+def _html_lines(markup: str, height: float) -> list[_Line]:
+    """Each text line of MuPDF's HTML with its largest font size, in sorted-block order."""
+    placed: list[tuple[float, float, _Line]] = []
+    for piece in markup.split("</p>"):
+        start = _HTML_LINE.search(piece)
+        spans = _HTML_SPAN.findall(piece)
+        text = html.unescape("".join(text for _, text in spans)).strip()
+        if start is None or not text:
+            continue
+        top, left, line_height = map(float, start.groups())
+        band = top + line_height < BAND * height or top > (1 - BAND) * height
+        line = _Line(top, text, max(float(size) for size, _ in spans), -1, band)
+        placed.append((top + line_height, left, line))
+    placed.sort(key=lambda item: item[:2])  # like PyMuPDF's sorted blocks: bottom, then left
+    return [line for _, _, line in placed]
+
+
+def _dict_lines(content: dict, height: float) -> list[_Line]:
+    """Text lines from PyMuPDF's "dict" extraction, each placed by its own position."""
     lines: list[_Line] = []
-    content = page.get_text("dict", sort=True, flags=pymupdf.TEXTFLAGS_TEXT)
     for index, block in enumerate(content["blocks"]):
         for line in block.get("lines", ()):
             spans = line["spans"]
@@ -331,21 +370,24 @@ def _sections_from_outline(outline: list, page_count: int) -> tuple[Section, ...
     return tuple(sections)
 
 
-def _sections_from_fonts(pages: list[list[_Line]], repeated: set[str]) -> tuple[Section, ...]:
+def _sections_from_fonts(pages: list[_RawPage], repeated: set[str]) -> tuple[Section, ...]:
     """Headings are short lines in type clearly larger than the body's most common size."""
+    spans = [_HTML_SPAN.findall(page.markup) for page in pages]
     sizes: Counter[float] = Counter()
-    for lines in pages:
-        for line in lines:
-            sizes[line.size] += len(line.text)
+    for page_spans in spans:
+        for size, text in page_spans:
+            sizes[float(size)] += len(html.unescape(text)) if "&" in text else len(text)
     if not sizes:
         return ()
-    body = sizes.most_common(1)[0][0]
+    least = sizes.most_common(1)[0][0] * HEADING_SCALE
     headings: list[tuple[int, str, float]] = []
-    for number, lines in enumerate(pages, start=1):
-        for line in lines:
+    for number, (page, page_spans) in enumerate(zip(pages, spans, strict=True), start=1):
+        if all(float(size) < least for size, _ in page_spans):
+            continue  # most pages: no line to parse
+        for line in _html_lines(page.markup, page.height):
             if _is_furniture(line, repeated) or len(line.text) > HEADING_MAX_CHARS:
                 continue
-            if line.size >= body * HEADING_SCALE and any(c.isalpha() for c in line.text):
+            if line.size >= least and any(c.isalpha() for c in line.text):
                 headings.append((number, line.text, line.size))
     levels = sorted({size for _, _, size in headings}, reverse=True)[:MAX_HEADING_LEVELS]
     entries = [
