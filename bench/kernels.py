@@ -218,6 +218,36 @@ def bench_decode(name, T, batch, cfg, reps, split_head_dim=True):
     }
 
 
+def profile_decode(name, T, batch, cfg, reps) -> dict:
+    """Where one decode step's GPU time goes: each kernel's total over `reps` eager steps
+    (torch.profiler), in us per step, largest first."""
+    from torch.profiler import ProfilerActivity, profile
+
+    H, H_kv, Dk, Dv = CONFIGS[name]
+    mk = lambda *s: torch.randn(*s, device="cuda", dtype=torch.bfloat16)
+    k_cache, v_cache = mk(batch, T, H_kv, Dk), mk(batch, T, H_kv, Dv)
+    n_c = cfg.num_compressed(T)
+    kc, vc = mk(batch, n_c, H_kv, Dk), mk(batch, n_c, H_kv, Dv)
+    q, gates = mk(batch, H, Dk), torch.rand(batch, H, 3, device="cuda", dtype=torch.bfloat16)
+    lengths = torch.full((batch,), T, device="cuda", dtype=torch.int32)
+    step = lambda: nsa_decode(q, k_cache, v_cache, kc, vc, lengths, cfg, gates)
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(reps):
+            step()
+        torch.cuda.synchronize()
+    per_kernel = {
+        e.key[:80]: e.device_time_total / reps
+        for e in prof.key_averages()
+        if e.device_time_total > 0
+    }
+    top = dict(sorted(per_kernel.items(), key=lambda x: -x[1]))
+    return {"config": name, "T": T, "batch": batch, "kernels": len(top),
+            "gpu_us_per_step": sum(top.values()), "us_per_step": top}  # fmt: skip
+
+
 def _setup(name, T, cfg):
     H, H_kv, Dk, Dv = CONFIGS[name]
     q, k, v = _inputs(T, H, H_kv, Dk, Dv)
@@ -576,7 +606,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--configs", default=",".join(CONFIGS))
     p.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
     p.add_argument("--combine", default="gated", choices=["gated", "union"])
-    p.add_argument("--parts", default="tune,prefill,decode,breakdown", help="also: split, launch")
+    extra = "also: split, launch, decode_profile"
+    p.add_argument("--parts", default="tune,prefill,decode,breakdown", help=extra)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--split-head-dim", action="store_true", help="start from split Dk tiles")
     p.add_argument("--out", default="bench/results/kernels-h200.json")
@@ -644,6 +675,12 @@ def main(argv: list[str]) -> None:
         if "launch" in parts:
             result["launch"].append({})
             sweep_launch(name, max(lengths), cfg, tuning, a.reps, result["launch"][-1], save)
+        if "decode_profile" in parts:
+            for batch in DECODE_BATCHES:
+                row = profile_decode(name, max(lengths), batch, cfg, a.reps * 4)
+                result.setdefault("decode_profile", []).append(row)
+                print(name, "decode b", batch, round(row["gpu_us_per_step"], 1), "us GPU,",
+                      row["kernels"], "kernels", flush=True)  # fmt: skip
         if "breakdown" in parts:
             row = stage_breakdown(name, max(lengths), cfg, tuning, a.reps)
             result["breakdown"].append(row)
