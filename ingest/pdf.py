@@ -35,6 +35,9 @@ builds never spans two of our groups."""
 RULE_SAME = 1.0
 """Rule positions at most this far apart are one; below PyMuPDF's 3 pt snap, so we never
 count fewer distinct rules than it does."""
+TEXT_FLAGS = pymupdf.TEXTFLAGS_TEXT & ~pymupdf.TEXT_PRESERVE_LIGATURES
+"""PyMuPDF's plain-text flags, but ligatures spelled out ("ﬁ" -> "fi"), as a reader and the
+question's terms spell them; extraction costs the same."""
 HEADING_SCALE = 1.15
 HEADING_MAX_CHARS = 120
 MAX_HEADING_LEVELS = 3
@@ -44,6 +47,7 @@ _DIGITS = re.compile(r"\d+")
 _HTML_LINE = re.compile(r'<p style="top:(-?[\d.]+)pt;left:(-?[\d.]+)pt;line-height:([\d.]+)pt')
 _HTML_SPAN = re.compile(r"font-size:([\d.]+)pt[^>]*>([^<]*)</span>")
 _CJK = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uff00-\uffef]")
+_CJK_FIRST = "\u3000"  # no character below this is CJK: most lines skip the pattern
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,8 @@ class _Line:
     size: float
     block: int
     band: bool
+    x0: float
+    x1: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,13 +145,12 @@ def _read_page(page: pymupdf.Page, sized: bool) -> _RawPage:
     The HTML carries each line's font sizes at a fifth of the cost of the "dict" extraction
     (which builds a Python dict per span), and is parsed only where a heading may be.
     """
-    textpage = page.get_textpage(flags=pymupdf.TEXTFLAGS_TEXT)
+    textpage = page.get_textpage(flags=TEXT_FLAGS)
     height = page.rect.height or 1.0
-    tables = _tables(page)
+    lines = _block_lines(page.get_text("blocks", textpage=textpage, sort=True), height)
+    tables = _tables(page) if lines else []  # PyMuPDF keeps no table without text
     if tables:  # lines placed one by one, so that those inside a table can be left out
         lines = _dict_lines(page.get_text("dict", textpage=textpage, sort=True), height)
-    else:
-        lines = _block_lines(page.get_text("blocks", textpage=textpage, sort=True), height)
     markup = textpage.extractHTML() if sized and lines else ""
     return _RawPage(lines, tables, height, markup)
 
@@ -153,13 +158,13 @@ def _read_page(page: pymupdf.Page, sized: bool) -> _RawPage:
 def _block_lines(blocks: list[tuple], height: float) -> list[_Line]:
     """Text lines in reading order (top to bottom, then left to right), positioned by block."""
     lines: list[_Line] = []
-    for index, (_, y0, _, y1, text, _, kind) in enumerate(blocks):
+    for index, (x0, y0, x1, y1, text, _, kind) in enumerate(blocks):
         if kind != 0:  # an image block
             continue
         band = y1 < BAND * height or y0 > (1 - BAND) * height
         for row, line in enumerate(text.split("\n")):
-            if line.strip():
-                lines.append(_Line(y0 + row * 1e-3, line.strip(), 0.0, index, band))
+            if stripped := line.strip():
+                lines.append(_Line(y0 + row * 1e-3, stripped, 0.0, index, band, x0, x1))
     return lines
 
 
@@ -174,7 +179,7 @@ def _html_lines(markup: str, height: float) -> list[_Line]:
             continue
         top, left, line_height = map(float, start.groups())
         band = top + line_height < BAND * height or top > (1 - BAND) * height
-        line = _Line(top, text, max(float(size) for size, _ in spans), -1, band)
+        line = _Line(top, text, max(float(size) for size, _ in spans), -1, band, left, left)
         placed.append((top + line_height, left, line))
     placed.sort(key=lambda item: item[:2])  # like PyMuPDF's sorted blocks: bottom, then left
     return [line for _, _, line in placed]
@@ -189,10 +194,10 @@ def _dict_lines(content: dict, height: float) -> list[_Line]:
             text = "".join(span["text"] for span in spans).strip()
             if not text:
                 continue
-            y0, y1 = line["bbox"][1], line["bbox"][3]
+            x0, y0, x1, y1 = line["bbox"]
             band = y1 < BAND * height or y0 > (1 - BAND) * height
             size = max(span["size"] for span in spans)
-            lines.append(_Line(y0, text, round(size, 1), index, band))
+            lines.append(_Line(y0, text, round(size, 1), index, band, x0, x1))
     return lines
 
 
@@ -343,16 +348,17 @@ def _page(
 
 
 def _inside(line: _Line, area: pymupdf.Rect) -> bool:
-    return area.y0 - 1 <= line.y0 <= area.y1
+    """Whether a line starts within a table's rows and overlaps its columns."""
+    return area.y0 - 1 <= line.y0 <= area.y1 and line.x0 < area.x1 and line.x1 > area.x0
 
 
 def _join_lines(lines: list[str]) -> str:
     """One paragraph from its lines: rejoin `hyphen-` + `ated`, no space between CJK lines."""
     joined = lines[0]
     for line in lines[1:]:
-        if len(joined) > 1 and joined.endswith("-") and joined[-2].isalpha() and line[:1].islower():
+        if joined.endswith("-") and len(joined) > 1 and joined[-2].isalpha() and line[:1].islower():
             joined = joined[:-1] + line
-        elif _CJK.match(joined[-1:]) and _CJK.match(line[:1]):
+        elif line[:1] >= _CJK_FIRST and _CJK.match(joined[-1:]) and _CJK.match(line[:1]):
             joined += line
         else:
             joined += " " + line

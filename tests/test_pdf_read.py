@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pymupdf
+import pytest
 
 from nsa_assist.ingest.pdf import read_pdf
 
@@ -83,3 +84,33 @@ def test_headings_on_a_table_page_and_table_text_once(tmp_path: Path) -> None:
     pieces = text.split("\n\n")
     assert pieces[0] == "Chapter 2" and pieces[2] == "Table 1: fruit in stock"
     assert pieces[3].startswith("|Fruit|Qty|") and pieces[4].startswith(BODY)
+
+
+def test_text_beside_a_table_is_kept(tmp_path: Path) -> None:
+    document = pymupdf.open()
+    page = document.new_page(width=595, height=842)
+    for r, row in enumerate([["Fruit", "Qty"], ["apple", "3"], ["pear", "5"]]):
+        for c, cell in enumerate(row):
+            rect = pymupdf.Rect(72 + 100 * c, 300 + 20 * r, 172 + 100 * c, 320 + 20 * r)
+            page.draw_rect(rect, color=(0, 0, 0), width=0.8)
+            page.insert_text((rect.x0 + 4, rect.y1 - 6), cell, fontsize=11)
+    beside = ["The right column goes on", "while the table sits", "in the left one."]
+    for row, line in enumerate(beside):
+        page.insert_text((320, 315 + 14 * row), line, fontsize=11)
+    path = tmp_path / "beside.pdf"
+    document.save(path)
+    text = read_pdf(path).pages[0].text
+    assert "|pear|5|" in text and text.count("pear") == 1
+    assert " ".join(beside) in text
+
+
+def test_ligatures_are_spelled_out(tmp_path: Path) -> None:
+    font = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # has the fi/fl glyphs
+    if not font.is_file():
+        pytest.skip("needs DejaVu Sans (Debian's fonts-dejavu-core) for ligature glyphs")
+    document = pymupdf.open()
+    page = document.new_page(width=595, height=842)
+    page.insert_text((72, 100), "the \ufb01nal \ufb02ag", fontsize=12, fontname="dv", fontfile=font)
+    path = tmp_path / "ligatures.pdf"
+    document.save(path)
+    assert read_pdf(path).pages[0].text == "the final flag"

@@ -112,3 +112,17 @@ def test_one_column_grid_is_no_table(tmp_path: Path, table_searches: list[pymupd
     text = read_pdf(_save(document, tmp_path / "column.pdf")).pages[0].text
     assert table_searches == []
     assert text == "alpha\n\nbeta\n\ngamma"
+
+
+def test_a_ruled_page_without_text_gets_no_table_search(
+    tmp_path: Path, table_searches: list[pymupdf.Rect]
+) -> None:
+    """A scanned form: an image and a grid of rules, but no text layer."""
+    document = pymupdf.open()
+    page = document.new_page(width=595, height=842)
+    pixmap = pymupdf.Pixmap(pymupdf.csRGB, pymupdf.IRect(0, 0, 40, 40), False)
+    pixmap.clear_with(200)
+    page.insert_image(pymupdf.Rect(72, 72, 523, 770), pixmap=pixmap)
+    _grid_cells(page, 72, 300, [["", ""], ["", ""]])
+    read = read_pdf(_save(document, tmp_path / "scan.pdf"))
+    assert table_searches == [] and read.pages_without_text == (1,)
