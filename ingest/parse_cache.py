@@ -21,6 +21,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from .array_file import load_arrays, save_arrays
 from .codemap import CodeMapper, Definition, FileMap
 from .file_keys import content_keys
 from .languages import PYTHON, CodeLanguage, code_language
@@ -28,10 +31,12 @@ from .pyscan import map_python
 from .stored_maps import Decoded, StoredMap, decode, decode_definitions, encode
 from .walk import SourceFile
 
-CACHE_FILE = f"codemap-v8-py{sys.version_info.major}{sys.version_info.minor}.sqlite"
+CACHE_FILE = f"codemap-v9-py{sys.version_info.major}{sys.version_info.minor}.sqlite"
 """Renamed whenever what is stored changes shape, so old entries are never misread."""
 LOOKUP_BATCH = 500
 KEEP_SNAPSHOTS = 4
+SNAPSHOT_DIR = "snapshots"
+SNAPSHOT_SUFFIX = ".arrays"
 KEEP_TOKEN_COUNTS = 200_000
 """Newest token counts kept (~60 per question; a row is ~60 bytes)."""
 KEEP_STAMPS = 200_000
@@ -41,19 +46,21 @@ PARALLEL_MIN_FILES = 64
 
 
 class ParseCache:
-    """`FileMap`s by content key, and the rest kept per repository, in one SQLite file
-    `<cache_dir>/codemap-v8-pyXY.sqlite`."""
+    """`FileMap`s by content key, file stamps and token counts in one SQLite file
+    `<cache_dir>/codemap-v9-pyXY.sqlite`; the ranker's inputs per snapshot in files under
+    `<cache_dir>/snapshots/`."""
 
     def __init__(self, cache_dir: Path) -> None:
         cache_dir.mkdir(parents=True, exist_ok=True)
         self.path = cache_dir / CACHE_FILE
+        self._snapshots = cache_dir / SNAPSHOT_DIR
         self._db = sqlite3.connect(self.path)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS maps "
             "(key TEXT PRIMARY KEY, defined INTEGER, definitions BLOB, words BLOB)"
         )
         self._db.execute("CREATE TABLE IF NOT EXISTS stamps (key TEXT PRIMARY KEY, value TEXT)")
-        self._db.execute("CREATE TABLE IF NOT EXISTS snapshots (key TEXT PRIMARY KEY, value BLOB)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS snapshots (key TEXT PRIMARY KEY)")
         self._db.execute("CREATE TABLE IF NOT EXISTS tokens (key TEXT PRIMARY KEY, value INTEGER)")
 
     def get_many(self, keys: Sequence[str]) -> dict[str, StoredMap]:
@@ -80,21 +87,26 @@ class ParseCache:
                 (KEEP_STAMPS,),
             )
 
-    def get_snapshot(self, key: str) -> bytes | None:
-        """What was stored for a whole repository snapshot (see `MappedFiles.snapshot`)."""
-        row = self._db.execute("SELECT value FROM snapshots WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
+    def get_snapshot(self, key: str) -> dict[str, np.ndarray] | None:
+        """The arrays stored for a whole repository snapshot (see `MappedFiles.snapshot`),
+        memory-mapped from their file."""
+        path = self._snapshots / f"{key}{SNAPSHOT_SUFFIX}"
+        return load_arrays(path) if path.is_file() else None
 
-    def put_snapshot(self, key: str, value: bytes) -> None:
-        """Store `value` for a snapshot; only the newest few snapshots are kept (each edit of
-        a repository makes a new one, and old ones are never asked for again)."""
-        with self._db:
-            self._db.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?)", (key, value))
-            self._db.execute(
-                "DELETE FROM snapshots WHERE rowid NOT IN "
-                "(SELECT rowid FROM snapshots ORDER BY rowid DESC LIMIT ?)",
+    def put_snapshot(self, key: str, arrays: dict[str, np.ndarray]) -> None:
+        """Store `arrays` for a snapshot; only the newest few snapshots are kept (each edit
+        of a repository makes a new one, and old ones are never asked for again)."""
+        self._snapshots.mkdir(exist_ok=True)
+        save_arrays(self._snapshots / f"{key}{SNAPSHOT_SUFFIX}", arrays)
+        with self._db:  # the table keeps the order they were stored in
+            self._db.execute("INSERT OR REPLACE INTO snapshots VALUES (?)", (key,))
+            old = self._db.execute(
+                "SELECT key FROM snapshots ORDER BY rowid DESC LIMIT -1 OFFSET ?",
                 (KEEP_SNAPSHOTS,),
-            )
+            ).fetchall()
+            self._db.executemany("DELETE FROM snapshots WHERE key = ?", old)
+        for (name,) in old:
+            (self._snapshots / f"{name}{SNAPSHOT_SUFFIX}").unlink(missing_ok=True)
 
     def get_tokens(self, key: str) -> int | None:
         """A stored token count (see `token_memo.TokenMemo`)."""

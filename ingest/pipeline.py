@@ -96,10 +96,10 @@ def cached_rank_inputs(
     key = hashlib.blake2b(f"{made_by} {mapped.snapshot}".encode(), digest_size=20).hexdigest()
     stored = cache.get_snapshot(key) if cache is not None else None
     if stored is not None:
-        return RankInputs.from_bytes(stored)
+        return RankInputs.from_arrays(stored)
     inputs = rank_inputs([file.path for file in files], mapped.maps, weights)
     if cache is not None:
-        cache.put_snapshot(key, inputs.to_bytes())
+        cache.put_snapshot(key, inputs.to_arrays())
     return inputs
 
 

@@ -24,6 +24,8 @@ class Postings:
     """Words and, for each, its files (CSR: word i's postings are `start[i]:start[i + 1]`)."""
 
     words: tuple[str, ...]
+    joined: str
+    """The words joined by newlines (all ASCII: characters are bytes)."""
     start: np.ndarray
     """[W + 1] offsets into the posting arrays."""
     file: np.ndarray
@@ -60,9 +62,10 @@ class Postings:
         np.cumsum(np.bincount(ids, minlength=len(words)), out=start[1:])
         return cls(
             tuple(words),
+            "\n".join(words),
             start,
             np.array(files, dtype=np.int32)[order],
-            np.array(counts, dtype=np.float64)[order],
+            np.array(counts, dtype=np.int32)[order],
             np.array(flags, dtype=bool)[order],
         )
 
@@ -72,9 +75,11 @@ class Postings:
         return {f"{prefix}_{name}": getattr(self, name) for name in names}
 
     @classmethod
-    def from_arrays(cls, words: tuple[str, ...], arrays, prefix: str) -> Postings:
+    def from_arrays(cls, joined: str, arrays, prefix: str) -> Postings:
+        """Postings of the newline-`joined` words from the arrays stored under `prefix`."""
+        words = tuple(joined.split("\n")) if joined else ()
         names = ("start", "file", "count", "flag")
-        return cls(words, *(arrays[f"{prefix}_{name}"] for name in names))
+        return cls(words, joined, *(arrays[f"{prefix}_{name}"] for name in names))
 
     def gather(self, chosen: list[int], repeat: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """Posting positions of the words `chosen`, and each one's word's `repeat` (how many
@@ -88,21 +93,28 @@ class Postings:
         return first + within, np.repeat(np.array(repeat, dtype=np.float64), lengths)
 
     def lowered(self) -> tuple[str, np.ndarray]:
-        """The words joined by newlines and lower-cased, and where each word ends."""
-        lengths = np.fromiter(map(len, self.words), dtype=np.int64, count=len(self.words))
-        return "\n".join(self.words).lower(), np.cumsum(lengths + 1)
+        """The words joined by newlines and lower-cased, and where each word ends (the
+        offset past its newline)."""
+        lowered = self.joined.lower()
+        breaks = np.flatnonzero(np.frombuffer(lowered.encode("ascii"), dtype=np.uint8) == 10)
+        return lowered, np.append(breaks + 1, len(lowered) + 1)
 
     def containing(self, wanted: frozenset[str]) -> list[int]:
         """Positions of the words that contain an asked-for term as text (lower-cased).
 
         A term is a stemmed part, a prefix of a lower-cased part, so only these can hold it;
-        one regex pass over the joined words finds them all."""
+        `str.find` over the joined words finds them (twice as fast as a regex alternation)."""
         if not wanted or not self.words:
             return []
         lowered, ends = self.lowered()
-        pattern = re.compile("|".join(re.escape(term) for term in sorted(wanted)))
-        starts = np.fromiter((m.start() for m in pattern.finditer(lowered)), dtype=np.int64)
-        return np.unique(np.searchsorted(ends, starts, side="right")).tolist()
+        starts: list[int] = []
+        for term in sorted(wanted):
+            at = lowered.find(term)
+            while at >= 0:
+                starts.append(at)
+                at = lowered.find(term, at + 1)
+        found = np.array(starts, dtype=np.int64)
+        return np.unique(np.searchsorted(ends, found, side="right")).tolist()
 
     def equal_lowered(self, wanted: frozenset[str]) -> list[int]:
         """Positions of the words whose lower-cased form is one of `wanted` (lower-case)."""

@@ -10,6 +10,7 @@ relevance to what they depend on; the final score mixes both.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -140,17 +141,13 @@ def _file_graph(
     On arrays: a large repository has ~500k (user, name, definer) links, too many to add up
     one at a time in Python; repeated pairs are summed by the PageRank's bincount."""
     definers, uses = inputs.definers, inputs.uses
-    asked = question.identifiers
-    name_weight = np.array(
-        [_name_weight(n, asked, weights) for n in definers.names], dtype=np.float64
-    )
+    name_weight = _name_weights(definers.names, question.identifiers, weights)
     by_name = _expand(uses, np.sqrt(uses.count) * name_weight[uses.name], definers)
     imports = inputs.imports
     by_import = _expand(imports, np.full(len(imports.name), weights.import_edge), inputs.modules)
     edges = Edges(*(np.concatenate(pair) for pair in zip(by_name, by_import, strict=True)))
     totals = np.bincount(uses.name, weights=uses.count, minlength=len(definers.names))
-    found = {n: int(t) for n, t in zip(definers.names, totals.tolist(), strict=True) if t}
-    return edges, found
+    return edges, dict(zip(definers.names, totals.astype(np.int64).tolist(), strict=True))
 
 
 def _expand(
@@ -205,19 +202,17 @@ def personalized_pagerank(
     return dict(zip(nodes, rank_now.tolist(), strict=True))
 
 
-def _name_weight(name: str, asked: frozenset[str], weights: RankWeights) -> float:
-    if name in asked:
-        return weights.asked_name
-    if name.startswith("_"):
-        return weights.private_name
-    return 1.0
+def _name_weights(names: Sequence[str], asked: frozenset[str], w: RankWeights) -> np.ndarray:
+    """[names] each linking name's weight: named by the question, private (`_x`), or plain."""
+    return np.array(
+        [w.asked_name if n in asked else w.private_name if n[:1] == "_" else 1.0 for n in names]
+    )
 
 
-def _name_match(name: str, terms: frozenset[str]) -> int:
+def _name_match(name: str, terms: frozenset[str], any_term: re.Pattern[str] | None) -> int:
     """How many question terms a name's parts stem to; a term is a prefix of a lower-cased
-    part, so a name that does not contain one as text is not split (most are not)."""
-    lower = name.lower()
-    if not any(term in lower for term in terms):
+    part, so a name that does not contain one (`any_term`) as text is not split (most)."""
+    if any_term is None or any_term.search(name.lower()) is None:
         return 0
     return len({stem(part) for part in split_identifier(name)} & terms)
 
@@ -225,14 +220,12 @@ def _name_match(name: str, terms: frozenset[str]) -> int:
 def _own_uses(inputs: RankInputs, files: list[int]) -> dict[tuple[int, str], int]:
     """How often each of `files` (indices) uses each linking name it uses."""
     links = inputs.uses
-    chosen = np.isin(links.user, np.array(files, dtype=np.int64))
-    users, names = links.user[chosen].tolist(), links.name[chosen].tolist()
-    counts = links.count[chosen].tolist()
-    named = inputs.definers.names
-    return {
-        (user, named[name]): int(count)
-        for user, name, count in zip(users, names, counts, strict=True)
-    }
+    wanted = np.zeros(len(inputs.lengths), dtype=bool)
+    wanted[files] = True
+    chosen = wanted[links.user]
+    names = map(inputs.definers.names.__getitem__, links.name[chosen].tolist())
+    pairs = zip(links.user[chosen].tolist(), names, strict=True)
+    return dict(zip(pairs, links.count[chosen].astype(np.int64).tolist(), strict=True))
 
 
 def _rank_definitions(
@@ -248,6 +241,8 @@ def _rank_definitions(
     `uses`: each linking name's uses in all files; `own`: (file index, name) -> uses there."""
     ranked: list[RankedDefinition] = []
     asked = {name.lower() for name in question.identifiers}
+    terms = sorted(question.terms)
+    any_term = re.compile("|".join(map(re.escape, terms))) if terms else None
     for path, base in top:
         if path not in definitions:
             continue
@@ -255,7 +250,7 @@ def _rank_definitions(
             inbound = uses.get(definition.name, 0)
             if inbound:
                 inbound -= own.get((position[path], definition.name), 0)
-            match = _name_match(definition.name, question.terms) + (
+            match = _name_match(definition.name, question.terms, any_term) + (
                 3 if definition.name.lower() in asked else 0
             )
             private = 0.5 if definition.name.startswith("_") else 1.0

@@ -4,13 +4,13 @@ Building it reads every file's words and definitions (~1.5 s on 80 MB of code), 
 of it depends on the question: the link-able names and the files that define them, which
 file uses which of them how often, and an inverted index of the words (postings.py). The
 parse cache keeps it by a key of the snapshot (paths and content keys), so a second
-question about the same repository loads it instead (`to_bytes` / `from_bytes`: numpy
-arrays and joined strings, no per-item objects to rebuild).
+question about the same repository loads it instead (`to_arrays` / `from_arrays`: numpy
+arrays and joined strings, no per-item objects to rebuild; the cache maps them from a file,
+array_file.py).
 """
 
 from __future__ import annotations
 
-import io
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +21,7 @@ from .codemap import FileMap
 from .postings import Postings
 from .terms import doc_words
 
-INPUTS_VERSION = "rank-inputs-2"
+INPUTS_VERSION = "rank-inputs-3"
 """Part of the snapshot key: bump it when what is built here changes."""
 
 
@@ -35,8 +35,8 @@ class Targets:
 
     @classmethod
     def of(cls, table: Mapping[str, list[int]]) -> Targets:
-        flat = np.array([i for found in table.values() for i in found], dtype=np.int64)
-        degree = np.array([len(found) for found in table.values()], dtype=np.int64)
+        flat = np.array([i for found in table.values() for i in found], dtype=np.int32)
+        degree = np.array([len(found) for found in table.values()], dtype=np.int32)
         return cls(tuple(table), flat, degree)
 
 
@@ -73,7 +73,8 @@ class RankInputs:
         """Every word of every mapped file, once."""
         return self.text.words
 
-    def to_bytes(self) -> bytes:
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Everything as named arrays (names as newline-joined UTF-8)."""
         arrays = {
             "definer_flat": self.definers.flat,
             "definer_degree": self.definers.degree,
@@ -86,31 +87,25 @@ class RankInputs:
             **self.docs.arrays("docs"),
             "lengths": self.lengths,
         }
-        texts = [self.definers.names, self.modules.names, *_word_tables(self)]
-        for number, names in enumerate(texts):
-            arrays[f"text{number}"] = np.frombuffer("\n".join(names).encode(), dtype=np.uint8)
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        return buffer.getvalue()
+        texts = ["\n".join(self.definers.names), "\n".join(self.modules.names)]
+        texts += [self.text.joined, self.names.joined, self.docs.joined]
+        for number, text in enumerate(texts):
+            arrays[f"text{number}"] = np.frombuffer(text.encode(), dtype=np.uint8)
+        return arrays
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> RankInputs:
-        arrays = np.load(io.BytesIO(data))
-        names = [_split(arrays[f"text{number}"].tobytes().decode()) for number in range(5)]
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> RankInputs:
+        names = [arrays[f"text{number}"].tobytes().decode() for number in range(5)]
         return cls(
-            Targets(names[0], arrays["definer_flat"], arrays["definer_degree"]),
+            Targets(_split(names[0]), arrays["definer_flat"], arrays["definer_degree"]),
             Links(*(arrays[f"uses_{k}"] for k in ("user", "name", "count"))),
-            Targets(names[1], arrays["module_flat"], arrays["module_degree"]),
+            Targets(_split(names[1]), arrays["module_flat"], arrays["module_degree"]),
             Links(*(arrays[f"imports_{k}"] for k in ("user", "name", "count"))),
             Postings.from_arrays(names[2], arrays, "text"),
             Postings.from_arrays(names[3], arrays, "names"),
             Postings.from_arrays(names[4], arrays, "docs"),
             arrays["lengths"],
         )
-
-
-def _word_tables(inputs: RankInputs) -> tuple[tuple[str, ...], ...]:
-    return inputs.text.words, inputs.names.words, inputs.docs.words
 
 
 def _split(joined: str) -> tuple[str, ...]:
@@ -206,9 +201,9 @@ def _uses(paths: Sequence[str], maps: Mapping[str, FileMap], targets: Mapping) -
         names += [position[name] for name in found]
         counts += [references[name] for name in found]
     return Links(
-        np.array(users, dtype=np.int64),
-        np.array(names, dtype=np.int64),
-        np.array(counts, dtype=np.float64),
+        np.array(users, dtype=np.int32),
+        np.array(names, dtype=np.int32),
+        np.array(counts, dtype=np.int32),
     )
 
 

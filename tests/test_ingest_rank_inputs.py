@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from ingest_support import standin_count_tokens
 
@@ -28,12 +29,14 @@ def repository(tmp_path: Path) -> Path:
     return root
 
 
-def test_inputs_survive_bytes_and_rank_the_same(repository: Path) -> None:
+def test_inputs_survive_storing_and_rank_the_same(repository: Path, tmp_path: Path) -> None:
     walked = walk_source(repository, WalkConfig(use_git=False))
     mapped = map_repository(walked.files)
     paths = [file.path for file in walked.files]
     inputs = rank_inputs(paths, mapped.maps, RankWeights())
-    loaded = RankInputs.from_bytes(inputs.to_bytes())
+    cache = ParseCache(tmp_path / "cache")
+    cache.put_snapshot("key", inputs.to_arrays())
+    loaded = RankInputs.from_arrays(cache.get_snapshot("key"))
     assert loaded.vocabulary == inputs.vocabulary and loaded.definers.names == inputs.definers.names
     for question in QUESTIONS:
         want = rank(walked.files, mapped.definitions, parse_question(question), inputs)
@@ -72,8 +75,10 @@ def test_second_question_loads_inputs_and_an_edit_rebuilds_them(
 def test_only_the_newest_snapshots_are_kept(tmp_path: Path) -> None:
     cache = ParseCache(tmp_path / "cache")
     for number in range(10):
-        cache.put_snapshot(f"k{number}", b"x")
-    assert cache.get_snapshot("k9") == b"x" and cache.get_snapshot("k0") is None
+        cache.put_snapshot(f"k{number}", {"a": np.arange(number)})
+    assert cache.get_snapshot("k9")["a"].tolist() == list(range(9))
+    assert cache.get_snapshot("k0") is None
+    assert len(list((tmp_path / "cache" / "snapshots").iterdir())) == 4
 
 
 def test_cached_inputs_without_a_cache_are_built(repository: Path) -> None:
