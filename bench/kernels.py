@@ -368,7 +368,7 @@ LAUNCH_STAGES = (
 )
 
 
-def sweep_launch(name, T, cfg, tuning, reps, out: dict, save) -> None:
+def sweep_launch(name, T, cfg, tuning, reps, out: dict, save, only=None) -> None:
     """Each attention stage under num_warps x num_stages x keys per step (BN), timed alone,
     into out["stages"] (saved after each stage).
 
@@ -377,7 +377,7 @@ def sweep_launch(name, T, cfg, tuning, reps, out: dict, save) -> None:
     """
     st = _setup(name, T, cfg)
     out.update({"config": name, "T": T, "tuning": str(tuning), "stages": {}})
-    for stage in LAUNCH_STAGES:
+    for stage in [x for x in LAUNCH_STAGES if not only or x in only]:
         times: dict[str, float] = {}
         base, _ = stage_fns(name, T, cfg, tuning, st=st)
         times["default"] = time_ms(base[stage], reps)
@@ -400,6 +400,35 @@ def sweep_launch(name, T, cfg, tuning, reps, out: dict, save) -> None:
               round(times[best], 3), flush=True)  # fmt: skip
         torch.cuda.empty_cache()
         save()
+    if not only or "scores" in only:
+        sweep_scores(T, cfg, tuning, reps, st, out, save)
+
+
+def sweep_scores(T, cfg, tuning, reps, st: dict, out: dict, save) -> None:
+    """The scores pass under num_warps x num_stages x rows per tile x selection blocks per
+    step, into out["stages"]["scores"]."""
+    q, kc, lse_c, meta, scale = (st[x] for x in ("q", "kc", "lse", "meta", "scale"))
+    run = lambda **kw: slc_scores(
+        q, kc, lse_c, meta, cfg, scale, split_dk=tuning.split_head_dim, **kw
+    )
+    times = {"default": time_ms(run, reps)}
+    for warps in (4, 8):
+        for stages_ in (1, 2, 3):
+            for rows in (64, 128):
+                for bj in (8, 16):
+                    label = f"w{warps}_s{stages_}_rows{rows}_bj{bj}"
+                    kw = dict(score_rows=rows, block_j=bj, launch=Launch(warps, stages_))
+                    try:
+                        times[label] = time_ms(lambda kw=kw: run(**kw), reps)
+                    except Exception as e:  # out of resources, or a compile failure
+                        times[label] = float("inf")
+                        print("scores", label, type(e).__name__, flush=True)
+    best = min(times, key=times.get)
+    out["stages"]["scores"] = {"times_ms": times, "best": best,
+                               "gain": times["default"] / times[best]}  # fmt: skip
+    print(out["config"], "scores default", round(times["default"], 3), "best", best,
+          round(times[best], 3), flush=True)  # fmt: skip
+    save()
 
 
 # the stages that tile over Dk (the others do not depend on split_head_dim)
@@ -609,7 +638,8 @@ def main(argv: list[str]) -> None:
     extra = "also: split, launch, decode_profile"
     p.add_argument("--parts", default="tune,prefill,decode,breakdown", help=extra)
     p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--split-head-dim", action="store_true", help="start from split Dk tiles")
+    p.add_argument("--padded-head-dim", action="store_true", help="pad Dk, do not split it")
+    p.add_argument("--sweep", help="launch part: only these stages (e.g. scores,slc_attn)")
     p.add_argument("--out", default="bench/results/kernels-h200.json")
     p.add_argument("--public", metavar="DIR", help="also run the public NSA kernels under DIR")
     p.add_argument("--public-lengths", default="16384,65536")
@@ -647,7 +677,7 @@ def main(argv: list[str]) -> None:
             json.dump(result, f, indent=1)
 
     for name in [x for x in a.configs.split(",") if x]:
-        tuning = KernelTuning(split_head_dim=a.split_head_dim)
+        tuning = KernelTuning(split_head_dim=not a.padded_head_dim)
         tuning = tuning.for_group(CONFIGS[name][0] // CONFIGS[name][1])
         if "tune" in parts:
             tuning, times = tune(name, max(lengths), cfg, a.reps)
@@ -674,7 +704,8 @@ def main(argv: list[str]) -> None:
                     print(_fmt(row), flush=True)
         if "launch" in parts:
             result["launch"].append({})
-            sweep_launch(name, max(lengths), cfg, tuning, a.reps, result["launch"][-1], save)
+            only = a.sweep.split(",") if a.sweep else None
+            sweep_launch(name, max(lengths), cfg, tuning, a.reps, result["launch"][-1], save, only)
         if "decode_profile" in parts:
             for batch in DECODE_BATCHES:
                 row = profile_decode(name, max(lengths), batch, cfg, a.reps * 4)

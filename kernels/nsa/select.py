@@ -16,7 +16,16 @@ import triton
 import triton.language as tl
 
 from ..errors import KernelsUserError
-from .attention import _LOG2E, LOG2E, Selection, _dot_qk, _load_parts, head_parts, tile_rows
+from .attention import (
+    _LOG2E,
+    LOG2E,
+    Launch,
+    Selection,
+    _dot_qk,
+    _load_parts,
+    head_parts,
+    tile_rows,
+)
 from .config import NSAConfig
 from .topn import top_n_blocks, top_n_blocks_torch
 from .varlen import SeqMeta, query_tiles
@@ -125,19 +134,21 @@ def _check_units(cfg: NSAConfig) -> tuple[int, int]:
 
 def slc_scores(
     q: torch.Tensor, kc: torch.Tensor, lse_cmp: torch.Tensor, meta: SeqMeta, cfg: NSAConfig,
-    scale: float, splits: int = 1, split_dk: bool = False,
+    scale: float, splits: int = 1, split_dk: bool = False, score_rows: int = SCORE_TILE_ROWS,
+    block_j: int = SCORE_BLOCKS, launch: Launch | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """Block scores [N, H_kv, N_slc] fp32 (forced +inf, future -inf) from the compressed lse.
 
     splits > 1 divides each tile's selection blocks over several programs (decode); split_dk
-    tiles Dk in two power-of-two parts (attention.head_parts).
+    tiles Dk in two power-of-two parts (attention.head_parts). score_rows (positions x padded
+    heads), block_j (selection blocks per step) and launch are for bench/kernels.py's sweep.
     """
     L, R = _check_units(cfg)
     N, H, DK = q.shape
     H_KV = kc.shape[1]
     G = H // H_KV
     GP = triton.next_power_of_2(G)
-    BT = max(1, SCORE_TILE_ROWS // GP, 16 // GP)
+    BT = max(1, score_rows // GP, 16 // GP)
     NS = max(cfg.num_slc_blocks(n) for n in meta.k_lens)
     scores = torch.full((N, H_KV, NS), float("-inf"), device=q.device, dtype=torch.float32)
     tile_seq, tile_i0 = query_tiles(meta, BT, q.device)
@@ -146,12 +157,21 @@ def slc_scores(
     _slc_scores_kernel[(tile_seq.numel(), H_KV, splits)](
         q, kc, lse_cmp, scores, tile_seq, tile_i0, meta.q_start, meta.q_len, meta.q_pos0,
         meta.c_start, meta.c_len, NS, scale * LOG2E, H=H, H_KV=H_KV, G=G, GP=GP, BT=BT, BM=BT * GP,
-        DK=DK, BDK=BDK, BDK2=BDK2, BJ=SCORE_BLOCKS, BC=SCORE_BLOCKS * R,
+        DK=DK, BDK=BDK, BDK2=BDK2, BJ=block_j, BC=block_j * R,
         HALO=halo,
         CMP_BLOCK=cfg.cmp_block, CMP_STRIDE=cfg.cmp_stride, SLC_BLOCK=cfg.slc_block,
-        L_UNITS=L, R_UNITS=R, SPLITS=splits,
+        L_UNITS=L, R_UNITS=R, SPLITS=splits, **_launch_opts(launch),
     )  # fmt: skip
     return scores
+
+
+def _launch_opts(launch: Launch | None) -> dict:
+    opts = {}
+    if launch and launch.num_warps:
+        opts["num_warps"] = launch.num_warps
+    if launch and launch.num_stages:
+        opts["num_stages"] = launch.num_stages
+    return opts
 
 
 def top_n(scores: torch.Tensor, cfg: NSAConfig) -> torch.Tensor:
