@@ -124,9 +124,11 @@ def nsa_decode(
     )
     lse_cmp = torch.logsumexp(lse_part, dim=0)
     o_cmp = merge_splits(o_part, lse_part)[0] if gated else None
+    # one query per sequence: the smallest tile (16 rows) wastes the least
     scores = slc_scores(
-        q, kc, lse_cmp, meta, cfg, scale, splits=n_split(n_cmp), split_dk=split_head_dim
-    )
+        q, kc, lse_cmp, meta, cfg, scale, splits=n_split(n_cmp), split_dk=split_head_dim,
+        score_rows=DECODE_BLOCK_M,
+    )  # fmt: skip
     sel = selection_per_query(top_n(scores, cfg), meta, G, DECODE_BLOCK_M)
     slc_splits = min(n_split(cfg.n_selected * cfg.slc_block), cfg.n_selected)
     part = attn_fwd(q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, splits=slc_splits, **run)

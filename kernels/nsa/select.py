@@ -30,7 +30,7 @@ from .config import NSAConfig
 from .topn import top_n_blocks, top_n_blocks_torch
 from .varlen import SeqMeta, query_tiles
 
-SCORE_TILE_ROWS = 64  # rows (positions x padded heads) per scores tile
+SCORE_TILE_ROWS = 64  # rows (positions x padded heads) per scores tile; 128 on wide heads
 SCORE_BLOCKS = 16  # selection blocks per inner step (BJ)
 SLC_WORK_TILES = 32  # dK/dV steps per work item of the selection branch (before atomics)
 
@@ -134,26 +134,31 @@ def _check_units(cfg: NSAConfig) -> tuple[int, int]:
 
 def slc_scores(
     q: torch.Tensor, kc: torch.Tensor, lse_cmp: torch.Tensor, meta: SeqMeta, cfg: NSAConfig,
-    scale: float, splits: int = 1, split_dk: bool = False, score_rows: int = SCORE_TILE_ROWS,
+    scale: float, splits: int = 1, split_dk: bool = False, score_rows: int = 0,
     block_j: int = SCORE_BLOCKS, launch: Launch | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """Block scores [N, H_kv, N_slc] fp32 (forced +inf, future -inf) from the compressed lse.
 
     splits > 1 divides each tile's selection blocks over several programs (decode); split_dk
     tiles Dk in two power-of-two parts (attention.head_parts). score_rows (positions x padded
-    heads), block_j (selection blocks per step) and launch are for bench/kernels.py's sweep.
+    heads), block_j (selection blocks per step) and launch are for bench/kernels.py's sweep;
+    by default a Dk tiled wider than 128 (the paper's 192) takes 128-row tiles and no
+    pipelining (H200, 64k: 16.8 -> 13.9 ms; bench/results/kernels-scores-h200.json).
     """
     L, R = _check_units(cfg)
     N, H, DK = q.shape
     H_KV = kc.shape[1]
     G = H // H_KV
     GP = triton.next_power_of_2(G)
+    BDK, BDK2 = head_parts(DK, split_dk)
+    wide = BDK + BDK2 > 128
+    score_rows = score_rows or (2 * SCORE_TILE_ROWS if wide else SCORE_TILE_ROWS)
+    launch = launch or (Launch(num_stages=1) if wide else None)
     BT = max(1, score_rows // GP, 16 // GP)
     NS = max(cfg.num_slc_blocks(n) for n in meta.k_lens)
     scores = torch.full((N, H_KV, NS), float("-inf"), device=q.device, dtype=torch.float32)
     tile_seq, tile_i0 = query_tiles(meta, BT, q.device)
     halo = max(16, R)
-    BDK, BDK2 = head_parts(DK, split_dk)
     _slc_scores_kernel[(tile_seq.numel(), H_KV, splits)](
         q, kc, lse_cmp, scores, tile_seq, tile_i0, meta.q_start, meta.q_len, meta.q_pos0,
         meta.c_start, meta.c_len, NS, scale * LOG2E, H=H, H_KV=H_KV, G=G, GP=GP, BT=BT, BM=BT * GP,
