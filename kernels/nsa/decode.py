@@ -122,8 +122,7 @@ def nsa_decode(
     o_part, lse_part = attn_fwd(
         q, kc, vc, meta, cfg, MODE_CMP, scale, splits=n_split(n_cmp), with_output=gated, **run
     )
-    lse_cmp = torch.logsumexp(lse_part, dim=0)
-    o_cmp = merge_splits(o_part, lse_part)[0] if gated else None
+    o_cmp, lse_cmp = merge_splits(o_part, lse_part)  # o_part is None for union
     # one query per sequence: the smallest tile (16 rows) wastes the least
     scores = slc_scores(
         q, kc, lse_cmp, meta, cfg, scale, splits=n_split(n_cmp), split_dk=split_head_dim,
