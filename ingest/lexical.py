@@ -11,7 +11,6 @@ numbers and weighted once, so the score does not depend on the order words are m
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -20,13 +19,12 @@ import numpy as np
 
 from .postings import Postings
 from .rank_inputs import RankInputs
-from .terms import Question, stem, terms_of, word_terms
+from .terms import Question, terms_of, word_terms
 from .walk import SourceFile
 
 if TYPE_CHECKING:
     from .rank import RankWeights
 
-TEST_DIRS = frozenset({"test", "tests", "testing", "__tests__", "spec", "specs"})
 TEXT_CHARS_PER_WORD = 6.0
 """Prose length in words, estimated from characters (text files have no parsed map)."""
 PATH, STEM, BODY, REF, NAME, DOC, TEXT = range(7)
@@ -60,10 +58,8 @@ def lexical_scores(
         * _exact_hits(inputs.names, question, len(files))
         * (present.any(axis=1))
     )
-    return {
-        file.path: value * (weights.test_file if is_test(file.path) else 1.0)
-        for file, value in zip(files, score.tolist(), strict=True)
-    }
+    score *= np.where(inputs.tests, weights.test_file, 1.0)
+    return dict(zip((file.path for file in files), score.tolist(), strict=True))
 
 
 def _found_counts(
@@ -72,17 +68,16 @@ def _found_counts(
     """[7, N, T] how often each term was found in each file, by field (see PATH..TEXT)."""
     wanted = frozenset(terms)
     found = np.zeros((7, len(files), len(terms)))
-    for i, file in enumerate(files):
-        path_terms, file_stem = _path_terms(file.path)
-        for term in path_terms:
+    for i in np.flatnonzero(inputs.lengths < 0).tolist():  # no map: the opening text
+        for term in terms_of(files[i].text[: weights.text_chars]):
             if term in wanted:
-                found[PATH, i, terms.index(term)] += 1
-        if file_stem in wanted:
-            found[STEM, i, terms.index(file_stem)] += 1
-        if inputs.lengths[i] < 0:  # no map: the opening text
-            for term in terms_of(file.text[: weights.text_chars]):
-                if term in wanted:
-                    found[TEXT, i, terms.index(term)] += 1
+                found[TEXT, i, terms.index(term)] += 1
+    for field, postings in ((PATH, inputs.path_terms), (STEM, inputs.stems)):
+        for column, term in enumerate(terms):
+            at = postings.find(term)
+            if at is not None:
+                start, end = postings.start[at], postings.start[at + 1]
+                found[field, postings.file[start:end], column] = postings.count[start:end]
     size = len(files)
     for field, postings in ((BODY, inputs.text), (NAME, inputs.names), (DOC, inputs.docs)):
         holders = _holders(postings, terms)
@@ -123,18 +118,3 @@ def _exact_hits(names: Postings, question: Question, size: int) -> np.ndarray:
     for file, held in hits.items():
         counts[file] = len(held)
     return counts
-
-
-def is_test(path: str) -> bool:
-    """True for test files: in a test folder, or named test_*, *_test, *_tests."""
-    parts = path.lower().split("/")
-    name = parts[-1].rsplit(".", 1)[0]
-    in_test_dir = any(part in TEST_DIRS for part in parts[:-1])
-    return in_test_dir or name.startswith("test_") or name.endswith(("_test", "_tests"))
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _path_terms(path: str) -> tuple[tuple[str, ...], str]:
-    """Terms of a path's folders and name, and the stem of its file name."""
-    parts = path.rsplit(".", 1)[0].split("/")
-    return tuple(terms_of(" ".join(parts))), stem(parts[-1].lower())

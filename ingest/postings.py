@@ -13,10 +13,17 @@ name), definition names, and the words of docstrings.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+
+ARRAYS = ("ends", "start", "file", "count", "flag")
+
+
+def split_lines(joined: str) -> tuple[str, ...]:
+    """The words of a newline-joined text ("" holds none)."""
+    return tuple(joined.split("\n")) if joined else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +33,8 @@ class Postings:
     words: tuple[str, ...]
     joined: str
     """The words joined by newlines (all ASCII: characters are bytes)."""
+    ends: np.ndarray
+    """[W] offset in `joined` just past each word's newline."""
     start: np.ndarray
     """[W + 1] offsets into the posting arrays."""
     file: np.ndarray
@@ -60,9 +69,11 @@ class Postings:
         order = np.argsort(ids, kind="stable")  # files stay ascending within a word
         start = np.zeros(len(words) + 1, dtype=np.int64)
         np.cumsum(np.bincount(ids, minlength=len(words)), out=start[1:])
+        lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
         return cls(
             tuple(words),
             "\n".join(words),
+            np.cumsum(lengths + 1),
             start,
             np.array(files, dtype=np.int32)[order],
             np.array(counts, dtype=np.int32)[order],
@@ -70,16 +81,23 @@ class Postings:
         )
 
     def arrays(self, prefix: str) -> dict[str, np.ndarray]:
-        """The arrays to store, named under `prefix` (the words are stored as text)."""
-        names = ("start", "file", "count", "flag")
-        return {f"{prefix}_{name}": getattr(self, name) for name in names}
+        """The arrays to store, named under `prefix` (the words as newline-joined text)."""
+        found = {f"{prefix}_{name}": getattr(self, name) for name in ARRAYS}
+        found[f"{prefix}_words"] = np.frombuffer(self.joined.encode(), dtype=np.uint8)
+        return found
 
     @classmethod
-    def from_arrays(cls, joined: str, arrays, prefix: str) -> Postings:
-        """Postings of the newline-`joined` words from the arrays stored under `prefix`."""
-        words = tuple(joined.split("\n")) if joined else ()
-        names = ("start", "file", "count", "flag")
-        return cls(words, joined, *(arrays[f"{prefix}_{name}"] for name in names))
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], prefix: str) -> Postings:
+        """The postings stored under `prefix` (`arrays`)."""
+        joined = arrays[f"{prefix}_words"].tobytes().decode()
+        return cls(split_lines(joined), joined, *(arrays[f"{prefix}_{name}"] for name in ARRAYS))
+
+    def find(self, word: str) -> int | None:
+        """Position of `word`, or None."""
+        try:
+            return self.words.index(word)
+        except ValueError:
+            return None
 
     def gather(self, chosen: list[int], repeat: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """Posting positions of the words `chosen`, and each one's word's `repeat` (how many
@@ -92,21 +110,16 @@ class Postings:
         within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         return first + within, np.repeat(np.array(repeat, dtype=np.float64), lengths)
 
-    def lowered(self) -> tuple[str, np.ndarray]:
-        """The words joined by newlines and lower-cased, and where each word ends (the
-        offset past its newline)."""
-        lowered = self.joined.lower()
-        breaks = np.flatnonzero(np.frombuffer(lowered.encode("ascii"), dtype=np.uint8) == 10)
-        return lowered, np.append(breaks + 1, len(lowered) + 1)
-
     def containing(self, wanted: frozenset[str]) -> list[int]:
-        """Positions of the words that contain an asked-for term as text (lower-cased).
+        """Positions of the words where an asked-for term starts a part (lower-cased).
 
-        A term is a stemmed part, a prefix of a lower-cased part, so only these can hold it;
-        `str.find` over the joined words finds them (twice as fast as a regex alternation)."""
+        A term is a stemmed part, a prefix of a lower-cased part, so only these can hold it.
+        `str.find` over the joined words finds each term (twice as fast as a regex
+        alternation); a find between two lower-case letters of the word as written is
+        inside a part (`rat` in `generate`), never at its start, and is passed over."""
         if not wanted or not self.words:
             return []
-        lowered, ends = self.lowered()
+        lowered = self.joined.lower()
         starts: list[int] = []
         for term in sorted(wanted):
             at = lowered.find(term)
@@ -114,14 +127,22 @@ class Postings:
                 starts.append(at)
                 at = lowered.find(term, at + 1)
         found = np.array(starts, dtype=np.int64)
-        return np.unique(np.searchsorted(ends, found, side="right")).tolist()
+        written = np.frombuffer(self.joined.encode("ascii"), dtype=np.uint8)
+        before = written[np.maximum(found - 1, 0)]
+        inside = _is_lower(before) & _is_lower(written[found]) & (found > 0)
+        return np.unique(np.searchsorted(self.ends, found[~inside], side="right")).tolist()
 
     def equal_lowered(self, wanted: frozenset[str]) -> list[int]:
         """Positions of the words whose lower-cased form is one of `wanted` (lower-case)."""
         if not wanted or not self.words:
             return []
-        lowered, ends = self.lowered()
         body = "|".join(re.escape(word) for word in sorted(wanted))
         pattern = re.compile(f"^(?:{body})$", re.MULTILINE)
-        starts = np.fromiter((m.start() for m in pattern.finditer(lowered)), dtype=np.int64)
-        return np.unique(np.searchsorted(ends, starts, side="right")).tolist()
+        found = (m.start() for m in pattern.finditer(self.joined.lower()))
+        starts = np.fromiter(found, dtype=np.int64)
+        return np.unique(np.searchsorted(self.ends, starts, side="right")).tolist()
+
+
+def _is_lower(letters: np.ndarray) -> np.ndarray:
+    """[n] which ASCII codes are lower-case letters."""
+    return (letters >= ord("a")) & (letters <= ord("z"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,8 +103,8 @@ def rank(
     ordered = tuple(sorted(score.items(), key=lambda item: (-item[1], item[0])))
     top = ordered[:MAX_DEFINITION_FILES]
     position = {path: i for i, path in enumerate(paths)}
-    own = _own_uses(inputs, [position[path] for path, _ in top])
-    return Ranking(ordered, _rank_definitions(definitions, top, position, uses, own, question))
+    inbound = _Inbound(inputs, uses)
+    return Ranking(ordered, _rank_definitions(definitions, top, position, inbound, question))
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +133,10 @@ def rank_inputs(
 
 def _file_graph(
     inputs: RankInputs, question: Question, weights: RankWeights
-) -> tuple[Edges, dict[str, int]]:
+) -> tuple[Edges, np.ndarray]:
     """Files linked user -> definer (weighted by use) and user -> imported module, and the
-    uses of each linking name in all files (a definition's inbound uses are these less its
-    own file's).
+    uses of each linking name in all files [names] (a definition's inbound uses are these
+    less its own file's).
 
     On arrays: a large repository has ~500k (user, name, definer) links, too many to add up
     one at a time in Python; repeated pairs are summed by the PageRank's bincount."""
@@ -147,7 +147,7 @@ def _file_graph(
     by_import = _expand(imports, np.full(len(imports.name), weights.import_edge), inputs.modules)
     edges = Edges(*(np.concatenate(pair) for pair in zip(by_name, by_import, strict=True)))
     totals = np.bincount(uses.name, weights=uses.count, minlength=len(definers.names))
-    return edges, dict(zip(definers.names, totals.astype(np.int64).tolist(), strict=True))
+    return edges, totals.astype(np.int64)
 
 
 def _expand(
@@ -217,28 +217,39 @@ def _name_match(name: str, terms: frozenset[str], any_term: re.Pattern[str] | No
     return len({stem(part) for part in split_identifier(name)} & terms)
 
 
-def _own_uses(inputs: RankInputs, files: list[int]) -> dict[tuple[int, str], int]:
-    """How often each of `files` (indices) uses each linking name it uses."""
-    links = inputs.uses
-    wanted = np.zeros(len(inputs.lengths), dtype=bool)
-    wanted[files] = True
-    chosen = wanted[links.user]
-    names = map(inputs.definers.names.__getitem__, links.name[chosen].tolist())
-    pairs = zip(links.user[chosen].tolist(), names, strict=True)
-    return dict(zip(pairs, links.count[chosen].astype(np.int64).tolist(), strict=True))
+class _Inbound:
+    """How often the files other than one use a linking name (a definition's inbound uses)."""
+
+    def __init__(self, inputs: RankInputs, totals: np.ndarray) -> None:
+        names = inputs.definers.names
+        self._position = dict(zip(names, range(len(names)), strict=True))
+        self._totals = totals.tolist()
+        self._links = inputs.uses
+
+    def outside(self, file: int) -> Callable[[str], int]:
+        """name -> its uses in all files but `file` (index); 0 for a name that links nothing."""
+        links = self._links  # in file order: one file's uses are one run
+        bounds = np.array([file, file + 1], dtype=links.user.dtype)  # no cast of `user`
+        start, end = np.searchsorted(links.user, bounds).tolist()
+        names, counts = links.name[start:end].tolist(), links.count[start:end].tolist()
+        own = dict(zip(names, counts, strict=True))
+        position, totals = self._position, self._totals
+
+        def count(name: str) -> int:
+            at = position.get(name)
+            return 0 if at is None else totals[at] - own.get(at, 0)
+
+        return count
 
 
 def _rank_definitions(
     definitions: Mapping[str, tuple[Definition, ...]],
     top: Sequence[tuple[str, float]],
     position: Mapping[str, int],
-    uses: Mapping[str, int],
-    own: Mapping[tuple[int, str], int],
+    inbound: _Inbound,
     question: Question,
 ) -> tuple[RankedDefinition, ...]:
-    """A definition ranks by its file, how often others use it, and how well it matches.
-
-    `uses`: each linking name's uses in all files; `own`: (file index, name) -> uses there."""
+    """A definition ranks by its file, how often others use it, and how well it matches."""
     ranked: list[RankedDefinition] = []
     asked = {name.lower() for name in question.identifiers}
     terms = sorted(question.terms)
@@ -246,15 +257,13 @@ def _rank_definitions(
     for path, base in top:
         if path not in definitions:
             continue
+        uses = inbound.outside(position[path])
         for definition in definitions[path]:
-            inbound = uses.get(definition.name, 0)
-            if inbound:
-                inbound -= own.get((position[path], definition.name), 0)
             match = _name_match(definition.name, question.terms, any_term) + (
                 3 if definition.name.lower() in asked else 0
             )
             private = 0.5 if definition.name.startswith("_") else 1.0
-            score = base * (1 + math.log1p(inbound)) * (1 + match) * private
+            score = base * (1 + math.log1p(uses(definition.name))) * (1 + match) * private
             ranked.append(RankedDefinition(path, definition, score, match))
     ranked.sort(key=lambda r: (-r.score, r.path, r.definition.start))
     return tuple(ranked)

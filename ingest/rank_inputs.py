@@ -18,11 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .codemap import FileMap
-from .postings import Postings
+from .paths import is_test, path_terms
+from .postings import Postings, split_lines
 from .terms import doc_words
 
-INPUTS_VERSION = "rank-inputs-3"
+INPUTS_VERSION = "rank-inputs-5"
 """Part of the snapshot key: bump it when what is built here changes."""
+LINK_ARRAYS = ("user", "name", "count")
+POSTINGS = ("text", "names", "docs", "path_terms", "stems")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +42,24 @@ class Targets:
         degree = np.array([len(found) for found in table.values()], dtype=np.int32)
         return cls(tuple(table), flat, degree)
 
+    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        names = np.frombuffer("\n".join(self.names).encode(), dtype=np.uint8)
+        return {
+            f"{prefix}_flat": self.flat,
+            f"{prefix}_degree": self.degree,
+            f"{prefix}_names": names,
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], prefix: str) -> Targets:
+        names = split_lines(arrays[f"{prefix}_names"].tobytes().decode())
+        return cls(names, arrays[f"{prefix}_flat"], arrays[f"{prefix}_degree"])
+
 
 @dataclass(frozen=True, slots=True)
 class Links:
-    """Each (user file, target name) use [L]: file index, name's position, count."""
+    """Each (user file, target name) use [L]: file index, name's position, count; in file
+    order (one file's uses are one run)."""
 
     user: np.ndarray
     name: np.ndarray
@@ -65,8 +82,14 @@ class RankInputs:
     """Definition names (those in the vocabulary) -> files, definitions of that name."""
     docs: Postings
     """Docstring words (those in the vocabulary) -> files, occurrences."""
+    path_terms: Postings
+    """Terms of each file's folders and name -> files, occurrences."""
+    stems: Postings
+    """The stem of each file's name -> files."""
     lengths: np.ndarray
     """[N] words in each file (BM25's length); -1 for a file without a map."""
+    tests: np.ndarray
+    """[N] the file is a test (paths.is_test)."""
 
     @property
     def vocabulary(self) -> tuple[str, ...]:
@@ -74,42 +97,30 @@ class RankInputs:
         return self.text.words
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """Everything as named arrays (names as newline-joined UTF-8)."""
+        """Everything as named arrays (words and names as newline-joined UTF-8)."""
         arrays = {
-            "definer_flat": self.definers.flat,
-            "definer_degree": self.definers.degree,
-            "module_flat": self.modules.flat,
-            "module_degree": self.modules.degree,
-            **{f"uses_{k}": getattr(self.uses, k) for k in ("user", "name", "count")},
-            **{f"imports_{k}": getattr(self.imports, k) for k in ("user", "name", "count")},
-            **self.text.arrays("text"),
-            **self.names.arrays("names"),
-            **self.docs.arrays("docs"),
+            **self.definers.arrays("definers"),
+            **self.modules.arrays("modules"),
+            **{f"uses_{k}": getattr(self.uses, k) for k in LINK_ARRAYS},
+            **{f"imports_{k}": getattr(self.imports, k) for k in LINK_ARRAYS},
             "lengths": self.lengths,
+            "tests": self.tests,
         }
-        texts = ["\n".join(self.definers.names), "\n".join(self.modules.names)]
-        texts += [self.text.joined, self.names.joined, self.docs.joined]
-        for number, text in enumerate(texts):
-            arrays[f"text{number}"] = np.frombuffer(text.encode(), dtype=np.uint8)
+        for name in POSTINGS:
+            arrays.update(getattr(self, name).arrays(name))
         return arrays
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> RankInputs:
-        names = [arrays[f"text{number}"].tobytes().decode() for number in range(5)]
         return cls(
-            Targets(_split(names[0]), arrays["definer_flat"], arrays["definer_degree"]),
-            Links(*(arrays[f"uses_{k}"] for k in ("user", "name", "count"))),
-            Targets(_split(names[1]), arrays["module_flat"], arrays["module_degree"]),
-            Links(*(arrays[f"imports_{k}"] for k in ("user", "name", "count"))),
-            Postings.from_arrays(names[2], arrays, "text"),
-            Postings.from_arrays(names[3], arrays, "names"),
-            Postings.from_arrays(names[4], arrays, "docs"),
-            arrays["lengths"],
+            definers=Targets.from_arrays(arrays, "definers"),
+            uses=Links(*(arrays[f"uses_{k}"] for k in LINK_ARRAYS)),
+            modules=Targets.from_arrays(arrays, "modules"),
+            imports=Links(*(arrays[f"imports_{k}"] for k in LINK_ARRAYS)),
+            lengths=arrays["lengths"],
+            tests=arrays["tests"],
+            **{name: Postings.from_arrays(arrays, name) for name in POSTINGS},
         )
-
-
-def _split(joined: str) -> tuple[str, ...]:
-    return tuple(joined.split("\n")) if joined else ()
 
 
 def build_rank_inputs(
@@ -127,9 +138,30 @@ def build_rank_inputs(
     modules = {m: [index[p] for p in found] for m, found in module_index(paths).items()}
     uses, imports = _links(paths, maps, definers, modules)
     text, names, docs = _word_index(paths, maps)
-    lengths = np.array([maps[p].length if p in maps else -1 for p in paths], dtype=np.float64)
+    terms, stems = _path_index(paths)
     return RankInputs(
-        Targets.of(definers), uses, Targets.of(modules), imports, text, names, docs, lengths
+        definers=Targets.of(definers),
+        uses=uses,
+        modules=Targets.of(modules),
+        imports=imports,
+        text=text,
+        names=names,
+        docs=docs,
+        path_terms=terms,
+        stems=stems,
+        lengths=np.array([maps[p].length if p in maps else -1 for p in paths], dtype=np.float64),
+        tests=np.array([is_test(path) for path in paths], dtype=bool),
+    )
+
+
+def _path_index(paths: Sequence[str]) -> tuple[Postings, Postings]:
+    """Postings of the terms of each path and of each file name's stem."""
+    found = [path_terms(path) for path in paths]
+    terms = [(i, dict(Counter(path_found))) for i, (path_found, _) in enumerate(found)]
+    stems = [(i, {stem: 1} if stem else {}) for i, (_, stem) in enumerate(found)]
+    return (
+        Postings.build(_positions(terms), ((i, c, None) for i, c in terms)),
+        Postings.build(_positions(stems), ((i, c, None) for i, c in stems)),
     )
 
 

@@ -95,12 +95,12 @@ def _reference_tf(path: str, file_map, wanted: frozenset[str], w: RankWeights) -
     """Weighted term counts of one mapped file, read straight off its map (no index)."""
     from collections import Counter
 
-    from nsa_assist.ingest.lexical import _path_terms
+    from nsa_assist.ingest.paths import path_terms
     from nsa_assist.ingest.terms import doc_words, word_terms
 
     tf: Counter[str] = Counter()
-    path_terms, file_stem = _path_terms(path)
-    for term in path_terms:
+    terms, file_stem = path_terms(path)
+    for term in terms:
         if term in wanted:
             tf[term] += w.path
     if file_stem in wanted:
@@ -123,7 +123,8 @@ def _reference_tf(path: str, file_map, wanted: frozenset[str], w: RankWeights) -
 def test_index_scores_equal_a_scan_of_every_map(repository: Path) -> None:
     import math
 
-    from nsa_assist.ingest.lexical import is_test, lexical_scores
+    from nsa_assist.ingest.lexical import lexical_scores
+    from nsa_assist.ingest.paths import is_test
 
     walked = walk_source(repository, WalkConfig(use_git=False))
     maps = map_repository(walked.files).maps
