@@ -207,7 +207,9 @@ def _tables(page: pymupdf.Page) -> list[tuple[pymupdf.Rect, str]]:
     `find_tables` costs 10-100 ms per page, so it runs only inside groups of touching rules
     that can form a table of two or more columns, one group at a time.
     """
-    areas = _table_areas(page.get_cdrawings())
+    # like the text, a table ends at the page's edge
+    areas = [area & page.rect for area in _table_areas(page.get_cdrawings())]
+    areas = [area for area in areas if not area.is_empty]
     if not areas:
         return []
     pymupdf.no_recommend_layout()  # else find_tables prints advice on stdout (breaks --json)
@@ -237,7 +239,7 @@ def _table_areas(drawings: list[dict]) -> list[pymupdf.Rect]:
             x1 = max(rules[i][2] for i in group) + RULE_THICKNESS
             y1 = max(rules[i][3] for i in group) + RULE_THICKNESS
             areas.append(pymupdf.Rect(x0, y0, x1, y1))
-    return areas
+    return sorted(areas, key=lambda area: (area.y0, area.x0))
 
 
 _Box = tuple[float, float, float, float]

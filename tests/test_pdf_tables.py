@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 from pathlib import Path
 
 import pymupdf
@@ -126,3 +128,63 @@ def test_a_ruled_page_without_text_gets_no_table_search(
     _grid_cells(page, 72, 300, [["", ""], ["", ""]])
     read = read_pdf(_save(document, tmp_path / "scan.pdf"))
     assert table_searches == [] and read.pages_without_text == (1,)
+
+
+def _random_table(page: pymupdf.Page, rng: random.Random, x: float, y: float) -> float:
+    """A table of 1-6 rows and 1-5 columns in one of five drawing styles; returns its bottom."""
+    rows, columns = rng.randint(1, 6), rng.randint(1, 5)
+    xs = list(itertools.accumulate([x] + [rng.randint(40, 110) for _ in range(columns)]))
+    height = rng.randint(14, 24)
+    ys = [y + row * height for row in range(rows + 1)]
+    style = rng.choice(["lines", "one path", "stroked cells", "filled cells", "thick lines"])
+    width = rng.choice([0.3, 1.0, 2.0, 3.0]) if style == "thick lines" else 0.6
+    if style in ("lines", "thick lines", "one path"):
+        shape = page.new_shape()
+        for y_rule in ys:
+            shape.draw_line((xs[0], y_rule), (xs[-1], y_rule))
+            if style != "one path":
+                shape.finish(color=(0, 0, 0), width=width)
+        for x_rule in xs:
+            shape.draw_line((x_rule, ys[0]), (x_rule, ys[-1]))
+            if style != "one path":
+                shape.finish(color=(0, 0, 0), width=width)
+        if style == "one path":
+            shape.finish(color=(0, 0, 0), width=width)
+        shape.commit()
+    for row, column in itertools.product(range(rows), range(columns)):
+        cell = pymupdf.Rect(xs[column], ys[row], xs[column + 1], ys[row + 1])
+        if style == "stroked cells":
+            page.draw_rect(cell, color=(0, 0, 0), width=width)
+        elif style == "filled cells":
+            grey = 0.85 if (row + column) % 2 else 0.95
+            inset = pymupdf.Rect(cell.x0 + 0.5, cell.y0 + 0.5, cell.x1 - 0.5, cell.y1 - 0.5)
+            page.draw_rect(inset, fill=(grey, grey, grey), color=None)
+        page.insert_text((cell.x0 + 3, cell.y1 - 5), f"r{row}c{column}", fontsize=8)
+    return ys[-1]
+
+
+def test_tables_are_those_a_whole_page_search_finds(tmp_path: Path) -> None:
+    """The pre-check may skip searching, never a table: PyMuPDF's search over the whole page
+    (the slow way) is the reference, on pages of 1-3 random tables, some off the right edge."""
+    rng = random.Random(5)
+    document = pymupdf.open()
+    for _ in range(12):
+        page = document.new_page(width=595, height=842)
+        y = 90.0
+        for _ in range(rng.randint(1, 3)):
+            y = _random_table(page, rng, rng.choice([72, 72, 300]), y + rng.randint(5, 60)) + 10
+            if rng.random() < 0.5:
+                page.insert_text((72, y + 14), "A paragraph between the tables.", fontsize=10)
+                y += 20
+    path = _save(document, tmp_path / "random.pdf")
+    pymupdf.no_recommend_layout()
+    with pymupdf.open(path) as reference:
+        expected = [
+            [table.to_markdown().strip() for table in page.find_tables(strategy="lines").tables]
+            for page in reference
+        ]
+    assert sum(map(len, expected)) >= 15  # the seed gives enough tables to mean something
+    for page, tables in zip(read_pdf(path).pages, expected, strict=True):
+        for markdown in tables:
+            assert markdown in page.text
+        assert page.text.count("\n|---|") == len(tables)
