@@ -216,8 +216,22 @@ def _tables(page: pymupdf.Page) -> list[tuple[pymupdf.Rect, str]]:
     found: list[tuple[pymupdf.Rect, str]] = []
     for area in areas:
         tables = page.find_tables(clip=area, strategy="lines").tables
-        found += [(pymupdf.Rect(table.bbox), table.to_markdown().strip()) for table in tables]
+        found += [(pymupdf.Rect(table.bbox), _markdown(table.extract())) for table in tables]
     return found
+
+
+def _markdown(rows: list[list[str | None]]) -> str:
+    """A table in Markdown, its first row the header, line breaks in cells as `<br>`.
+
+    PyMuPDF's own `to_markdown` wraps italic runs in `_`, which breaks numbers set in math
+    fonts ("2_._083").
+    """
+    cells = [
+        [(cell or "").replace("|", "\\|").replace("\n", "<br>") for cell in row] for row in rows
+    ]
+    lines = ["|" + "|".join(row) + "|" for row in cells]
+    lines.insert(1, "|---" * len(cells[0]) + "|")
+    return "\n".join(lines)
 
 
 def _table_areas(drawings: list[dict]) -> list[pymupdf.Rect]:

@@ -188,3 +188,15 @@ def test_tables_are_those_a_whole_page_search_finds(tmp_path: Path) -> None:
         for markdown in tables:
             assert markdown in page.text
         assert page.text.count("\n|---|") == len(tables)
+
+
+def test_table_cells_are_plain_text(tmp_path: Path) -> None:
+    """Italic runs inside a number (TeX sets them so) stay plain; a `|` in a cell is escaped."""
+    document = pymupdf.open()
+    page = document.new_page(width=595, height=842)
+    _grid_cells(page, 72, 100, [["Method", "Cycles"], ["a|b", ""]])
+    page.insert_text((176, 131), "2", fontsize=10)
+    page.insert_text((182, 131), ".", fontsize=10, fontname="tiit")
+    page.insert_text((185, 131), "083", fontsize=10)
+    text = read_pdf(_save(document, tmp_path / "plain.pdf")).pages[0].text
+    assert text == "|Method|Cycles|\n|---|---|\n|a\\|b|2.083|"
