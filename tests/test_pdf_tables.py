@@ -200,3 +200,17 @@ def test_table_cells_are_plain_text(tmp_path: Path) -> None:
     page.insert_text((185, 131), "083", fontsize=10)
     text = read_pdf(_save(document, tmp_path / "plain.pdf")).pages[0].text
     assert text == "|Method|Cycles|\n|---|---|\n|a\\|b|2.083|"
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_tables_on_rotated_pages(tmp_path: Path, rotation: int) -> None:
+    """Drawings and text come unrotated, PyMuPDF's table search works on the page as shown."""
+    document = pymupdf.open()
+    page = document.new_page(width=595, height=842)
+    page.insert_text((72, 100), "Stock", fontsize=11)
+    _grid_cells(page, 72, 200, [["Fruit", "Qty"], ["apple", "3"], ["pear", "5"]])
+    page.set_rotation(rotation)
+    text = read_pdf(_save(document, tmp_path / "rotated.pdf")).pages[0].text
+    assert text.startswith("Stock\n\n|") and text.count("\n|---|---|") == 1
+    for cell in ("Fruit", "Qty", "apple", "3", "pear", "5"):
+        assert text.count(cell) == 1 and f"|{cell}|" in text
