@@ -24,6 +24,8 @@ from nsa_assist.kernels.nsa.decode import (
 from nsa_assist.kernels.reference import nsa_reference
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# the interpreter multiplies fp32 exactly; on a GPU tl.dot takes fp32 as TF32 (10-bit mantissa)
+TOL = 1e-3 if DEVICE == "cpu" else 1e-2
 SMALL = dict(cmp_block=8, cmp_stride=4, slc_block=16, window=16, n_selected=3)
 LENGTHS = [70, 5, 33, 16]  # a long one, one shorter than l, one odd, one on a block edge
 
@@ -109,7 +111,9 @@ def _check_decode(G, H_kv, combine, splits, Dk=16, Dv=8, split_head_dim=False):
         kc = compress_mean(k_cache[b, :n], [0, n], cfg)
         vc = compress_mean(v_cache[b, :n], [0, n], cfg)
         ref = nsa_reference(qs, k_cache[b, :n], v_cache[b, :n], kc, vc, cfg, g)
-        assert rel(o[b], ref[-1]) < 1e-3, f"sequence {b} (length {n})"
+        err = rel(o[b], ref[-1])
+        print(f"G{G} {combine} Dk{Dk} sequence {b} (length {n}): rel err {err:.2e}")
+        assert err < TOL, f"sequence {b} (length {n}): {err:.2e}"
 
 
 def test_decode_equals_triton_prefill():

@@ -32,7 +32,8 @@ from nsa_assist.kernels.nsa.varlen import cmp_cu_seqlens, prefill_meta
 from nsa_assist.kernels.reference import nsa_reference, overlap_matrix
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-TOL = 1e-3
+# the interpreter multiplies fp32 exactly; on a GPU tl.dot takes fp32 as TF32 (10-bit mantissa)
+TOL = 1e-3 if DEVICE == "cpu" else 1e-2
 SMALL = dict(cmp_block=8, cmp_stride=4, slc_block=16, window=16)
 # (G, H_kv): every group size the issue names; lengths below are not multiples of any block
 GROUPS = [(1, 3), (2, 2), (3, 1), (6, 2), (7, 1), (16, 1)]
@@ -182,13 +183,17 @@ def _check_against_reference(group, combine, tuning, Dk=16, Dv=8):
         q, k, v, kc, vc, cfg, gates, torch.tensor(cu), cu_c, return_indices=True
     )
     assert torch.equal(idx.sort(-1).values.cpu(), ref_idx.sort(-1).values.cpu().int())
-    assert rel(o, ref) < TOL
+    err = rel(o, ref)
+    print(f"G{G} {combine} Dk{Dk}: output rel err {err:.2e}")
+    assert err < TOL
     do = torch.randn_like(o)
     inputs = (q, k, v, gates) if combine == "gated" else (q, k, v)
     got = torch.autograd.grad(o, inputs, do)
     want = torch.autograd.grad(ref, inputs, do)
     for name, a, b in zip("qkvg", got, want, strict=False):
-        assert rel(a, b) < TOL, name
+        err = rel(a, b)
+        print(f"G{G} {combine} Dk{Dk}: d{name} rel err {err:.2e}")
+        assert err < TOL, name
 
 
 def test_batched_layout_equals_packed():
