@@ -47,7 +47,7 @@ from nsa_assist.ingest.pack import PackConfig, pack_repository
 from nsa_assist.ingest.parse_cache import ParseCache, map_repository
 from nsa_assist.ingest.path_order import pack_in_path_order
 from nsa_assist.ingest.pdf import read_pdf
-from nsa_assist.ingest.pipeline import cached_rank_inputs, remembered_counts
+from nsa_assist.ingest.pipeline import cached_rank_inputs, collector_paused, remembered_counts
 from nsa_assist.ingest.rank import RankWeights, rank
 from nsa_assist.ingest.terms import parse_question
 from nsa_assist.ingest.walk import WalkConfig, walk_source
@@ -167,8 +167,15 @@ def _timed_pipeline(
     root: Path, question: str, budget: int, cache: Path, count_tokens: Counter, workers: int
 ) -> dict:
     """Walk, parse (through the cache), rank and pack once, timing each stage (the stages
-    of `ingest_repository`; rank includes building or loading its question-independent
-    inputs)."""
+    of `ingest_repository`, with its collector paused; rank includes building or loading
+    its question-independent inputs)."""
+    with collector_paused():
+        return _timed_stages(root, question, budget, cache, count_tokens, workers)
+
+
+def _timed_stages(
+    root: Path, question: str, budget: int, cache: Path, count_tokens: Counter, workers: int
+) -> dict:
     times: dict[str, float] = {}
     cpu_start = time.process_time()
     children_start = _children_cpu()

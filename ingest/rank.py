@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -60,8 +61,9 @@ class RankWeights:
             raise ValueError(f"damping in (0, 1) and lexical_share in [0, 1]: {self}")
 
 
-@dataclass(frozen=True, slots=True)
-class RankedDefinition:
+class RankedDefinition(NamedTuple):
+    """A definition of a file and its score (a named tuple: ~20k are made per question)."""
+
     path: str
     definition: Definition
     score: float
@@ -209,12 +211,14 @@ def _name_weights(names: Sequence[str], asked: frozenset[str], w: RankWeights) -
     )
 
 
-def _name_match(name: str, terms: frozenset[str], any_term: re.Pattern[str] | None) -> int:
-    """How many question terms a name's parts stem to; a term is a prefix of a lower-cased
-    part, so a name that does not contain one (`any_term`) as text is not split (most)."""
-    if any_term is None or any_term.search(name.lower()) is None:
-        return 0
-    return len({stem(part) for part in split_identifier(name)} & terms)
+def _part_start_pattern(terms: frozenset[str]) -> re.Pattern[str] | None:
+    """Finds a term (any case) where a part of a name can start: not right after a
+    lower-case letter unless it starts upper-case (`Rate` in `learningRate`, not `rat` in
+    `generate`). A term is a prefix of a part, so a name without such a find holds none."""
+    if not terms:
+        return None
+    alternatives = "|".join(map(re.escape, sorted(terms)))
+    return re.compile(f"(?:(?<![a-z])|(?=[A-Z]))(?i:{alternatives})")
 
 
 class _Inbound:
@@ -222,24 +226,19 @@ class _Inbound:
 
     def __init__(self, inputs: RankInputs, totals: np.ndarray) -> None:
         names = inputs.definers.names
-        self._position = dict(zip(names, range(len(names)), strict=True))
-        self._totals = totals.tolist()
+        self.position = dict(zip(names, range(len(names)), strict=True))
+        """Linking name -> its position."""
+        self.totals = totals.tolist()
+        """[names] uses of each in all files."""
         self._links = inputs.uses
 
-    def outside(self, file: int) -> Callable[[str], int]:
-        """name -> its uses in all files but `file` (index); 0 for a name that links nothing."""
+    def own(self, file: int) -> dict[int, int]:
+        """Linking name's position -> its uses in `file` (index)."""
         links = self._links  # in file order: one file's uses are one run
         bounds = np.array([file, file + 1], dtype=links.user.dtype)  # no cast of `user`
         start, end = np.searchsorted(links.user, bounds).tolist()
         names, counts = links.name[start:end].tolist(), links.count[start:end].tolist()
-        own = dict(zip(names, counts, strict=True))
-        position, totals = self._position, self._totals
-
-        def count(name: str) -> int:
-            at = position.get(name)
-            return 0 if at is None else totals[at] - own.get(at, 0)
-
-        return count
+        return dict(zip(names, counts, strict=True))
 
 
 def _rank_definitions(
@@ -249,21 +248,34 @@ def _rank_definitions(
     inbound: _Inbound,
     question: Question,
 ) -> tuple[RankedDefinition, ...]:
-    """A definition ranks by its file, how often others use it, and how well it matches."""
-    ranked: list[RankedDefinition] = []
+    """A definition ranks by its file, how often other files use it, and how many question
+    terms its name holds (a name where no term starts a part is not split: most).
+
+    One flat loop over ~20k definitions on a large repository, so nothing is called per
+    definition that need not be."""
     asked = {name.lower() for name in question.identifiers}
-    terms = sorted(question.terms)
-    any_term = re.compile("|".join(map(re.escape, terms))) if terms else None
+    terms = question.terms
+    any_term = _part_start_pattern(terms)
+    where, totals = inbound.position, inbound.totals
+    ranked: list[RankedDefinition] = []
+    order: list[tuple[float, str, int]] = []
     for path, base in top:
-        if path not in definitions:
+        found = definitions.get(path)
+        if found is None:
             continue
-        uses = inbound.outside(position[path])
-        for definition in definitions[path]:
-            match = _name_match(definition.name, question.terms, any_term) + (
-                3 if definition.name.lower() in asked else 0
-            )
-            private = 0.5 if definition.name.startswith("_") else 1.0
-            score = base * (1 + math.log1p(uses(definition.name))) * (1 + match) * private
+        own = inbound.own(position[path])
+        for definition in found:
+            name = definition.name
+            lower = name.lower()
+            match = 0
+            if any_term is not None and any_term.search(name) is not None:
+                match = len({stem(part) for part in split_identifier(name)} & terms)
+            if lower in asked:
+                match += 3
+            at = where.get(name)
+            uses = 0 if at is None else totals[at] - own.get(at, 0)
+            private = 0.5 if name[:1] == "_" else 1.0
+            score = base * (1 + math.log1p(uses)) * (1 + match) * private
             ranked.append(RankedDefinition(path, definition, score, match))
-    ranked.sort(key=lambda r: (-r.score, r.path, r.definition.start))
-    return tuple(ranked)
+            order.append((-score, path, definition.start))
+    return tuple(ranked[i] for i in sorted(range(len(ranked)), key=order.__getitem__))

@@ -248,3 +248,27 @@ def test_path_order_stops_counting_when_full_but_lists_every_file(tmp_path: Path
     assert all(d.reason.startswith("over budget") for d in context.dropped)
     assert context.dropped and len(counted) < len(files) // 2
     assert context.tokens == standin_count_tokens(context.text) <= 400
+
+
+def test_the_collector_is_paused_while_ingesting_and_restored(tmp_path: Path) -> None:
+    import gc
+
+    from nsa_assist.ingest.pipeline import collector_paused
+
+    seen: list[bool] = []
+
+    def count(text: str) -> int:
+        seen.append(gc.isenabled())
+        return standin_count_tokens(text)
+
+    assert gc.isenabled()
+    options = IngestOptions(walk=WalkConfig(use_git=False))
+    ingest_repository(_repo(tmp_path, 4), "token", 900, count, options)
+    assert seen and not any(seen) and gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # left as it was found
+    finally:
+        gc.enable()
