@@ -24,10 +24,13 @@ def _parts(S, N, H, DV, seed):
     # splits that saw no key (-inf), and rows no split saw (every part -inf)
     lse[0, 0] = float("-inf")
     lse[:, 1, 0] = float("-inf")
+    lse[:16, 2] = float("-inf")  # a first step of 16 splits that all saw nothing
     return o.to(DEVICE), lse.to(DEVICE)
 
 
-@pytest.mark.parametrize("S,N,H,DV", [(1, 3, 2, 8), (5, 7, 3, 48), (16, 40, 1, 128)])
+@pytest.mark.parametrize(
+    "S,N,H,DV", [(1, 3, 2, 8), (5, 7, 3, 48), (16, 40, 1, 128), (40, 3, 2, 16), (66, 4, 1, 64)]
+)
 def test_merge_matches_torch(S, N, H, DV):
     o, lse = _parts(S, N, H, DV, seed=S * 100 + N)
     got_o, got_lse = merge_splits(o, lse)

@@ -120,47 +120,55 @@ def gated_combine_bwd(
     return d_branch, dgates, delta
 
 
+MERGE_SPLITS_PER_STEP = 16
+
+
 @triton.jit
 def _merge_splits_kernel(
     o, lse, out, lse_out, S, R,
-    DV: tl.constexpr, BDV: tl.constexpr, BR: tl.constexpr, WITH_O: tl.constexpr,
+    DV: tl.constexpr, BDV: tl.constexpr, BS: tl.constexpr, WITH_O: tl.constexpr,
 ):  # fmt: skip
-    r = tl.program_id(0) * BR + tl.arange(0, BR)
+    r = tl.program_id(0)  # one row per program: decode has few rows (H at batch 1)
     c = tl.arange(0, BDV)
-    rm = r < R
-    m = rm[:, None] & (c[None, :] < DV)
-    mx = tl.full([BR], float("-inf"), tl.float32)
-    for s in range(S):
-        mx = tl.maximum(mx, tl.load(lse + s * R + r, mask=rm, other=float("-inf")))
-    safe = tl.where(mx == float("-inf"), 0.0, mx)
-    tot = tl.zeros([BR], dtype=tl.float32)
-    acc = tl.zeros([BR, BDV], dtype=tl.float32)
-    for s in range(S):
-        w = tl.exp(tl.load(lse + s * R + r, mask=rm, other=float("-inf")) - safe)
-        tot += w
+    si = tl.arange(0, BS)
+    m = tl.full([], float("-inf"), tl.float32)
+    tot = tl.zeros([], dtype=tl.float32)
+    acc = tl.zeros([BDV], dtype=tl.float32)
+    for s0 in range(0, S, BS):  # BS splits a step, rescaled online as in flash attention
+        sm = s0 + si < S
+        part = (s0 + si).to(tl.int64) * R + r
+        b_lse = tl.load(lse + part, mask=sm, other=float("-inf"))
+        m_new = tl.maximum(m, tl.max(b_lse, 0))
+        safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.exp(m - safe)
+        w = tl.exp(b_lse - safe)
+        tot = tot * alpha + tl.sum(w, 0)
         if WITH_O:
-            off = (s * R + r).to(tl.int64)[:, None] * DV + c[None, :]
-            acc += w[:, None] * tl.load(o + off, mask=m, other=0.0).to(tl.float32)
+            b_o = tl.load(o + part[:, None] * DV + c[None, :],
+                          mask=sm[:, None] & (c[None, :] < DV), other=0.0)  # fmt: skip
+            acc = acc * alpha + tl.sum(w[:, None] * b_o.to(tl.float32), 0)
+        m = m_new
     ok = tot > 0
-    tl.store(lse_out + r, tl.where(ok, safe + tl.log(tl.where(ok, tot, 1.0)), mx), mask=rm)
+    safe = tl.where(ok, m, 0.0)
+    tl.store(lse_out + r, tl.where(ok, safe + tl.log(tl.where(ok, tot, 1.0)), m))
     if WITH_O:
-        off = r.to(tl.int64)[:, None] * DV + c[None, :]
-        tl.store(out + off, acc / tl.where(ok, tot, 1.0)[:, None], mask=m)
+        tl.store(out + r.to(tl.int64) * DV + c, acc / tl.where(ok, tot, 1.0), mask=c < DV)
 
 
 def merge_splits(
     o: torch.Tensor | None, lse: torch.Tensor
 ) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Flash-decoding reduction of S partial results, o [S, N, H, Dv] (or None: the
-    log-sum-exp alone), lse [S, N, H] -> (o [N, H, Dv] fp32, lse [N, H]). One Triton pass
+    log-sum-exp alone), lse [S, N, H] -> (o [N, H, Dv] fp32, lse [N, H]). One Triton launch
     instead of ~6 PyTorch kernels per merge (decode runs four merges a step)."""
     S, R = lse.shape[0], lse[0].numel()
     lse_out = torch.empty(lse.shape[1:], device=lse.device, dtype=torch.float32)
     out = None if o is None else torch.empty(o.shape[1:], device=o.device, dtype=torch.float32)
     DV = 1 if o is None else o.shape[-1]
-    _merge_splits_kernel[_grid(R)](
+    BS = min(MERGE_SPLITS_PER_STEP, triton.next_power_of_2(S))
+    _merge_splits_kernel[(R,)](
         lse if o is None else o.contiguous(), lse.contiguous(), lse_out if out is None else out,
-        lse_out, S, R, DV=DV, BDV=_pad(DV), BR=ROWS_PER_PROGRAM, WITH_O=o is not None,
+        lse_out, S, R, DV=DV, BDV=_pad(DV), BS=BS, WITH_O=o is not None,
     )  # fmt: skip
     return out, lse_out
 
