@@ -166,7 +166,7 @@ def bench_prefill(name, T, cfg, tuning, reps):
     }
 
 
-def bench_decode(name, T, batch, cfg, reps, split_head_dim=True):
+def bench_decode(name, T, batch, cfg, reps, split_head_dim=True, splits=None):
     H, H_kv, Dk, Dv = CONFIGS[name]
     G = H // H_kv
     mk = lambda *s: torch.randn(*s, device="cuda", dtype=torch.bfloat16)
@@ -179,8 +179,9 @@ def bench_decode(name, T, batch, cfg, reps, split_head_dim=True):
     gates = torch.rand(batch, H, 3, device="cuda", dtype=torch.bfloat16)
     lengths = torch.full((batch,), T, device="cuda", dtype=torch.int32)
     step = lambda: nsa_decode(
-        q, k_cache, v_cache, kc, vc, lengths, cfg, gates, split_head_dim=split_head_dim
-    )
+        q, k_cache, v_cache, kc, vc, lengths, cfg, gates, split_head_dim=split_head_dim,
+        splits=splits,
+    )  # fmt: skip
     t_nsa = time_ms(step, reps)
     stream = torch.cuda.Stream()  # warm up off the capture stream, then capture one step
     stream.wait_stream(torch.cuda.current_stream())
@@ -635,7 +636,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--configs", default=",".join(CONFIGS))
     p.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
     p.add_argument("--combine", default="gated", choices=["gated", "union"])
-    extra = "also: split, launch, decode_profile"
+    extra = "also: split, launch, decode_profile, decode_splits"
     p.add_argument("--parts", default="tune,prefill,decode,breakdown", help=extra)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--padded-head-dim", action="store_true", help="pad Dk, do not split it")
@@ -706,6 +707,14 @@ def main(argv: list[str]) -> None:
             result["launch"].append({})
             only = a.sweep.split(",") if a.sweep else None
             sweep_launch(name, max(lengths), cfg, tuning, a.reps, result["launch"][-1], save, only)
+        if "decode_splits" in parts:  # key splits per branch: None is decode._splits' choice
+            for batch in DECODE_BATCHES:
+                for splits in (None, 1, 2, 4, 8, 16, 32, 64):
+                    row = bench_decode(name, max(lengths), batch, cfg, a.reps * 4, splits=splits)
+                    row["splits"] = splits
+                    result.setdefault("decode_splits", []).append(row)
+                    print(name, "decode b", batch, "splits", splits,
+                          round(row["nsa_decode_graph_ms"], 4), flush=True)  # fmt: skip
         if "decode_profile" in parts:
             for batch in DECODE_BATCHES:
                 row = profile_decode(name, max(lengths), batch, cfg, a.reps * 4)
