@@ -146,7 +146,8 @@ def _read_page(page: pymupdf.Page, sized: bool) -> _RawPage:
     (which builds a Python dict per span), and is parsed only where a heading may be.
     """
     textpage = page.get_textpage(flags=TEXT_FLAGS)
-    height = (page.rect * page.derotation_matrix).height or 1.0  # text comes unrotated
+    shown = page.rect
+    height = (shown.width if page.rotation % 180 else shown.height) or 1.0  # text is unrotated
     lines = _block_lines(page.get_text("blocks", textpage=textpage, sort=True), height)
     tables = _tables(page) if lines else []  # PyMuPDF keeps no table without text
     if tables:  # lines placed one by one, so that those inside a table can be left out
@@ -207,13 +208,13 @@ def _tables(page: pymupdf.Page) -> list[tuple[pymupdf.Rect, str]]:
     `find_tables` costs 10-100 ms per page, so it runs only inside groups of touching rules
     that can form a table of two or more columns, one group at a time.
     """
+    areas = _table_areas(page.get_cdrawings())
+    if not areas:
+        return []
     # drawings and text come unrotated, find_tables works on the page as shown
     unrotate = page.derotation_matrix
     bounds = page.rect * unrotate  # like the text, a table ends at the page's edge
-    areas = [area & bounds for area in _table_areas(page.get_cdrawings())]
-    areas = [area for area in areas if not area.is_empty]
-    if not areas:
-        return []
+    areas = [area & bounds for area in areas if not (area & bounds).is_empty]
     pymupdf.no_recommend_layout()  # else find_tables prints advice on stdout (breaks --json)
     found: list[tuple[pymupdf.Rect, str]] = []
     for area in areas:
