@@ -50,34 +50,38 @@ class Postings:
     ) -> Postings:
         """Postings of `words` (word -> position) from (file index, word counts, names used)
         per file; `names used` is a container of referenced words, or None for all."""
-        # plain lists extended per file, one array at the end: numpy calls per file cost
-        # more than the data on thousands of small files
-        word_ids: list[int] = []
-        files: list[int] = []
-        counts: list[int] = []
-        flags: list[bool] = []
+        # per file one C-speed pass per array (fromiter over a map), one concatenation at
+        # the end: no Python int per posting is kept, and the sort runs on int32
         lookup = words.__getitem__
+        ids: list[np.ndarray] = []
+        counts: list[np.ndarray] = []
+        flags: list[np.ndarray] = []
+        files: list[int] = []
+        sizes: list[int] = []
         for index, counted, references in per_file:
-            word_ids += map(lookup, counted)
-            files += [index] * len(counted)
-            counts += counted.values()
+            size = len(counted)
+            ids.append(np.fromiter(map(lookup, counted), dtype=np.int32, count=size))
+            counts.append(np.fromiter(counted.values(), dtype=np.int32, count=size))
             if references is None or references is counted:
-                flags += [True] * len(counted)
+                flags.append(np.ones(size, dtype=bool))
             else:
-                flags += [word in references for word in counted]
-        ids = np.array(word_ids, dtype=np.int64)
-        order = np.argsort(ids, kind="stable")  # files stay ascending within a word
+                flags.append(np.fromiter(map(references.__contains__, counted), bool, size))
+            files.append(index)
+            sizes.append(size)
+        every = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int32)
+        order = np.argsort(every, kind="stable")  # files stay ascending within a word
         start = np.zeros(len(words) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(ids, minlength=len(words)), out=start[1:])
+        np.cumsum(np.bincount(every, minlength=len(words)), out=start[1:])
+        file = np.repeat(np.array(files, dtype=np.int32), sizes)
         lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
         return cls(
             tuple(words),
             "\n".join(words),
             np.cumsum(lengths + 1),
             start,
-            np.array(files, dtype=np.int32)[order],
-            np.array(counts, dtype=np.int32)[order],
-            np.array(flags, dtype=bool)[order],
+            file[order],
+            np.concatenate(counts)[order] if counts else np.zeros(0, dtype=np.int32),
+            np.concatenate(flags)[order] if flags else np.zeros(0, dtype=bool),
         )
 
     def arrays(self, prefix: str) -> dict[str, np.ndarray]:
