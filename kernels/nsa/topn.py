@@ -96,20 +96,23 @@ def _top_n_kernel(
     tl.store(p_out, b_out, mask=m_row[:, None] & (o[None, :] < NSEL))
 
 
-def _tiles(NS: int) -> tuple[int, int, int, int]:
+def _tiles(NS: int, max_rows: int = MAX_ROWS) -> tuple[int, int, int, int]:
     """ROWS, NG, KS, CS for rows of NS scores: NG groups of KS segments of CS blocks."""
     nsp = triton.next_power_of_2(max(NS, 1))
     CS = min(SEGMENT, nsp)
     NG = min(triton.next_power_of_2(math.isqrt(nsp)), nsp // CS)
     KS = nsp // (NG * CS)
-    ROWS = max(1, min(MAX_ROWS, SWEEP_ELEMENTS // (NG * CS)))
+    ROWS = max(1, min(max_rows, SWEEP_ELEMENTS // (NG * CS)))
     return ROWS, NG, KS, CS
 
 
-def top_n_blocks(scores: torch.Tensor, n: int) -> torch.Tensor:
+def top_n_blocks(
+    scores: torch.Tensor, n: int, max_rows: int = MAX_ROWS, num_warps: int = NUM_WARPS
+) -> torch.Tensor:
     """idx [.., n] int32: the n best blocks of each row of scores [.., N_slc], best first.
 
     Ties go to the lower block; -inf scores and slots past N_slc give -1 (module docstring).
+    max_rows / num_warps: rows per program (a power of two) and warps, for tile sweeps.
     """
     *lead, NS = scores.shape
     out = torch.empty(*lead, n, device=scores.device, dtype=torch.int32)
@@ -118,11 +121,11 @@ def top_n_blocks(scores: torch.Tensor, n: int) -> torch.Tensor:
         return out
     if NS == 0:
         return out.fill_(-1)
-    ROWS, NG, KS, CS = _tiles(NS)
+    ROWS, NG, KS, CS = _tiles(NS, max_rows)
     _top_n_kernel[(triton.cdiv(R, ROWS),)](
         scores.contiguous(), out, R, NS,
         NSEL=n, BSEL=triton.next_power_of_2(n), ROWS=ROWS, NG=NG, KS=KS, CS=CS,
-        num_warps=NUM_WARPS,
+        num_warps=num_warps,
     )  # fmt: skip
     return out
 
