@@ -5,6 +5,9 @@ rejoined, CJK lines joined without a space), lines repeated in the top or bottom
 many pages (running headers, footers, page numbers) removed, ruled tables rendered as
 Markdown. Sections come from the outline (TOC), or from font sizes when there is none.
 Pages without a text layer are reported, not guessed at.
+
+MuPDF reads each page's text once. PyMuPDF's table search is by far the slowest step (10-100
+ms a page), so it runs only where the page's rules form a grid of two columns or more.
 """
 
 from __future__ import annotations
@@ -180,7 +183,8 @@ def _html_lines(markup: str, height: float) -> list[_Line]:
             continue
         top, left, line_height = map(float, start.groups())
         band = top + line_height < BAND * height or top > (1 - BAND) * height
-        line = _Line(top, text, max(float(size) for size, _ in spans), -1, band, left, left)
+        size = max(float(size) for size, _ in spans)
+        line = _Line(top, text, size, -1, band, left, left)  # (never tested against a table)
         placed.append((top + line_height, left, line))
     placed.sort(key=lambda item: item[:2])  # like PyMuPDF's sorted blocks: bottom, then left
     return [line for _, _, line in placed]
@@ -197,8 +201,7 @@ def _dict_lines(content: dict, height: float) -> list[_Line]:
                 continue
             x0, y0, x1, y1 = line["bbox"]
             band = y1 < BAND * height or y0 > (1 - BAND) * height
-            size = max(span["size"] for span in spans)
-            lines.append(_Line(y0, text, round(size, 1), index, band, x0, x1))
+            lines.append(_Line(y0, text, 0.0, index, band, x0, x1))
     return lines
 
 
