@@ -180,10 +180,10 @@ def _timed_stages(
     cpu_start = time.process_time()
     children_start = _children_cpu()
     start = time.perf_counter()
-    walked = walk_source(root, WalkConfig(use_git=False))
+    parse_cache = ParseCache(cache)
+    walked = walk_source(root, WalkConfig(use_git=False), parse_cache)
     times["walk"] = time.perf_counter() - start
     mark = time.perf_counter()
-    parse_cache = ParseCache(cache)
     mapped = map_repository(walked.files, parse_cache, workers)
     times["parse"] = time.perf_counter() - mark
     mark = time.perf_counter()
@@ -202,7 +202,7 @@ def _timed_stages(
     # CPU seconds of the parse worker processes: with the main process's, what the run costs
     # whatever else the shared machine is doing (wall time on 2 idle cores is about half)
     times["cpu_parse_workers"] = _children_cpu() - children_start
-    size = sum(len(file.text) for file in walked.files)
+    size = sum(file.stamp.size for file in walked.files)  # bytes: texts may not be decoded
     return {
         "files": len(walked.files),
         "megabytes": round(size / 1e6, 1),

@@ -5,8 +5,8 @@ every file costs a warm run on a large repository ~0.1 s, so, like git's index, 
 also recorded under the file's stamp (device, inode, size, mtime, ctime, path): a file whose
 stamp is unchanged is taken to hold the bytes that were hashed. An edit within the
 filesystem's timestamp granularity could leave the stamp equal ("racy" in git's words), so a
-file changed less than `RACY_NS` before the walk started is never recorded: it is hashed on
-every run until it has settled.
+file changed less than `source_file.RACY_NS` before the walk started is never recorded: it
+is hashed on every run until it has settled.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING
 
 from .languages import PYTHON, CodeLanguage
 from .pyscan import SCANNER_VERSION
-from .walk import SourceFile, Stamp
+from .source_file import SourceFile, Stamp, settled
 
 if TYPE_CHECKING:
     from .parse_cache import ParseCache
 
-RACY_NS = 2_000_000_000
-"""A file changed this recently (before the walk) is hashed again next time: covers coarse
-kernel clocks, 1-2 s filesystem timestamps (ext3, FAT) and a little clock skew."""
+
+WALK_SALT = b"walk-verdict-1"
+"""Keys what a walk found apart from content keys; bump it when the checks change."""
 
 
 def content_key(text: str, language: CodeLanguage) -> str:
@@ -41,15 +41,18 @@ def content_key(text: str, language: CodeLanguage) -> str:
 
 def stamp_key(path: str, stamp: Stamp, language: CodeLanguage) -> str:
     """Where a file's content key is recorded: its stamp, grammar and extractor version."""
+    return _stamp_digest(path, stamp, _extractor(language))
+
+
+def verdict_key(path: str, stamp: Stamp) -> str:
+    """Where what a walk found of a file is recorded (source_file.py)."""
+    return _stamp_digest(path, stamp, WALK_SALT)
+
+
+def _stamp_digest(path: str, stamp: Stamp, salt: bytes) -> str:
     fields = (path, stamp.device, stamp.inode, stamp.size, stamp.mtime_ns, stamp.ctime_ns)
     text = "\0".join(map(str, fields))
-    digest = hashlib.blake2b(text.encode(), digest_size=20, key=_extractor(language))
-    return digest.hexdigest()
-
-
-def settled(stamp: Stamp) -> bool:
-    """True when the file last changed at least `RACY_NS` before the walk began."""
-    return max(stamp.mtime_ns, stamp.ctime_ns) < stamp.seen_ns - RACY_NS
+    return hashlib.blake2b(text.encode(), digest_size=20, key=salt).hexdigest()
 
 
 def content_keys(

@@ -25,11 +25,11 @@ import numpy as np
 
 from .array_file import load_arrays, save_arrays
 from .codemap import CodeMapper, Definition, FileMap
-from .file_keys import content_keys
+from .file_keys import content_keys, verdict_key
 from .languages import PYTHON, CodeLanguage, code_language
 from .pyscan import map_python
 from .stored_maps import Decoded, StoredMap, decode, decode_definitions, encode
-from .walk import SourceFile
+from .walk import SourceFile, Stamp
 
 CACHE_FILE = f"codemap-v9-py{sys.version_info.major}{sys.version_info.minor}.sqlite"
 """Renamed whenever what is stored changes shape, so old entries are never misread."""
@@ -86,6 +86,16 @@ class ParseCache:
                 "DELETE FROM stamps WHERE rowid <= (SELECT MAX(rowid) FROM stamps) - ?",
                 (KEEP_STAMPS,),
             )
+
+    def recall(self, files: Sequence[tuple[str, Stamp]]) -> list[str | None]:
+        """What a walk found of each (path, stamp) before (`walk.WalkMemory`)."""
+        keys = [verdict_key(path, stamp) for path, stamp in files]
+        found = self.get_stamps(keys)
+        return [found.get(key) for key in keys]
+
+    def remember(self, verdicts: Sequence[tuple[str, Stamp, str]]) -> None:
+        """Keep what a walk found of each (path, stamp) (`walk.WalkMemory`)."""
+        self.put_stamps((verdict_key(path, stamp), found) for path, stamp, found in verdicts)
 
     def get_snapshot(self, key: str) -> dict[str, np.ndarray] | None:
         """The arrays stored for a whole repository snapshot (see `MappedFiles.snapshot`),
@@ -161,9 +171,13 @@ def map_repository(
     paths = [file.path for file, _ in parsable]
     keys = dict(zip(paths, content_keys(parsable, cache), strict=True))
     stored = cache.get_many(list(dict.fromkeys(keys.values()))) if cache is not None else {}
-    # files with the same content share a key: each is mapped once
-    misses = {keys[file.path]: (file.text, lang) for file, lang in parsable}
-    misses = {key: job for key, job in misses.items() if key not in stored}
+    # files with the same content share a key: each is mapped once (and only the texts of
+    # misses are touched: a file's text may not even be decoded yet)
+    misses: dict[str, tuple[str, CodeLanguage]] = {}
+    for file, lang in parsable:
+        key = keys[file.path]
+        if key not in stored and key not in misses:
+            misses[key] = (file.text, lang)
     parsed, encoded = _parse(misses, workers, cache is not None)
     if cache is not None and encoded:
         cache.put_many(encoded.items())

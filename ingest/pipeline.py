@@ -156,11 +156,11 @@ def _ingest_repository(
 ) -> Ingested:
     options = options or IngestOptions()
     config = PackConfig(budget=budget)
-    walked = walk_source(source, options.walk)
-    if not walked.files:
-        raise SourceError(f"no readable text files in {source}")
     cache = ParseCache(options.cache_dir) if options.cache_dir is not None else None
     try:
+        walked = walk_source(source, options.walk, cache)
+        if not walked.files:
+            raise SourceError(f"no readable text files in {source}")
         mapped = map_repository(walked.files, cache, options.workers)
         inputs = cached_rank_inputs(walked.files, mapped, options.weights, cache)
         question_terms = parse_question(question)

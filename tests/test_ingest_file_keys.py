@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from ingest_support import write_tree
 
-from nsa_assist.ingest import file_keys
-from nsa_assist.ingest.file_keys import RACY_NS, settled
+from nsa_assist.ingest import file_keys, source_file
 from nsa_assist.ingest.parse_cache import ParseCache, map_repository
+from nsa_assist.ingest.source_file import RACY_NS, settled
 from nsa_assist.ingest.walk import SourceFile, Stamp, WalkConfig, walk_source
 
 SECOND = 1_000_000_000
@@ -67,7 +67,7 @@ def test_settled_files_are_found_by_stamp_fresh_ones_hashed_again(
     assert len(hashed.texts) == 2
     _names(cache, _walk(root))  # written just now: racy, so hashed again, never recorded
     assert len(hashed.texts) == 4
-    monkeypatch.setattr(file_keys, "RACY_NS", 0)  # as if the files had been written long ago
+    monkeypatch.setattr(source_file, "RACY_NS", 0)  # as if the files had been written long ago
     _names(cache, _walk(root))
     assert len(hashed.texts) == 6  # hashed once more, now recorded
     assert _names(cache, _walk(root)) == {"a.py": ["a"], "b.py": ["b"]}
@@ -77,7 +77,7 @@ def test_settled_files_are_found_by_stamp_fresh_ones_hashed_again(
 def test_an_edit_that_keeps_size_and_mtime_is_parsed_again(
     tmp_path: Path, hashed: CountingHash, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(file_keys, "RACY_NS", 0)
+    monkeypatch.setattr(source_file, "RACY_NS", 0)
     root = write_tree(tmp_path / "repo", {"a.py": "def old():\n    pass\n"})
     cache = tmp_path / "cache"
     assert _names(cache, _walk(root)) == {"a.py": ["old"]}
