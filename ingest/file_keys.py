@@ -18,14 +18,10 @@ from typing import TYPE_CHECKING
 
 from .languages import PYTHON, CodeLanguage
 from .pyscan import SCANNER_VERSION
-from .source_file import SourceFile, Stamp, settled
+from .source_file import CHECKS_VERSION, SourceFile, Stamp, settled
 
 if TYPE_CHECKING:
     from .parse_cache import ParseCache
-
-
-WALK_SALT = b"walk-verdict-1"
-"""Keys what a walk found apart from content keys; bump it when the checks change."""
 
 
 def content_key(text: str, language: CodeLanguage) -> str:
@@ -46,7 +42,7 @@ def stamp_key(path: str, stamp: Stamp, language: CodeLanguage) -> str:
 
 def verdict_key(path: str, stamp: Stamp) -> str:
     """Where what a walk found of a file is recorded (source_file.py)."""
-    return _stamp_digest(path, stamp, WALK_SALT)
+    return _stamp_digest(path, stamp, f"walk {CHECKS_VERSION}".encode())
 
 
 def _stamp_digest(path: str, stamp: Stamp, salt: bytes) -> str:

@@ -44,6 +44,8 @@ RACY_NS = 2_000_000_000
 kernel clocks, 1-2 s filesystem timestamps (ext3, FAT) and a little clock skew."""
 READABLE = ""
 """The verdict on a file that is read (any other verdict is the reason it is skipped)."""
+CHECKS_VERSION = "checks-1"
+"""Part of the key remembered verdicts are kept under: change it with the checks below."""
 
 
 class Stamp(NamedTuple):
