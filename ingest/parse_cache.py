@@ -172,7 +172,7 @@ def map_repository(
     keys = dict(zip(paths, content_keys(parsable, cache), strict=True))
     stored = cache.get_many(list(dict.fromkeys(keys.values()))) if cache is not None else {}
     # files with the same content share a key: each is mapped once (and only the texts of
-    # misses are touched: a file's text may not even be decoded yet)
+    # misses are touched: a file may not even have been read yet)
     misses: dict[str, tuple[str, CodeLanguage]] = {}
     for file, lang in parsable:
         key = keys[file.path]

@@ -176,7 +176,7 @@ def _word_index(
     vocabulary: dict[str, int] = {}  # a dict keeps a deterministic order without a sort
     for _, file_map in mapped:
         vocabulary.update(file_map.words)
-    vocabulary = {word: i for i, word in enumerate(vocabulary)}
+    vocabulary = dict(zip(vocabulary, range(len(vocabulary)), strict=True))
     text = Postings.build(vocabulary, ((i, m.words, m.references) for i, m in mapped))
     named = [(i, _known(Counter(d.name for d in m.definitions), vocabulary)) for i, m in mapped]
     documented = [(i, _known(_doc_counts(m), vocabulary)) for i, m in mapped]
@@ -204,7 +204,7 @@ def _positions(per_file: list[tuple[int, dict[str, int]]]) -> dict[str, int]:
     seen: dict[str, None] = {}
     for _, counts in per_file:
         seen.update(dict.fromkeys(counts))
-    return {word: i for i, word in enumerate(seen)}
+    return dict(zip(seen, range(len(seen)), strict=True))
 
 
 def _links(
