@@ -644,6 +644,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--out", default="bench/results/kernels-h200.json")
     p.add_argument("--public", metavar="DIR", help="also run the public NSA kernels under DIR")
     p.add_argument("--public-lengths", default="16384,65536")
+    p.add_argument("--public-configs", default=",".join(PUBLIC_CONFIGS))
     a = p.parse_args(argv)
     cfg = NSAConfig(combine=a.combine)
     parts = a.parts.split(",")
@@ -738,7 +739,7 @@ def run_public(a, cfg: NSAConfig, result: dict, save) -> None:
     result["public_load_errors"] = pub["errors"]
     print("public kernels:", [x for x in ("fla", "xunhao") if x in pub], pub["errors"], flush=True)
     result["public_check"] = check_public(pub)
-    for name in PUBLIC_CONFIGS:
+    for name in [x for x in a.public_configs.split(",") if x]:
         tuning = KernelTuning().for_group(PUBLIC_CONFIGS[name][0] // PUBLIC_CONFIGS[name][1])
         for T in (int(x) for x in a.public_lengths.split(",")):
             row = bench_public(pub, name, T, tuning, a.reps)
