@@ -219,7 +219,7 @@ def _links(
 
 def _uses(paths: Sequence[str], maps: Mapping[str, FileMap], targets: Mapping) -> Links:
     """(file, name position, count) of each name of `targets` each file uses."""
-    position = {name: i for i, name in enumerate(targets)}
+    position = dict(zip(targets, range(len(targets)), strict=True))
     users: list[int] = []
     names: list[int] = []
     counts: list[int] = []
@@ -230,8 +230,8 @@ def _uses(paths: Sequence[str], maps: Mapping[str, FileMap], targets: Mapping) -
         references = file_map.references
         found = sorted(references.keys() & position.keys())  # sorted: same sums every run
         users += [i] * len(found)
-        names += [position[name] for name in found]
-        counts += [references[name] for name in found]
+        names += map(position.__getitem__, found)  # map: no Python frame per name
+        counts += map(references.__getitem__, found)
     return Links(
         np.array(users, dtype=np.int32),
         np.array(names, dtype=np.int32),
