@@ -100,8 +100,10 @@ class ParseCache:
     def get_snapshot(self, key: str) -> dict[str, np.ndarray] | None:
         """The arrays stored for a whole repository snapshot (see `MappedFiles.snapshot`),
         memory-mapped from their file."""
-        path = self._snapshots / f"{key}{SNAPSHOT_SUFFIX}"
-        return load_arrays(path) if path.is_file() else None
+        try:
+            return load_arrays(self._snapshots / f"{key}{SNAPSHOT_SUFFIX}")
+        except (OSError, ValueError):  # never stored, evicted by another process, or foreign
+            return None
 
     def put_snapshot(self, key: str, arrays: dict[str, np.ndarray]) -> None:
         """Store `arrays` for a snapshot; only the newest few snapshots are kept (each edit

@@ -149,3 +149,11 @@ def test_index_scores_equal_a_scan_of_every_map(repository: Path) -> None:
             want *= w.test_file if is_test(path) else 1.0
             assert math.isclose(got[path], want, rel_tol=1e-9, abs_tol=1e-12), path
         assert max(got.values()) > 0
+
+
+def test_a_damaged_or_missing_snapshot_file_is_built_again(tmp_path: Path) -> None:
+    cache = ParseCache(tmp_path / "cache")
+    cache.put_snapshot("k", {"a": np.arange(3)})
+    (tmp_path / "cache" / "snapshots" / "k.arrays").write_bytes(b"")
+    assert cache.get_snapshot("k") is None
+    assert cache.get_snapshot("never") is None
