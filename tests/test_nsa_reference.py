@@ -83,6 +83,16 @@ def test_selection_forces_first_and_local_blocks_and_never_future():
         assert max(row.tolist()) <= cur
 
 
+def test_selection_ties_go_to_the_lower_block():
+    """Equal scores rank by block index (the Triton top-n does the same; torch.topk's order of
+    ties is unspecified), forced blocks first in block order."""
+    cfg = NSAConfig(cmp_block=8, cmp_stride=4, slc_block=16, n_selected=5)
+    scores = torch.tensor([[[0.0, 1.0, 5.0, 5.0, 5.0, 2.0, 0.0, 0.0]]])  # t = 100: block 6
+    for _ in range(5):  # the same answer every time, whatever the sort's internals
+        idx = select_blocks_reference(scores, torch.tensor([100]), cfg)
+        assert idx[0, 0].tolist() == [0, 5, 6, 2, 3]
+
+
 @pytest.mark.parametrize("T", [5, 40, 77], ids=lambda t: f"T{t}")
 def test_union_covering_everything_is_dense_causal(T):
     cfg = NSAConfig(**SMALL, n_selected=16, combine="union")

@@ -21,7 +21,8 @@ Decisions where the paper leaves room (each is tested in tests/test_nsa_referenc
    heads of a group, so all heads of a group read the same blocks.
 5. Top-n: block 0 and the two local blocks (the one holding t and the one before) are always
    selected and count toward n; a block that starts after t is never selected; when fewer than
-   n blocks exist all are taken (unused slots are -1). Ties among equal scores: torch.topk order.
+   n blocks exist all are taken (unused slots are -1). Ties among equal scores: the lower block
+   wins (as the Triton top-n, topn.py; torch.topk leaves the order of ties unspecified).
 6. Inside a selected block only keys s <= t are read (the local block is causal).
 7. Sliding window: keys s with t - w < s <= t.
 8. `gated`: o = g_cmp * o_cmp + g_slc * o_slc + g_win * o_win with gates [T, H, 3] in that
@@ -87,7 +88,8 @@ def select_blocks_reference(scores: torch.Tensor, t: torch.Tensor, cfg: NSAConfi
     forced = (j == 0) | (j == cur) | (j == cur - 1)
     ranked = scores.masked_fill(forced, float("inf")).masked_fill(j > cur, float("-inf"))
     k = min(cfg.n_selected, num_slc)
-    top, idx = ranked.topk(k, dim=-1)
+    top, idx = ranked.sort(dim=-1, descending=True, stable=True)  # ties: the lower block first
+    top, idx = top[..., :k], idx[..., :k]
     idx = idx.masked_fill(top == float("-inf"), -1)
     if k < cfg.n_selected:
         pad = idx.new_full((*idx.shape[:-1], cfg.n_selected - k), -1)
