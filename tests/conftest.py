@@ -28,3 +28,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def poisoned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every torch.empty comes back NaN-filled (or -7 for ints), so a kernel that leaves a
+    slot of its output unwritten shows it."""
+    import torch
+
+    real_empty = torch.empty
+
+    def nan_empty(*size, **kw):
+        x = real_empty(*size, **kw)
+        return x.fill_(float("nan") if x.is_floating_point() else -7)
+
+    monkeypatch.setattr(torch, "empty", nan_empty)

@@ -27,18 +27,6 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 INF = float("inf")
 
 
-@pytest.fixture
-def poisoned(monkeypatch):
-    """Every torch.empty comes back NaN-filled (or -7 for ints): unwritten slots show."""
-    real_empty = torch.empty
-
-    def nan_empty(*size, **kw):
-        x = real_empty(*size, **kw)
-        return x.fill_(float("nan") if x.is_floating_point() else -7)
-
-    monkeypatch.setattr(torch, "empty", nan_empty)
-
-
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
