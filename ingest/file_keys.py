@@ -1,6 +1,6 @@
 """The parse cache's key of each file: a hash of its content, found from `stat` when it can be.
 
-The content key (grammar, extractor version, bytes) is the real key of a parsed map. Hashing
+The content key (grammar, query and mapper version, bytes) is the real key of a parsed map. Hashing
 every file costs a warm run on a large repository ~0.1 s, so, like git's index, the key is
 also recorded under the file's stamp (device, inode, size, mtime, ctime, path): a file whose
 stamp is unchanged is taken to hold the bytes that were hashed. An edit within the
@@ -16,8 +16,8 @@ import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .languages import PYTHON, CodeLanguage
-from .pyscan import SCANNER_VERSION
+from .codemap import MAPPER_VERSION
+from .languages import CodeLanguage
 from .source_file import CHECKS_VERSION, SourceFile, Stamp, settled
 
 if TYPE_CHECKING:
@@ -79,6 +79,6 @@ def content_keys(
 
 @functools.cache
 def _extractor(language: CodeLanguage) -> bytes:
-    """A short hash of what maps the language (the Python scanner's version, or the query)."""
-    extractor = SCANNER_VERSION if language == PYTHON else language.query
+    """A short hash of what maps the language: the mapper's version and the language's query."""
+    extractor = f"{MAPPER_VERSION}\n{language.query}"
     return hashlib.blake2b(extractor.encode(), digest_size=8).digest()

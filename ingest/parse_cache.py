@@ -1,8 +1,8 @@
 """Parse results cached on disk by file content, so a second question does not parse again.
 
-The cache wraps the pure mappers (`map_python` for Python, `CodeMapper.map_file` for the
-rest): the key is a hash of the file's bytes, its grammar and the extractor's version
-(file_keys.py; found by `stat` where a file has not changed), so changing either
+The cache wraps the pure mapper (`CodeMapper.map_file`, tree-sitter for every language): the
+key is a hash of the file's bytes, its grammar, its query and the mapper's version
+(file_keys.py; found by `stat` where a file has not changed), so changing any of them
 invalidates old entries; the value is the `FileMap` in two marshalled parts
 (stored_maps.py), in one SQLite file under the cache folder the caller passes in. The file
 name carries the Python version, as marshal's does. The same file keeps what the ranker
@@ -26,8 +26,7 @@ import numpy as np
 from .array_file import load_arrays, save_arrays
 from .codemap import CodeMapper, Definition, FileMap
 from .file_keys import content_keys, verdict_key
-from .languages import PYTHON, CodeLanguage, code_language
-from .pyscan import map_python
+from .languages import CodeLanguage, code_language
 from .stored_maps import Decoded, StoredMap, decode, decode_definitions, encode
 from .walk import SourceFile, Stamp
 
@@ -216,7 +215,7 @@ def _parse(
             parsed[key] = decode(value)
         return parsed, stored
     mapper = CodeMapper()
-    parsed = {key: map_source(mapper, text, lang) for key, (text, lang) in misses.items()}
+    parsed = {key: mapper.map_file(text, lang) for key, (text, lang) in misses.items()}
     return parsed, ({key: encode(m) for key, m in parsed.items()} if encoded else {})
 
 
@@ -239,11 +238,4 @@ def _worker_mapper() -> CodeMapper:
 
 def _map_one(job: tuple[str, CodeLanguage]) -> StoredMap:
     text, language = job
-    return encode(map_source(_worker_mapper(), text, language))
-
-
-def map_source(mapper: CodeMapper, text: str, language: CodeLanguage) -> FileMap:
-    """The `FileMap` of one file: Python by the line scanner, the rest by tree-sitter."""
-    if language == PYTHON:
-        return map_python(text)
-    return mapper.map_file(text, language)
+    return encode(_worker_mapper().map_file(text, language))

@@ -62,7 +62,7 @@ class Postings:
             size = len(counted)
             ids.append(np.fromiter(map(lookup, counted), dtype=np.int32, count=size))
             counts.append(np.fromiter(counted.values(), dtype=np.int32, count=size))
-            if references is None or references is counted:
+            if references is None:
                 flags.append(np.ones(size, dtype=bool))
             else:
                 flags.append(np.fromiter(map(references.__contains__, counted), bool, size))

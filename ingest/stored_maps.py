@@ -27,18 +27,17 @@ class StoredMap(NamedTuple):
 
 
 def encode(file_map: FileMap) -> StoredMap:
-    """A `FileMap` as bytes (references are stored as None when they are the words)."""
-    references = None if file_map.references is file_map.words else file_map.references
+    """A `FileMap` as bytes."""
     return StoredMap(
         len(file_map.definitions),
         marshal.dumps([tuple(d) for d in file_map.definitions]),
-        marshal.dumps((file_map.words, references)),
+        marshal.dumps((file_map.words, file_map.references)),
     )
 
 
 def decode(stored: StoredMap) -> FileMap:
     words, references = marshal.loads(stored.words)
-    return FileMap(decode_definitions(stored), words if references is None else references, words)
+    return FileMap(decode_definitions(stored), references, words)
 
 
 def decode_definitions(stored: StoredMap) -> tuple[Definition, ...]:

@@ -2,22 +2,21 @@
 """Tree-sitter queries that find definitions and references, one per language.
 
 Captures: `@def.<kind>` marks a definition node and `@name` its name; `@ref` marks a name
-used there (a call, a type, an import). Written against the grammars bundled in
+used there (a call, a type, an import; in Python any identifier). A pattern captures either
+a definition or references, never both (codemap.py runs the two kinds apart). Written against the grammars bundled in
 tree-sitter-language-pack 0.13.0.
 """
 
 from __future__ import annotations
 
+# Python: every identifier in code is a use (calls, attributes, decorators, constants and
+# names passed around alike: a dynamic language links by any of them), plus dotted imports
 PYTHON = """
 (class_definition name: (identifier) @name) @def.class
 (function_definition name: (identifier) @name) @def.function
-(call function: [(identifier) @ref (attribute attribute: (identifier) @ref)])
 (import_from_statement module_name: (dotted_name) @ref)
-(import_from_statement name: (dotted_name (identifier) @ref))
 (import_statement name: (dotted_name) @ref)
-(argument_list (identifier) @ref)
-(class_definition superclasses: (argument_list [(identifier) @ref (attribute attribute: (identifier) @ref)]))
-(type (identifier) @ref)
+(identifier) @ref
 """
 
 JAVASCRIPT = """

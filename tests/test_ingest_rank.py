@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nsa_assist.ingest.pyscan import map_python
+from nsa_assist.ingest.codemap import CodeMapper
+from nsa_assist.ingest.languages import PYTHON
 from nsa_assist.ingest.rank import _part_start_pattern
 from nsa_assist.ingest.terms import parse_question, split_identifier, stem
 
@@ -16,9 +17,11 @@ STDLIB = Path(json.__file__).parent.parent
 
 def _names() -> list[str]:
     names: set[str] = set()
+    mapper = CodeMapper()
     for package in ("email", "http", "json", "asyncio"):
         for path in sorted((STDLIB / package).glob("*.py")):
-            names.update(d.name for d in map_python(path.read_text("utf-8")).definitions)
+            found = mapper.map_file(path.read_text("utf-8"), PYTHON).definitions
+            names.update(d.name for d in found)
     names.update(["learningRate", "HTTPSConnection", "xHTTPServer", "RATE_LIMIT", "v2rate"])
     return sorted(names)
 

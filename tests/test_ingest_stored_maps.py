@@ -15,7 +15,6 @@ from nsa_assist.ingest.languages import code_language
 from nsa_assist.ingest.pack import PackConfig, pack_repository
 from nsa_assist.ingest.parse_cache import ParseCache, map_repository
 from nsa_assist.ingest.pipeline import IngestOptions, cached_rank_inputs, ingest_repository
-from nsa_assist.ingest.pyscan import map_python
 from nsa_assist.ingest.rank import RankWeights, rank
 from nsa_assist.ingest.stored_maps import decode, decode_definitions, encode
 from nsa_assist.ingest.terms import parse_question
@@ -34,14 +33,10 @@ def repository(tmp_path: Path) -> Path:
 
 def test_both_parts_round_trip() -> None:
     text = (JSON_PACKAGE / "decoder.py").read_text()
-    scanned = map_python(text)  # references are the words
-    parsed = CodeMapper().map_file(text, code_language("x.py"))  # references of their own
-    for file_map in (scanned, parsed):
-        stored = encode(file_map)
-        assert decode(stored) == file_map and stored.defined == len(file_map.definitions)
-        assert decode_definitions(stored) == file_map.definitions
-    again = decode(encode(scanned))
-    assert again.references is again.words  # stored once
+    file_map = CodeMapper().map_file(text, code_language("x.py"))
+    stored = encode(file_map)
+    assert decode(stored) == file_map and stored.defined == len(file_map.definitions)
+    assert decode_definitions(stored) == file_map.definitions
 
 
 def test_a_second_question_decodes_no_words_and_few_definitions(
