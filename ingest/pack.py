@@ -2,9 +2,11 @@
 
 Order of the prompt, each part bounded: the README and top-level docs, the repo map, the
 full text of the most relevant files (or, for a file too large, its most relevant
-definitions), then the signatures of files that did not fit. Every part is counted with
-the model's tokenizer; the whole text is counted again at the end and trimmed from the back
-if merges across part borders pushed it over.
+definitions), then the signatures of files that did not fit. Budget still left after that
+goes to the full text of the files ranked too low for it, best first, in place of their
+signatures: a small repository is packed whole. Every part is counted with the model's
+tokenizer; the whole text is counted again at the end and trimmed from the back if merges
+across part borders pushed it over.
 """
 
 from __future__ import annotations
@@ -101,6 +103,16 @@ class _Packer:
         self.left -= tokens
         return counted
 
+    def take_back(self, parts: list[_Part]) -> None:
+        """Remove `parts` (to try something in their place) and refund their tokens."""
+        for part in parts:
+            self.parts.remove(part)
+            self.left += part.chunk.tokens
+
+    def put_back(self, parts: list[_Part]) -> None:
+        self.parts.extend(parts)
+        self.left -= sum(part.chunk.tokens for part in parts)
+
     def _surely_over(self, text: str, limit: int) -> bool:
         """Counting a long text costs; a sample of it shows when it is far over the limit."""
         if len(text) <= 2 * SAMPLE_CHARS:
@@ -142,6 +154,7 @@ def pack_repository(
         where = Chunk(0, "(repo map)", 1, line_count(repo_map.text), kind="map")
         packer.try_add(repo_map.text, SECTION_MAP, repo_map.tokens, where)
     _add_signatures(packer, definitions, ranking, shown, listed)
+    _fill_with_full_text(packer, walked.files, ranking, below_cut, config)
     covered = set(packer.shown) | mapped
     dropped = list(walked.skipped)
     dropped += [
@@ -224,6 +237,32 @@ def _add_files(
         if packer.try_add(render_file(path, file.text), SECTION_FILES, cap, where) is None:
             _add_definitions(packer, file, defs_of.get(path, []), definitions_cap)
     return set()
+
+
+def _fill_with_full_text(
+    packer: _Packer,
+    files: Sequence[SourceFile],
+    ranking: Ranking,
+    below_cut: set[str],
+    config: PackConfig,
+) -> None:
+    """Budget left at the end goes to the full text of the files ranked below the cut, best
+    first; a file's signatures give way to its full text only when that fits."""
+    by_path = {file.path: file for file in files}
+    cap = int(config.big_file_share * config.budget)
+    for path, _ in ranking.files:
+        if packer.left < config.min_part_tokens:
+            return
+        if path not in below_cut:
+            continue
+        own = [part for part in packer.parts if part.chunk.path == path]
+        if any(part.chunk.kind != "signatures" for part in own):
+            continue
+        packer.take_back(own)
+        file = by_path[path]
+        where = Chunk(0, path, 1, line_count(file.text), kind="file")
+        if packer.try_add(render_file(path, file.text), SECTION_FILES, cap, where) is None:
+            packer.put_back(own)
 
 
 def _definitions_by_file(ranked: Sequence[RankedDefinition]) -> dict[str, list[RankedDefinition]]:

@@ -219,17 +219,34 @@ def test_which_top_level_files_lead_as_docs(path: str, doc: bool) -> None:
     assert is_doc(path) is doc
 
 
-def test_files_under_the_cut_are_not_called_over_budget(tmp_path: Path) -> None:
+def test_a_small_repository_is_packed_whole(tmp_path: Path) -> None:
+    """Budget left after the ranked parts goes to the full text of the files ranked too low
+    for it: with room for everything, every file is in the context and nothing is dropped."""
     repo = _repo(tmp_path, random.randrange(1 << 30))
     (repo / "auth" / "__init__.py").write_text('"""Authentication."""\n')
     context = _pack(repo, "how is the access token refreshed?", 20_000).context
-    assert context.tokens < 20_000 // 2, "far under budget: nothing was cut for room"
-    reasons = {d.path: d.reason for d in context.dropped}
-    assert reasons, "low-ranked files without definitions are still listed"
-    assert "over budget" not in reasons.values()
-    assert (
-        reasons["auth/__init__.py"] == "ranked below the cut for full text, no definitions to list"
-    )
+    whole = {c.path for c in context.chunks if c.kind in ("file", "doc")}
+    every = {p.relative_to(repo).as_posix() for p in repo.rglob("*") if p.is_file()}
+    assert whole == every
+    assert not context.dropped
+    assert not [c for c in context.chunks if c.kind == "signatures"]
+    assert context.tokens <= 20_000
+
+
+@pytest.mark.parametrize("budget", [250, 600, 1200])
+def test_full_text_of_low_ranked_files_only_in_place_of_their_signatures(
+    tmp_path: Path, budget: int
+) -> None:
+    """At a tight budget a low-ranked file shows its signatures or its full text, never
+    both, and the best file still comes first."""
+    repo = _repo(tmp_path, random.randrange(1 << 30))
+    context = _pack(repo, "how is the access token refreshed?", budget).context
+    assert context.tokens <= budget
+    kinds: dict[str, set[str]] = {}
+    for chunk in context.chunks:
+        kinds.setdefault(chunk.path, set()).add(chunk.kind)
+    assert not [path for path, k in kinds.items() if {"file", "signatures"} <= k]
+    assert "file" in kinds.get("auth/token.py", set())
 
 
 def test_path_order_stops_counting_when_full_but_lists_every_file(tmp_path: Path) -> None:
