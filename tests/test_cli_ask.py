@@ -103,7 +103,7 @@ def test_ask_tight_budget_says_what_it_dropped() -> None:
         str(SAMPLE_REPO),
         "What does storage do?",
         "--budget",
-        "700",
+        "300",
         "--model",
         TEST_MODEL,
         "--max-new-tokens",
@@ -113,9 +113,10 @@ def test_ask_tight_budget_says_what_it_dropped() -> None:
     )
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
-    assert answer["dropped"], "a 700-token budget cannot hold the whole sample repo"
+    # the whole sample repo is ~450 prompt tokens with this model (it fits in 700)
+    assert answer["dropped"], "a 300-token budget cannot hold the whole sample repo"
     assert "dropped" in result.stderr
-    assert answer["prompt_tokens"] <= 700
+    assert answer["prompt_tokens"] <= 300
     kept = set(answer["sources"])
     assert not kept & {item["path"] for item in answer["dropped"]}
 
