@@ -64,7 +64,11 @@ class Consumer:
         self._raw.close()
 
     def take(self, count: int, block_ms: int) -> list[Claim]:
-        """Start up to `count` jobs: retries now due, jobs of dead workers, then new ones."""
+        """Start up to `count` jobs: retries now due, jobs of dead workers, then new ones.
+
+        block_ms: how long to wait for a new job when none is there; 0 returns at once (Redis
+        reads BLOCK 0 as "wait forever": a dispatcher filling its second idle actor then hung
+        until the next submit, its running batches never collected)."""
         now = time.time()
         self._promote(
             keys=[self.keys.delayed, self.keys.stream],
@@ -80,7 +84,7 @@ class Consumer:
                 self.name,
                 {self.keys.stream: ">"},
                 count=count - len(entries),
-                block=None if entries else block_ms,
+                block=None if entries or block_ms <= 0 else block_ms,
             )
             for _, messages in streams or []:
                 entries += [(entry, fields["id"]) for entry, fields in messages]

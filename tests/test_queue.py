@@ -4,6 +4,7 @@ retry with backoff, dead letters, takeover of a silent worker, heartbeat, cancel
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,6 +92,17 @@ def test_take_complete_stores_one_result_and_acks(redis_url: str) -> None:
     assert result is not None and result.text == "first" and result.attempt == 1
     assert queue.redis.xpending(queue.keys.stream, FAST.group)["pending"] == 0
     assert worker.take(10, block_ms=50) == []
+
+
+def test_take_without_blocking_returns_at_once_on_an_empty_stream(redis_url: str) -> None:
+    """block_ms=0 must not reach Redis as BLOCK 0, which waits until the next submit."""
+    worker = Consumer(redis_url, FAST, "w1")
+    worker.take(1, block_ms=1)  # the group exists, the stream is empty
+    taken: list[list] = []
+    reader = threading.Thread(target=lambda: taken.append(worker.take(4, block_ms=0)), daemon=True)
+    reader.start()
+    reader.join(5.0)
+    assert taken == [[]], "take(block_ms=0) waited for a job instead of returning"
 
 
 def test_failures_retry_with_backoff_then_dead_letter(redis_url: str) -> None:
