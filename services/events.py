@@ -49,8 +49,9 @@ class Event:
 def read_events(
     client: redis.Redis, keys: Keys, job_id: str, after: str = "0-0", block_ms: int | None = None
 ) -> list[Event]:
-    """Events of `job_id` after event id `after`; waits up to `block_ms` for the first one."""
-    reply = client.xread({keys.events(job_id): after}, block=block_ms, count=1000)
+    """Events of `job_id` after event id `after`; waits up to `block_ms` for the first one
+    (0 or None: not at all; Redis would read BLOCK 0 as "wait forever")."""
+    reply = client.xread({keys.events(job_id): after}, block=block_ms or None, count=1000)
     return [Event.from_fields(eid, fields) for _, entries in reply or [] for eid, fields in entries]
 
 
