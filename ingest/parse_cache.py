@@ -36,6 +36,8 @@ LOOKUP_BATCH = 500
 KEEP_SNAPSHOTS = 4
 SNAPSHOT_DIR = "snapshots"
 SNAPSHOT_SUFFIX = ".arrays"
+KEEP_MAPS = 50_000
+"""Stored maps kept, newest first (~10 KB each: ~0.5 GB at most); older ones are parsed again."""
 KEEP_TOKEN_COUNTS = 200_000
 """Newest token counts kept (~60 per question; a row is ~60 bytes)."""
 KEEP_STAMPS = 200_000
@@ -68,10 +70,14 @@ class ParseCache:
         return {row[0]: StoredMap(*row[1:]) for row in self._select(query, keys)}
 
     def put_many(self, items: Iterable[tuple[str, StoredMap]]) -> None:
-        """Store encoded maps (`stored_maps.encode`) by key."""
+        """Store encoded maps (`stored_maps.encode`) by key; only the newest `KEEP_MAPS` are
+        kept, so the file stops growing (freed pages are reused)."""
         rows = [(key, *stored) for key, stored in items]
         with self._db:
             self._db.executemany("INSERT OR REPLACE INTO maps VALUES (?, ?, ?, ?)", rows)
+            self._db.execute(
+                "DELETE FROM maps WHERE rowid <= (SELECT MAX(rowid) FROM maps) - ?", (KEEP_MAPS,)
+            )
 
     def get_stamps(self, keys: Sequence[str]) -> dict[str, str]:
         """Content keys recorded under file stamps (see file_keys.py)."""

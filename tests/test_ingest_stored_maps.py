@@ -92,3 +92,15 @@ def test_lazy_definitions_pack_as_eager_ones(repository: Path, tmp_path: Path, b
     lazy = pack_repository(walked, mapped.definitions, lazy_ranking, config, standin_count_tokens)
     assert lazy == pack_repository(walked, eager, eager_ranking, config, standin_count_tokens)
     cache.close()
+
+
+def test_only_the_newest_maps_are_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The maps table is bounded: past `KEEP_MAPS` the oldest maps go (and are parsed again)."""
+    monkeypatch.setattr(parse_cache, "KEEP_MAPS", 3)
+    stored = encode(CodeMapper().map_file("def f():\n    pass\n", code_language("a.py")))
+    cache = ParseCache(tmp_path / "cache")
+    for i in range(5):
+        cache.put_many([(f"key{i}", stored)])
+    assert sorted(cache.get_many([f"key{i}" for i in range(5)])) == ["key2", "key3", "key4"]
+    cache.put_many([("key0", stored)])  # stored again: the newest now
+    assert sorted(cache.get_many([f"key{i}" for i in range(5)])) == ["key0", "key3", "key4"]
