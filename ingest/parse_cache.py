@@ -72,12 +72,7 @@ class ParseCache:
     def put_many(self, items: Iterable[tuple[str, StoredMap]]) -> None:
         """Store encoded maps (`stored_maps.encode`) by key; only the newest `KEEP_MAPS` are
         kept, so the file stops growing (freed pages are reused)."""
-        rows = [(key, *stored) for key, stored in items]
-        with self._db:
-            self._db.executemany("INSERT OR REPLACE INTO maps VALUES (?, ?, ?, ?)", rows)
-            self._db.execute(
-                "DELETE FROM maps WHERE rowid <= (SELECT MAX(rowid) FROM maps) - ?", (KEEP_MAPS,)
-            )
+        self._put_newest("maps", [(key, *stored) for key, stored in items], KEEP_MAPS)
 
     def get_stamps(self, keys: Sequence[str]) -> dict[str, str]:
         """Content keys recorded under file stamps (see file_keys.py)."""
@@ -85,12 +80,7 @@ class ParseCache:
 
     def put_stamps(self, items: Iterable[tuple[str, str]]) -> None:
         """Record content keys by stamp; only the newest `KEEP_STAMPS` are kept."""
-        with self._db:
-            self._db.executemany("INSERT OR REPLACE INTO stamps VALUES (?, ?)", list(items))
-            self._db.execute(
-                "DELETE FROM stamps WHERE rowid <= (SELECT MAX(rowid) FROM stamps) - ?",
-                (KEEP_STAMPS,),
-            )
+        self._put_newest("stamps", list(items), KEEP_STAMPS)
 
     def recall(self, files: Sequence[tuple[str, Stamp]]) -> list[str | None]:
         """What a walk found of each (path, stamp) before (`walk.WalkMemory`)."""
@@ -132,15 +122,22 @@ class ParseCache:
 
     def put_tokens(self, items: Iterable[tuple[str, int]]) -> None:
         """Store token counts by key; only the newest `KEEP_TOKEN_COUNTS` are kept."""
-        with self._db:
-            self._db.executemany("INSERT OR REPLACE INTO tokens VALUES (?, ?)", list(items))
-            self._db.execute(
-                "DELETE FROM tokens WHERE rowid <= (SELECT MAX(rowid) FROM tokens) - ?",
-                (KEEP_TOKEN_COUNTS,),
-            )
+        self._put_newest("tokens", list(items), KEEP_TOKEN_COUNTS)
 
     def close(self) -> None:
         self._db.close()
+
+    def _put_newest(self, table: str, rows: list[tuple], keep: int) -> None:
+        """Insert or replace `rows` in `table`, then drop all but the newest `keep` rows (a
+        replaced row counts as new)."""
+        if not rows:
+            return
+        marks = ", ".join("?" * len(rows[0]))
+        with self._db:
+            self._db.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", rows)
+            self._db.execute(
+                f"DELETE FROM {table} WHERE rowid <= (SELECT MAX(rowid) FROM {table}) - ?", (keep,)
+            )
 
     def _select(self, query: str, keys: Sequence[str]) -> Iterator[tuple]:
         """Rows of `query` (a `WHERE key IN ({})` to fill) for `keys`, a batch at a time."""
