@@ -472,6 +472,16 @@ class Launch:
     num_warps: int = 0
     num_stages: int = 0
 
+    def options(self, warps: int = 0, stages: int = 0) -> dict:
+        """Triton's launch keywords: these settings over the defaults given (0 for a
+        default: Triton's own)."""
+        opts = {}
+        if self.num_warps or warps:
+            opts["num_warps"] = self.num_warps or warps
+        if self.num_stages or stages:
+            opts["num_stages"] = self.num_stages or stages
+        return opts
+
 
 def _plan(
     kind: str, cfg: NSAConfig, mode: int, d: dict, BM: int, block_n: int, launch: Launch | None
@@ -495,10 +505,7 @@ def _plan(
     bn = block_n or bn
     if mode == MODE_SLC:
         bn = max(16, min(bn, triton.next_power_of_2(cfg.slc_block)))
-    opts = dict(num_warps=(launch and launch.num_warps) or warps)
-    if (launch and launch.num_stages) or stages:
-        opts["num_stages"] = (launch and launch.num_stages) or stages
-    return bn, opts
+    return bn, (launch or Launch()).options(warps, stages)
 
 
 def _tiles(meta: SeqMeta, mode: int, BT: int, sel: Selection | None, device):

@@ -153,7 +153,7 @@ def slc_scores(
     BDK, BDK2 = head_parts(DK, split_dk)
     wide = BDK + BDK2 > 128
     score_rows = score_rows or (2 * SCORE_TILE_ROWS if wide else SCORE_TILE_ROWS)
-    launch = launch or (Launch(num_stages=1) if wide else None)
+    opts = (launch or Launch()).options(stages=1 if wide else 0)
     BT = max(1, score_rows // GP, 16 // GP)
     NS = max(cfg.num_slc_blocks(n) for n in meta.k_lens)
     scores = torch.full((N, H_KV, NS), float("-inf"), device=q.device, dtype=torch.float32)
@@ -165,18 +165,9 @@ def slc_scores(
         DK=DK, BDK=BDK, BDK2=BDK2, BJ=block_j, BC=block_j * R,
         HALO=halo,
         CMP_BLOCK=cfg.cmp_block, CMP_STRIDE=cfg.cmp_stride, SLC_BLOCK=cfg.slc_block,
-        L_UNITS=L, R_UNITS=R, SPLITS=splits, **_launch_opts(launch),
+        L_UNITS=L, R_UNITS=R, SPLITS=splits, **opts,
     )  # fmt: skip
     return scores
-
-
-def _launch_opts(launch: Launch | None) -> dict:
-    opts = {}
-    if launch and launch.num_warps:
-        opts["num_warps"] = launch.num_warps
-    if launch and launch.num_stages:
-        opts["num_stages"] = launch.num_stages
-    return opts
 
 
 def top_n(scores: torch.Tensor, cfg: NSAConfig) -> torch.Tensor:
