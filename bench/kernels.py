@@ -299,10 +299,12 @@ def tune(name, T, cfg, reps) -> tuple[KernelTuning, dict]:
 def stage_fns(name, T, cfg, tuning, over: dict | None = None, st: dict | None = None):
     """Each forward and backward stage as a no-argument callable, plus the selection.
 
-    over: per stage name, extra arguments of its attention call (block_n, launch), for sweeps.
+    over: per stage name, extra arguments of its attention call (block_n, launch), for sweeps;
+    read at each call, so a sweep builds the stages once and changes `over` between timings.
     """
     st = st or _setup(name, T, cfg)
-    x = lambda stage: (over or {}).get(stage, {})
+    over = {} if over is None else over
+    x = lambda stage: over.get(stage, {})
     q, k, v, kc, vc, meta, scale = (st[x] for x in ("q", "k", "v", "kc", "vc", "meta", "scale"))
     cu, idx, lse_c = st["cu"], st["idx"], st["lse"]
     args = {m: _branch_args(tuning, m) for m in (MODE_CMP, MODE_SLC, MODE_WIN)}
@@ -341,14 +343,14 @@ def stage_fns(name, T, cfg, tuning, over: dict | None = None, st: dict | None = 
     }
     for mode, label in ((MODE_CMP, "cmp"), (MODE_SLC, "slc"), (MODE_WIN, "win")):
         kk, vv, dkk, dvv = keys[mode]
-        dq_x, dkdv_x = x(f"bwd_{label}_dq"), x(f"bwd_{label}_dkdv")
-        stages[f"bwd_{label}_dq"] = lambda mode=mode, kk=kk, vv=vv, e=dq_x: attn_dq(
+        dq_name, dkdv_name = f"bwd_{label}_dq", f"bwd_{label}_dkdv"
+        stages[dq_name] = lambda mode=mode, kk=kk, vv=vv, e=dq_name: attn_dq(
             q, kk, vv, do, lse_c, delta, dq, meta, cfg, mode, scale, sel=s.get(mode),
-            **{**bwd[mode], **e},
+            **{**bwd[mode], **x(e)},
         )  # fmt: skip
-        stages[f"bwd_{label}_dkdv"] = lambda mode=mode, kk=kk, vv=vv, dkk=dkk, dvv=dvv, e=dkdv_x: (
+        stages[dkdv_name] = lambda mode=mode, kk=kk, vv=vv, dkk=dkk, dvv=dvv, e=dkdv_name: (
             attn_dkdv(q, kk, vv, do, lse_c, delta, dkk, dvv, meta, cfg, mode, scale,
-                      sel=s.get(mode), work=work, **{**bwd[mode], **e})
+                      sel=s.get(mode), work=work, **{**bwd[mode], **x(e)})
         )  # fmt: skip
     return stages, sel
 
@@ -378,29 +380,21 @@ def sweep_launch(name, T, cfg, tuning, reps, out: dict, save, only=None) -> None
     """
     st = _setup(name, T, cfg)
     out.update({"config": name, "T": T, "tuning": str(tuning), "stages": {}})
+    over: dict = {}
+    fns, _ = stage_fns(name, T, cfg, tuning, over, st=st)
     for stage in [x for x in LAUNCH_STAGES if not only or x in only]:
-        times: dict[str, float] = {}
-        base, _ = stage_fns(name, T, cfg, tuning, st=st)
-        times["default"] = time_ms(base[stage], reps)
+        over.clear()
+        times = {"default": time_ms(fns[stage], reps)}
         block_ns = (32, 64) if "slc" in stage or "bwd" in stage else (64, 128)
         for warps in (4, 8):
             for stages_ in (1, 2, 3):
                 for bn in block_ns:
                     label = f"w{warps}_s{stages_}_bn{bn}"
-                    over = {stage: dict(block_n=bn, launch=Launch(warps, stages_))}
-                    fns, _ = stage_fns(name, T, cfg, tuning, over, st=st)
-                    try:
-                        times[label] = time_ms(fns[stage], reps)
-                    except Exception as e:  # out of resources, or a compile failure
-                        times[label] = float("inf")
-                        print(stage, label, type(e).__name__, flush=True)
-        best = min(times, key=times.get)
-        out["stages"][stage] = {"times_ms": times, "best": best,
-                                "gain": times["default"] / times[best]}  # fmt: skip
-        print(name, stage, "default", round(times["default"], 3), "best", best,
-              round(times[best], 3), flush=True)  # fmt: skip
-        torch.cuda.empty_cache()
+                    over[stage] = dict(block_n=bn, launch=Launch(warps, stages_))
+                    times[label] = _time_or_inf(fns[stage], reps, f"{stage} {label}")
+        out["stages"][stage] = _sweep_summary(f"{name} {stage}", times)
         save()
+    over.clear()
     if not only or "scores" in only:
         sweep_scores(T, cfg, tuning, reps, st, out, save)
 
@@ -419,17 +413,27 @@ def sweep_scores(T, cfg, tuning, reps, st: dict, out: dict, save) -> None:
                 for bj in (8, 16):
                     label = f"w{warps}_s{stages_}_rows{rows}_bj{bj}"
                     kw = dict(score_rows=rows, block_j=bj, launch=Launch(warps, stages_))
-                    try:
-                        times[label] = time_ms(lambda kw=kw: run(**kw), reps)
-                    except Exception as e:  # out of resources, or a compile failure
-                        times[label] = float("inf")
-                        print("scores", label, type(e).__name__, flush=True)
-    best = min(times, key=times.get)
-    out["stages"]["scores"] = {"times_ms": times, "best": best,
-                               "gain": times["default"] / times[best]}  # fmt: skip
-    print(out["config"], "scores default", round(times["default"], 3), "best", best,
-          round(times[best], 3), flush=True)  # fmt: skip
+                    times[label] = _time_or_inf(lambda kw=kw: run(**kw), reps, f"scores {label}")
+    out["stages"]["scores"] = _sweep_summary(f"{out['config']} scores", times)
     save()
+
+
+def _time_or_inf(fn, reps: int, what: str) -> float:
+    """fn's time, or inf for a launch that does not fit (shared memory, registers) or fails."""
+    try:
+        return time_ms(fn, reps)
+    except Exception as e:  # out of resources, or a compile failure
+        print(what, type(e).__name__, flush=True)
+        return float("inf")
+
+
+def _sweep_summary(what: str, times: dict[str, float]) -> dict:
+    """The sweep's times, its best setting and the gain over the default, printed."""
+    best = min(times, key=times.get)
+    print(what, "default", round(times["default"], 3), "best", best, round(times[best], 3),
+          flush=True)  # fmt: skip
+    torch.cuda.empty_cache()
+    return {"times_ms": times, "best": best, "gain": times["default"] / times[best]}
 
 
 # the stages that tile over Dk (the others do not depend on split_head_dim)
