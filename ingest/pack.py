@@ -250,12 +250,15 @@ def _fill_with_full_text(
     first; a file's signatures give way to its full text only when that fits."""
     by_path = {file.path: file for file in files}
     cap = int(config.big_file_share * config.budget)
+    parts_of: dict[str, list[_Part]] = {}
+    for part in packer.parts:
+        parts_of.setdefault(part.chunk.path or "", []).append(part)
     for path, _ in ranking.files:
         if packer.left < config.min_part_tokens:
             return
         if path not in below_cut:
             continue
-        own = [part for part in packer.parts if part.chunk.path == path]
+        own = parts_of.get(path, [])
         if any(part.chunk.kind != "signatures" for part in own):
             continue
         packer.take_back(own)
