@@ -319,7 +319,7 @@ def stage_fns(name, T, cfg, tuning, over: dict | None = None, st: dict | None = 
     dq = torch.zeros(q.shape, device="cuda")
     dk, dv = torch.zeros(k.shape, device="cuda"), torch.zeros(v.shape, device="cuda")
     dkc, dvc = torch.zeros(kc.shape, device="cuda"), torch.zeros(vc.shape, device="cuda")
-    work = slc_work(sel, k.shape[1], slc_step_tiles(st["G"], tuning.block_m_slc))
+    work = slc_work(sel, meta, cfg, k.shape[1], slc_step_tiles(st["G"], tuning.block_m_slc))
     keys = {MODE_CMP: (kc, vc, dkc, dvc), MODE_SLC: (k, v, dk, dv), MODE_WIN: (k, v, dk, dv)}
     s = {MODE_SLC: sel}
     stages = {
@@ -338,7 +338,7 @@ def stage_fns(name, T, cfg, tuning, over: dict | None = None, st: dict | None = 
         ),
         "combine": lambda: gated_combine(o_cmp[0], o_cmp[0], o_cmp[0], gates),
         "bwd_slc_work": lambda: slc_work(
-            sel, k.shape[1], slc_step_tiles(st["G"], tuning.block_m_slc)
+            sel, meta, cfg, k.shape[1], slc_step_tiles(st["G"], tuning.block_m_slc)
         ),
     }
     for mode, label in ((MODE_CMP, "cmp"), (MODE_SLC, "slc"), (MODE_WIN, "win")):
@@ -352,6 +352,10 @@ def stage_fns(name, T, cfg, tuning, over: dict | None = None, st: dict | None = 
             attn_dkdv(q, kk, vv, do, lse_c, delta, dkk, dvv, meta, cfg, mode, scale,
                       sel=s.get(mode), work=work, **{**bwd[mode], **x(e)})
         )  # fmt: skip
+    stages["bwd_slc_dkdv_dq"] = lambda: attn_dkdv(  # the fused dQ (KernelTuning.fuse_slc_dq)
+        q, k, v, do, lse_c, delta, dk, dv, meta, cfg, MODE_SLC, scale, sel=sel, work=work, dq=dq,
+        **{**bwd[MODE_SLC], **x("bwd_slc_dkdv_dq")},
+    )  # fmt: skip
     return stages, sel
 
 
@@ -366,7 +370,8 @@ def stage_breakdown(name, T, cfg, tuning, reps):
 # the attention stages whose launch options and key-step width `--parts launch` sweeps,
 # the largest first (so a run cut short still has them)
 LAUNCH_STAGES = (
-    *("bwd_cmp_dkdv", "bwd_slc_dq", "bwd_cmp_dq", "bwd_slc_dkdv", "bwd_win_dkdv", "bwd_win_dq"),
+    *("bwd_cmp_dkdv", "bwd_slc_dq", "bwd_cmp_dq", "bwd_slc_dkdv", "bwd_slc_dkdv_dq"),
+    *("bwd_win_dkdv", "bwd_win_dq"),
     *("slc_attn", "cmp_attn", "win_attn"),
 )
 

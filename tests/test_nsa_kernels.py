@@ -75,6 +75,15 @@ def test_forward_and_grads_match_reference(group, combine, poisoned):
 
 
 @pytest.mark.parametrize(
+    "group,combine", [((16, 1), "gated"), ((6, 2), "union"), ((2, 2), "gated")],
+    ids=["G16-gated", "G6-union", "G2-gated"],
+)  # fmt: skip
+def test_selection_dq_in_its_own_pass(group, combine, poisoned):
+    """fuse_slc_dq=False: the selection branch's dQ from attn_dq, as before v7."""
+    _check_against_reference(group, combine, replace(TEST_TUNING, fuse_slc_dq=False))
+
+
+@pytest.mark.parametrize(
     "group,combine", [((16, 1), "gated"), ((3, 2), "union")], ids=["G16-gated", "G3-union"]
 )
 def test_selection_dkdv_gathering_several_tiles_per_step(group, combine, poisoned):
@@ -131,7 +140,9 @@ def test_split_head_dim_matches_reference(group, combine, Dk, Dv, block_m_slc, s
     launch (each branch's fwd, dQ, dK/dV and the scores pass) really ran two Dk parts."""
     tuning = replace(TEST_TUNING, block_m_slc=block_m_slc, split_head_dim=True)
     _check_against_reference(group, combine, tuning, Dk, Dv)
-    n_launches = 3 + 1 + (6 if combine == "gated" else 4)  # union: no compressed backward
+    # fwd x 3 + scores; backward: dQ and dK/dV per branch, the selection's dQ inside its
+    # dK/dV (fuse_slc_dq); union: no compressed backward
+    n_launches = 3 + 1 + (5 if combine == "gated" else 3)
     assert len(split_spy) == n_launches
     assert all(d == Dk and split and parts[1] > 0 for d, split, parts in split_spy), split_spy
 
@@ -153,10 +164,9 @@ def test_default_tuning_on_wide_heads(combine, monkeypatch):
     monkeypatch.setattr(nsa_attention_mod, "_plan", spy)
     _check_against_reference((16, 1), combine, tuning, Dk=192, Dv=128)
     # compressed / window: 64 keys forward on 8 warps, 32 backward on 4; the selection branch
-    # steps over its 16-key blocks (SMALL's l') on 4 warps both ways
+    # steps over its 16-key blocks (SMALL's l') on 4 warps both ways (its dQ inside dK/dV)
     assert {(kind, bn, opts["num_warps"]) for kind, bn, opts in plans} == {
-        ("fwd", 64, 8), ("dq", 32, 4), ("dkdv", 32, 4),
-        ("fwd", 16, 4), ("dq", 16, 4), ("dkdv", 16, 4),
+        ("fwd", 64, 8), ("dq", 32, 4), ("dkdv", 32, 4), ("fwd", 16, 4), ("dkdv", 16, 4),
     }  # fmt: skip
 
 
@@ -269,3 +279,48 @@ def test_caller_mistakes_raise():
         nsa_attention(q, k, v, kc[:1], vc[:1], cfg, gates, cu)
     with pytest.raises(KernelsUserError, match="gates"):
         nsa_attention(q, k, v, *(compress_mean(x, cu, cfg) for x in (k, v)), cfg, None, cu)
+
+
+@pytest.mark.parametrize("BT,tiles_per_step", [(1, 1), (2, 4)], ids=["BT1", "BT2-gather4"])
+def test_slc_work_lists_every_reading_tile_once(BT, tiles_per_step, monkeypatch):
+    """slc_work's items, as the dK/dV kernel reads them, hold for each (sequence, KV head,
+    block) exactly the tiles whose union has that block; long lists are cut into pieces of at
+    most SLC_WORK_TILES x tiles_per_step; the padding items past the real ones are empty."""
+    monkeypatch.setattr(nsa_select_mod, "SLC_WORK_TILES", 2)  # so long lists are split
+    cfg = NSAConfig(**SMALL, n_selected=3)
+    lengths, H_kv, G = [37, 5, 70], 2, 16 // BT
+    meta = prefill_meta([0, 37, 42, 112], cfg, DEVICE)
+    gen = torch.Generator().manual_seed(3)
+    n_slc = max(cfg.num_slc_blocks(n) for n in lengths)
+    rows = []  # each position picks n distinct blocks at or before its own, -1 padding
+    for n in lengths:
+        for t in range(n):
+            cur = t // cfg.slc_block
+            for _ in range(H_kv):
+                picks = torch.randperm(cur + 1, generator=gen)[: cfg.n_selected].tolist()
+                rows.append(picks + [-1] * (cfg.n_selected - len(picks)))
+    idx = torch.tensor(rows, dtype=torch.int32).view(sum(lengths), H_kv, -1).to(DEVICE)
+    sel = nsa_select_mod.build_selection(idx, meta, cfg, G, 16)
+    assert sel.rows_per_tile == BT
+    w_seq, w_blk, w_hkv, w_start, w_len, w_tiles = nsa_select_mod.slc_work(
+        sel, meta, cfg, H_kv, tiles_per_step
+    )
+    want = {}
+    for tile in range(sel.tile_seq.numel()):
+        for h in range(H_kv):
+            for blk in sel.ulist[tile, h, : sel.ucount[tile, h]].tolist():
+                key = (int(sel.tile_seq[tile]), h, blk)
+                want.setdefault(key, []).append(tile)
+    got = {}
+    limit = 2 * tiles_per_step
+    for i in range(w_seq.numel()):
+        n = int(w_len[i])
+        assert 0 <= n <= limit
+        key = (int(w_seq[i]), int(w_hkv[i]), int(w_blk[i]))
+        start = int(w_start[i])
+        got.setdefault(key, []).extend(w_tiles[start : start + n].tolist())
+    got = {key: sorted(tiles) for key, tiles in got.items() if tiles}
+    assert got == {key: sorted(tiles) for key, tiles in want.items()}
+    assert max(len(t) for t in want.values()) > limit  # some list really was cut
+    real = int((w_len > 0).sum())
+    assert bool((w_len[real:] == 0).all()), "real items come first, padding after"

@@ -114,11 +114,14 @@ def _acc_parts(acc, acc2, a, b, b2, BD2: tl.constexpr):
 
 @triton.jit
 def _add_cols(base, flat, cols, x, valid, D: tl.constexpr, ATOMIC: tl.constexpr):
-    """base[flat, cols] += x (cols < D), atomically or by load + store."""
+    """base[flat, cols] += x (cols < D), atomically or by load + store.
+
+    Atomics are relaxed: they only sum, nothing reads the result before the kernel ends, and
+    Triton's default (acquire-release) fences every one of them."""
     ptr = base + flat[:, None] * D + cols[None, :]
     mask = valid[:, None] & (cols[None, :] < D)
     if ATOMIC:
-        tl.atomic_add(ptr, x, mask=mask)
+        tl.atomic_add(ptr, x, mask=mask, sem="relaxed")
     else:
         tl.store(ptr, tl.load(ptr, mask=mask, other=0.0) + x, mask=mask)
 
@@ -324,6 +327,7 @@ def _attn_dq_kernel(
 @triton.jit
 def _attn_dkdv_kernel(
     q, k, v, do, lse, delta, dk_out, dv_out,  # dk_out/dv_out [*, H_KV, D] fp32, accumulated
+    dq,  # [N, H, DK] fp32: SLC with DQ adds each step's dQ here atomically
     tile_i0, q_start, q_len, q_pos0, kv_start, kv_len,
     w_seq, w_a, w_b, w_start, w_len, w_tiles,  # SLC: work items; else key tiles (w_seq, w_a=s0)
     sel, scale_log2, scale, window, n_splits,
@@ -333,6 +337,7 @@ def _attn_dkdv_kernel(
     MODE: tl.constexpr, UNION: tl.constexpr, CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr,
     SLC_BLOCK: tl.constexpr, NSEL: tl.constexpr, BSEL: tl.constexpr, ATOMIC: tl.constexpr,
     TPS: tl.constexpr,  # SLC: query tiles gathered per step (BM rows each)
+    DQ: tl.constexpr,  # SLC: also dQ = dS @ K of the rows that selected the block (no dq pass)
 ):  # fmt: skip
     pid = tl.program_id(0)
     b = tl.load(w_seq + pid)
@@ -403,6 +408,11 @@ def _attn_dkdv_kernel(
         acc_v += tl.dot(tl.trans(p).to(b_do.dtype), b_do)
         ds = p * (tl.dot(b_do, tl.trans(b_v)) - b_delta[:, None])
         acc_k, acc_k2 = _acc_parts(acc_k, acc_k2, tl.trans(ds).to(b_q.dtype), b_q, b_q2, BDK2)
+        if DQ:
+            b_ds = ds.to(b_k.dtype)
+            dq_a = tl.dot(b_ds, b_k) * scale
+            dq_b = tl.dot(b_ds, b_k2) * scale if BDK2 > 0 else dq_a
+            _add_parts(dq, flat, dq_a, dq_b, valid & member, DK, BDK, BDK2, True)
     kflat = (kbase + s).to(tl.int64) * H_KV + hkv
     if ATOMIC:
         if it_hi > it_lo:  # a split past the end of its key tile's range adds nothing
@@ -568,9 +578,10 @@ def attn_dkdv(
     delta: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor, meta: SeqMeta, cfg: NSAConfig,
     mode: int, scale: float, sel: Selection | None = None, work=None, block_m: int = 64,
     block_n: int = 0, query_steps: int = DKDV_QUERY_STEPS, split_dk: bool = False,
-    launch: Launch | None = None,
+    launch: Launch | None = None, dq: torch.Tensor | None = None,
 ) -> None:  # fmt: skip
-    """Adds one branch's dK/dV into dk, dv ([*, H_kv, D], fp32).
+    """Adds one branch's dK/dV into dk, dv ([*, H_kv, D], fp32), and for SLC with dq given
+    ([N, H, Dk], fp32) its dQ too, so that branch needs no attn_dq.
 
     CMP/WIN: programs per BN keys of one KV head, the query range split so no program takes more
     than DKDV_QUERY_STEPS steps (atomically added when split). The split count comes from the
@@ -579,7 +590,12 @@ def attn_dkdv(
     atomically, 17.7 -> 122.9 ms at 64k on the paper config). SLC: one program per work item of
     select.slc_work (a block and a list of query tiles that read it), atomically added; each
     step gathers slc_step_tiles(G, block_m) of its tiles (build the work with that many).
+
+    The fused dQ adds dS @ K atomically for the rows that selected the block: the dQ pass
+    would read every selected K/V block again for each query (the gather that bounds the
+    selection branch), where this one adds G x Dk floats per (position, selected block).
     """
+    assert dq is None or mode == MODE_SLC, "only the selection branch adds dQ here"
     d = _dims(q, k, v, split_dk)
     BM, BT = tile_rows(d["G"], block_m)
     BN, opts = _plan("dkdv", cfg, mode, d, BM, block_n, launch)
@@ -610,10 +626,11 @@ def attn_dkdv(
     if grid[0] == 0:
         return
     _attn_dkdv_kernel[grid](
-        q, k, v, do, lse, delta, dk, dv, tile_i0, meta.q_start, meta.q_len, meta.q_pos0,
+        q, k, v, do, lse, delta, dk, dv, dk if dq is None else dq, tile_i0, meta.q_start,
+        meta.q_len, meta.q_pos0,
         kv_start, kv_len, w_seq, w_blk, w_hkv, w_start, w_len, w_tiles, idx,
         scale * LOG2E, scale, cfg.window, n_splits, BT=BT, BM=BM, BN=BN,
         ATOMIC=mode == MODE_SLC or n_splits > 1,
-        TPS=slc_step_tiles(d["G"], block_m) if mode == MODE_SLC else 1, **d, **_consts(cfg, mode),
-        **opts,
+        TPS=slc_step_tiles(d["G"], block_m) if mode == MODE_SLC else 1, DQ=dq is not None,
+        **d, **_consts(cfg, mode), **opts,
     )  # fmt: skip

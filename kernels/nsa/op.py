@@ -49,6 +49,10 @@ class KernelTuning:
 
     block_n: keys per step; 0 takes attention._plan's choice for the kernel and head widths
     (with its measured launch options).
+
+    fuse_slc_dq: the selection branch's dQ is added (atomically) by its dK/dV kernel, which
+    holds each selected block once, instead of a dQ pass that gathers every selected block
+    again per query tile (attention.attn_dkdv).
     """
 
     block_m_cmp: int = 128
@@ -57,6 +61,7 @@ class KernelTuning:
     block_n: int = 0
     dkdv_query_steps: int = DKDV_QUERY_STEPS
     split_head_dim: bool = True
+    fuse_slc_dq: bool = True
 
     def for_group(self, G: int) -> KernelTuning:
         """This tuning with block_m_slc resolved for group size G."""
@@ -123,14 +128,18 @@ class NSAFunction(torch.autograd.Function):
         dk = torch.zeros(k.shape, device=q.device, dtype=torch.float32)
         dv = torch.zeros(v.shape, device=q.device, dtype=torch.float32)
         G = q.shape[1] // k.shape[1]
-        work = slc_work(sel, k.shape[1], slc_step_tiles(G, tuning.block_m_slc))
+        work = slc_work(sel, meta, cfg, k.shape[1], slc_step_tiles(G, tuning.block_m_slc))
 
         def branch(mode, keys, values, d_o, lse, delta, dkeys, dvalues):
             args = _branch_args(tuning, mode, backward=True)
             s = sel if mode == MODE_SLC else None
-            attn_dq(q, keys, values, d_o, lse, delta, dq, meta, cfg, mode, scale, sel=s, **args)
+            fused = mode == MODE_SLC and tuning.fuse_slc_dq
+            if not fused:
+                attn_dq(q, keys, values, d_o, lse, delta, dq, meta, cfg, mode, scale, sel=s,
+                        **args)  # fmt: skip
             attn_dkdv(q, keys, values, d_o, lse, delta, dkeys, dvalues, meta, cfg, mode, scale,
-                      sel=s, work=work, query_steps=tuning.dkdv_query_steps, **args)  # fmt: skip
+                      sel=s, work=work, query_steps=tuning.dkdv_query_steps,
+                      dq=dq if fused else None, **args)  # fmt: skip
 
         dkc = dvc = dgates = None
         if cfg.combine == "union":
