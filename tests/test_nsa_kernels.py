@@ -291,7 +291,6 @@ def test_slc_work_lists_every_reading_tile_once(BT, tiles_per_step, monkeypatch)
     lengths, H_kv, G = [37, 5, 70], 2, 16 // BT
     meta = prefill_meta([0, 37, 42, 112], cfg, DEVICE)
     gen = torch.Generator().manual_seed(3)
-    n_slc = max(cfg.num_slc_blocks(n) for n in lengths)
     rows = []  # each position picks n distinct blocks at or before its own, -1 padding
     for n in lengths:
         for t in range(n):
