@@ -125,8 +125,9 @@ def bench_dense(T, H, Dk, Dv, reps):
     return t_fwd, t_bwd
 
 
-def time_nsa(name, T, cfg, tuning, reps) -> tuple[float, float]:
-    """(fwd ms, bwd ms) of the whole NSA module (compression included) at length T."""
+def _module_calls(name, T, cfg, tuning):
+    """(forward, backward) of the whole NSA module at length T: compression included; the
+    backward re-runs on one saved graph."""
     H, H_kv, Dk, Dv = CONFIGS.get(name) or PUBLIC_CONFIGS[name]
     q, k, v = (x.requires_grad_() for x in _inputs(T, H, H_kv, Dk, Dv))
     gates = torch.rand(T, H, 3, device="cuda", dtype=torch.bfloat16, requires_grad=True)
@@ -139,9 +140,13 @@ def time_nsa(name, T, cfg, tuning, reps) -> tuple[float, float]:
     o = fwd()
     do = torch.randn_like(o)
     inputs = (q, k, v, gates) if cfg.combine == "gated" else (q, k, v)
-    t_fwd = time_ms(fwd, reps)
-    t_bwd = time_ms(lambda: torch.autograd.grad(o, inputs, do, retain_graph=True), reps)
-    return t_fwd, t_bwd
+    return fwd, lambda: torch.autograd.grad(o, inputs, do, retain_graph=True)
+
+
+def time_nsa(name, T, cfg, tuning, reps) -> tuple[float, float]:
+    """(fwd ms, bwd ms) of the whole NSA module (compression included) at length T."""
+    fwd, bwd = _module_calls(name, T, cfg, tuning)
+    return time_ms(fwd, reps), time_ms(bwd, reps)
 
 
 def bench_prefill(name, T, cfg, tuning, reps):
@@ -219,11 +224,29 @@ def bench_decode(name, T, batch, cfg, reps, split_head_dim=True, splits=None):
     }
 
 
-def profile_decode(name, T, batch, cfg, reps) -> dict:
-    """Where one decode step's GPU time goes: each kernel's total over `reps` eager steps
-    (torch.profiler), in us per step, largest first."""
+def gpu_time_by_kernel(fn, reps: int) -> dict[str, float]:
+    """Each kernel's GPU time in us per call of fn over `reps` calls (torch.profiler),
+    largest first."""
     from torch.profiler import ProfilerActivity, profile
 
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(reps):
+            fn()
+        torch.cuda.synchronize()
+    per_kernel = {
+        e.key[:80]: e.device_time_total / reps
+        for e in prof.key_averages()
+        if e.device_time_total > 0
+    }
+    return dict(sorted(per_kernel.items(), key=lambda x: -x[1]))
+
+
+def profile_decode(name, T, batch, cfg, reps) -> dict:
+    """Where one decode step's GPU time goes: each kernel's total over `reps` eager steps,
+    in us per step, largest first."""
     H, H_kv, Dk, Dv = CONFIGS[name]
     mk = lambda *s: torch.randn(*s, device="cuda", dtype=torch.bfloat16)
     k_cache, v_cache = mk(batch, T, H_kv, Dk), mk(batch, T, H_kv, Dv)
@@ -232,21 +255,22 @@ def profile_decode(name, T, batch, cfg, reps) -> dict:
     q, gates = mk(batch, H, Dk), torch.rand(batch, H, 3, device="cuda", dtype=torch.bfloat16)
     lengths = torch.full((batch,), T, device="cuda", dtype=torch.int32)
     step = lambda: nsa_decode(q, k_cache, v_cache, kc, vc, lengths, cfg, gates)
-    for _ in range(3):
-        step()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(reps):
-            step()
-        torch.cuda.synchronize()
-    per_kernel = {
-        e.key[:80]: e.device_time_total / reps
-        for e in prof.key_averages()
-        if e.device_time_total > 0
-    }
-    top = dict(sorted(per_kernel.items(), key=lambda x: -x[1]))
+    top = gpu_time_by_kernel(step, reps)
     return {"config": name, "T": T, "batch": batch, "kernels": len(top),
             "gpu_us_per_step": sum(top.values()), "us_per_step": top}  # fmt: skip
+
+
+def profile_module(name, T, cfg, tuning, reps) -> dict:
+    """Where the whole module's forward and backward GPU time goes, kernel by kernel (us per
+    call): the stages of `breakdown` plus what lies between them (zeroing, casts, the
+    combine, compression and its backward)."""
+    fwd, bwd = _module_calls(name, T, cfg, tuning)
+    out = {"config": name, "T": T, "combine": cfg.combine}
+    for label, fn in (("fwd", fwd), ("bwd", bwd)):
+        top = gpu_time_by_kernel(fn, reps)
+        out[f"{label}_gpu_ms"] = sum(top.values()) / 1000
+        out[f"{label}_us"] = top
+    return out
 
 
 def _setup(name, T, cfg):
@@ -352,10 +376,6 @@ def stage_fns(name, T, cfg, tuning, over: dict | None = None, st: dict | None = 
             attn_dkdv(q, kk, vv, do, lse_c, delta, dkk, dvv, meta, cfg, mode, scale,
                       sel=s.get(mode), work=work, **{**bwd[mode], **x(e)})
         )  # fmt: skip
-    stages["bwd_slc_dkdv_dq"] = lambda: attn_dkdv(  # the fused dQ (KernelTuning.fuse_slc_dq)
-        q, k, v, do, lse_c, delta, dk, dv, meta, cfg, MODE_SLC, scale, sel=sel, work=work, dq=dq,
-        **{**bwd[MODE_SLC], **x("bwd_slc_dkdv_dq")},
-    )  # fmt: skip
     return stages, sel
 
 
@@ -370,8 +390,7 @@ def stage_breakdown(name, T, cfg, tuning, reps):
 # the attention stages whose launch options and key-step width `--parts launch` sweeps,
 # the largest first (so a run cut short still has them)
 LAUNCH_STAGES = (
-    *("bwd_cmp_dkdv", "bwd_slc_dq", "bwd_cmp_dq", "bwd_slc_dkdv", "bwd_slc_dkdv_dq"),
-    *("bwd_win_dkdv", "bwd_win_dq"),
+    *("bwd_cmp_dkdv", "bwd_slc_dq", "bwd_cmp_dq", "bwd_slc_dkdv", "bwd_win_dkdv", "bwd_win_dq"),
     *("slc_attn", "cmp_attn", "win_attn"),
 )
 
@@ -645,7 +664,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--configs", default=",".join(CONFIGS))
     p.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
     p.add_argument("--combine", default="gated", choices=["gated", "union"])
-    extra = "also: split, launch, decode_profile, decode_splits"
+    extra = "also: split, launch, module_profile, decode_profile, decode_splits"
     p.add_argument("--parts", default="tune,prefill,decode,breakdown", help=extra)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--padded-head-dim", action="store_true", help="pad Dk, do not split it")
@@ -725,6 +744,11 @@ def main(argv: list[str]) -> None:
                     result.setdefault("decode_splits", []).append(row)
                     print(name, "decode b", batch, "splits", splits,
                           round(row["nsa_decode_graph_ms"], 4), flush=True)  # fmt: skip
+        if "module_profile" in parts:
+            row = profile_module(name, max(lengths), cfg, tuning, a.reps)
+            result.setdefault("module_profile", []).append(row)
+            print(name, "module GPU ms: fwd", round(row["fwd_gpu_ms"], 2), "bwd",
+                  round(row["bwd_gpu_ms"], 2), flush=True)  # fmt: skip
         if "decode_profile" in parts:
             for batch in DECODE_BATCHES:
                 row = profile_decode(name, max(lengths), batch, cfg, a.reps * 4)

@@ -75,15 +75,6 @@ def test_forward_and_grads_match_reference(group, combine, poisoned):
 
 
 @pytest.mark.parametrize(
-    "group,combine", [((16, 1), "gated"), ((6, 2), "union"), ((2, 2), "gated")],
-    ids=["G16-gated", "G6-union", "G2-gated"],
-)  # fmt: skip
-def test_selection_dq_in_its_own_pass(group, combine, poisoned):
-    """fuse_slc_dq=False: the selection branch's dQ from attn_dq, as before v7."""
-    _check_against_reference(group, combine, replace(TEST_TUNING, fuse_slc_dq=False))
-
-
-@pytest.mark.parametrize(
     "group,combine", [((16, 1), "gated"), ((3, 2), "union")], ids=["G16-gated", "G3-union"]
 )
 def test_selection_dkdv_gathering_several_tiles_per_step(group, combine, poisoned):
@@ -140,9 +131,7 @@ def test_split_head_dim_matches_reference(group, combine, Dk, Dv, block_m_slc, s
     launch (each branch's fwd, dQ, dK/dV and the scores pass) really ran two Dk parts."""
     tuning = replace(TEST_TUNING, block_m_slc=block_m_slc, split_head_dim=True)
     _check_against_reference(group, combine, tuning, Dk, Dv)
-    # fwd x 3 + scores; backward: dQ and dK/dV per branch, the selection's dQ inside its
-    # dK/dV (fuse_slc_dq); union: no compressed backward
-    n_launches = 3 + 1 + (5 if combine == "gated" else 3)
+    n_launches = 3 + 1 + (6 if combine == "gated" else 4)  # union: no compressed backward
     assert len(split_spy) == n_launches
     assert all(d == Dk and split and parts[1] > 0 for d, split, parts in split_spy), split_spy
 
@@ -164,9 +153,10 @@ def test_default_tuning_on_wide_heads(combine, monkeypatch):
     monkeypatch.setattr(nsa_attention_mod, "_plan", spy)
     _check_against_reference((16, 1), combine, tuning, Dk=192, Dv=128)
     # compressed / window: 64 keys forward on 8 warps, 32 backward on 4; the selection branch
-    # steps over its 16-key blocks (SMALL's l') on 4 warps both ways (its dQ inside dK/dV)
+    # steps over its 16-key blocks (SMALL's l') on 4 warps both ways
     assert {(kind, bn, opts["num_warps"]) for kind, bn, opts in plans} == {
-        ("fwd", 64, 8), ("dq", 32, 4), ("dkdv", 32, 4), ("fwd", 16, 4), ("dkdv", 16, 4),
+        ("fwd", 64, 8), ("dq", 32, 4), ("dkdv", 32, 4),
+        ("fwd", 16, 4), ("dq", 16, 4), ("dkdv", 16, 4),
     }  # fmt: skip
 
 

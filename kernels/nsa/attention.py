@@ -117,7 +117,8 @@ def _add_cols(base, flat, cols, x, valid, D: tl.constexpr, ATOMIC: tl.constexpr)
     """base[flat, cols] += x (cols < D), atomically or by load + store.
 
     Atomics are relaxed: they only sum, nothing reads the result before the kernel ends, and
-    Triton's default (acquire-release) fences every one of them."""
+    Triton's default (acquire-release) fences each one (H200, 64k: selection dK/dV 34.4 ->
+    31.2 ms on the paper config, 8.1 -> 6.8 on qwen-1.5b)."""
     ptr = base + flat[:, None] * D + cols[None, :]
     mask = valid[:, None] & (cols[None, :] < D)
     if ATOMIC:
@@ -133,18 +134,6 @@ def _add_parts(base, flat, x, x2, valid, D: tl.constexpr, BD: tl.constexpr, BD2:
     _add_cols(base, flat, tl.arange(0, BD), x, valid, D, ATOMIC)
     if BD2 > 0:
         _add_cols(base, flat, BD + tl.arange(0, BD2), x2, valid, D, ATOMIC)
-
-
-@triton.jit
-def _store_parts(base, flat, x, x2, valid, D: tl.constexpr, BD: tl.constexpr, BD2: tl.constexpr):
-    """base[flat, :D] = the two column parts x [*, BD] and x2 [*, BD2] (x2 ignored if BD2 = 0)."""
-    cols = tl.arange(0, BD)
-    ptr = base + flat[:, None] * D + cols[None, :]
-    tl.store(ptr, x, mask=valid[:, None] & (cols[None, :] < D))
-    if BD2 > 0:
-        cols2 = BD + tl.arange(0, BD2)
-        ptr2 = base + flat[:, None] * D + cols2[None, :]
-        tl.store(ptr2, x2, mask=valid[:, None] & (cols2[None, :] < D))
 
 
 @triton.jit
@@ -189,12 +178,13 @@ def _softmax_step(b_q, b_q2, b_k, b_k2, b_v, mask, acc, m_i, l_i, scale_log2,
     l_i = l_i * alpha + tl.sum(p, 1)
     if WITH_V:
         acc = acc * alpha[:, None] + tl.dot(p.to(b_v.dtype), b_v)
-    return acc, m_new, l_i
+    return acc, m_new, l_i, s
 
 
 @triton.jit
 def _attn_fwd_kernel(
     q, k, v, o, lse,  # q [N, H, DK]; k/v [*, H_KV, D]; o [S, N, H, DV]; lse [S, N, H]
+    logits,  # CMP with LOGITS: [N, H, LOGITS] fp32, q.k * scale * log2(e) of every token read
     tile_seq, tile_i0, q_start, q_len, q_pos0, kv_start,  # kv_start: k_start or c_start
     sel, ulist, ucount, U,  # MODE_SLC only
     N, scale_log2, window,
@@ -204,6 +194,7 @@ def _attn_fwd_kernel(
     MODE: tl.constexpr, UNION: tl.constexpr, CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr,
     SLC_BLOCK: tl.constexpr, NSEL: tl.constexpr, BSEL: tl.constexpr, SPLITS: tl.constexpr,
     WITH_V: tl.constexpr,  # False: log-sum-exp only (the compressed branch in union mode)
+    LOGITS: tl.constexpr = 0,  # > 0: store the logits, rows of this many tokens (decode)
 ):  # fmt: skip
     tile = tl.program_id(0)
     hkv = tl.program_id(1)
@@ -242,7 +233,7 @@ def _attn_fwd_kernel(
                 b_k, b_k2 = _load_parts(k, kbase + s, hkv, kvalid, H_KV, DK, BDK, BDK2)
                 b_v = _load_keys(v, kbase + s, hkv, dv, kvalid & WITH_V, H_KV, DV)
                 mask = _slc_mask(s, t, member, valid, kvalid, window, UNION)
-                acc, m_i, l_i = _softmax_step(
+                acc, m_i, l_i, _ = _softmax_step(
                     b_q, b_q2, b_k, b_k2, b_v, mask, acc, m_i, l_i, scale_log2, BDK2, WITH_V
                 )
     else:
@@ -255,9 +246,12 @@ def _attn_fwd_kernel(
             b_k, b_k2 = _load_parts(k, kbase + s, hkv, kvalid, H_KV, DK, BDK, BDK2)
             b_v = _load_keys(v, kbase + s, hkv, dv, kvalid & WITH_V, H_KV, DV)
             mask = _dense_mask(MODE, s, t, valid, kvalid, window, CMP_BLOCK, CMP_STRIDE)
-            acc, m_i, l_i = _softmax_step(
+            acc, m_i, l_i, s_log2 = _softmax_step(
                 b_q, b_q2, b_k, b_k2, b_v, mask, acc, m_i, l_i, scale_log2, BDK2, WITH_V
             )
+            if LOGITS:  # row r's scaled q.k of these tokens, -inf where masked
+                l_ptr = logits + (row.to(tl.int64) * H + head)[:, None] * LOGITS + s[None, :]
+                tl.store(l_ptr, s_log2, mask=valid[:, None] & kvalid[None, :])
     seen = l_i > 0
     out = acc / tl.where(seen, l_i, 1.0)[:, None]
     b_lse = tl.where(seen, (m_i + tl.log2(tl.where(seen, l_i, 1.0))) * _LN2, float("-inf"))
@@ -339,7 +333,6 @@ def _attn_dq_kernel(
 @triton.jit
 def _attn_dkdv_kernel(
     q, k, v, do, lse, delta, dk_out, dv_out,  # dk_out/dv_out [*, H_KV, D] fp32, accumulated
-    dq_part,  # SLC with DQ: [N, H_KV, NSEL, G, DK] fp32, dQ of each (position, selected block)
     tile_i0, q_start, q_len, q_pos0, kv_start, kv_len,
     w_seq, w_a, w_b, w_start, w_len, w_tiles,  # SLC: work items; else key tiles (w_seq, w_a=s0)
     sel, scale_log2, scale, window, n_splits,
@@ -349,7 +342,6 @@ def _attn_dkdv_kernel(
     MODE: tl.constexpr, UNION: tl.constexpr, CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr,
     SLC_BLOCK: tl.constexpr, NSEL: tl.constexpr, BSEL: tl.constexpr, ATOMIC: tl.constexpr,
     TPS: tl.constexpr,  # SLC: query tiles gathered per step (BM rows each)
-    DQ: tl.constexpr,  # SLC: also dQ = dS @ K of the rows that selected the block, per slot
 ):  # fmt: skip
     pid = tl.program_id(0)
     b = tl.load(w_seq + pid)
@@ -420,13 +412,6 @@ def _attn_dkdv_kernel(
         acc_v += tl.dot(tl.trans(p).to(b_do.dtype), b_do)
         ds = p * (tl.dot(b_do, tl.trans(b_v)) - b_delta[:, None])
         acc_k, acc_k2 = _acc_parts(acc_k, acc_k2, tl.trans(ds).to(b_q.dtype), b_q, b_q2, BDK2)
-        if DQ:  # this program holds the whole block: its slot of each row is written once
-            slot = tl.sum(tl.where(b_sel == j, ns[None, :], 0), 1)
-            pflat = ((row.to(tl.int64) * H_KV + hkv) * NSEL + slot) * G + (r % BM) % G
-            b_ds = ds.to(b_k.dtype)
-            dq_a = tl.dot(b_ds, b_k) * scale
-            dq_b = tl.dot(b_ds, b_k2) * scale if BDK2 > 0 else dq_a
-            _store_parts(dq_part, pflat, dq_a, dq_b, valid & member, DK, BDK, BDK2)
     kflat = (kbase + s).to(tl.int64) * H_KV + hkv
     if ATOMIC:
         if it_hi > it_lo:  # a split past the end of its key tile's range adds nothing
@@ -435,29 +420,6 @@ def _attn_dkdv_kernel(
     else:
         _add_parts(dk_out, kflat, acc_k * scale, acc_k2 * scale, kvalid, DK, BDK, BDK2, False)
         _add_cols(dv_out, kflat, dv, acc_v, kvalid, DV, False)
-
-
-@triton.jit
-def _slc_dq_reduce_kernel(
-    part, idx, dq,  # part [N, H_KV, NSEL, G, DK]; idx [N, H_KV, NSEL]; dq [N, H, DK] fp32
-    H_KV: tl.constexpr, G: tl.constexpr, GP: tl.constexpr, NSEL: tl.constexpr,
-    DK: tl.constexpr, BC: tl.constexpr,
-):  # fmt: skip
-    """dq[row, group heads] += the dQ of every block the row's position selected (its slots)."""
-    row = tl.program_id(0).to(tl.int64)
-    hkv = tl.program_id(1)
-    g = tl.arange(0, GP)
-    for c0 in tl.static_range(0, DK, BC):
-        cols = c0 + tl.arange(0, BC)
-        inside = (g[:, None] < G) & (cols[None, :] < DK)
-        acc = tl.zeros([GP, BC], dtype=tl.float32)
-        for n in range(NSEL):
-            slot = (row * H_KV + hkv) * NSEL + n
-            used = tl.load(idx + slot + g * 0) >= 0  # [GP]: the interpreter wants no scalar
-            ptr = part + (slot * G + g)[:, None] * DK + cols[None, :]
-            acc += tl.load(ptr, mask=inside & used[:, None], other=0.0)
-        ptr = dq + ((row * H_KV + hkv) * G + g)[:, None] * DK + cols[None, :]
-        tl.store(ptr, tl.load(ptr, mask=inside, other=0.0) + acc, mask=inside)
 
 
 def tile_rows(G: int, block_m: int) -> tuple[int, int]:
@@ -567,11 +529,14 @@ def attn_fwd(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: SeqMeta, cfg: NSAConfig, mode: int,
     scale: float, sel: Selection | None = None, splits: int = 1, block_m: int = 64,
     block_n: int = 0, out_dtype: torch.dtype | None = None, with_output: bool = True,
-    split_dk: bool = False, launch: Launch | None = None,
+    split_dk: bool = False, launch: Launch | None = None, logits: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor]:  # fmt: skip
     """One branch forward. Returns o [S, N, H, Dv] and lse [S, N, H] (fp32) for S splits;
     with_output=False skips the values and returns (None, lse). split_dk: tiles over Dk in
-    two power-of-two parts (head_parts) instead of one padded tile."""
+    two power-of-two parts (head_parts) instead of one padded tile. logits [N, H, C] (CMP
+    only): also stores each row's q.k * scale * log2(e) for the compressed tokens it reads, so
+    the block scores need not read Kc again (decode; select.slc_scores)."""
+    assert logits is None or mode == MODE_CMP, "logits are the compressed branch's"
     d = _dims(q, k, v, split_dk)
     BM, BT = tile_rows(d["G"], block_m)
     BN, opts = _plan("fwd", cfg, mode, d, BM, block_n, launch)
@@ -583,9 +548,10 @@ def attn_fwd(
     kv_start = meta.c_start if mode == MODE_CMP else meta.k_start
     grid = (tile_seq.numel(), d["H_KV"], splits)
     _attn_fwd_kernel[grid](
-        q, k, v, o, lse, tile_seq, tile_i0, meta.q_start, meta.q_len, meta.q_pos0, kv_start,
-        idx, ulist, ucount, U, N, scale * LOG2E, cfg.window,
-        BT=BT, BM=BM, BN=BN, SPLITS=splits, WITH_V=with_output, **d, **_consts(cfg, mode),
+        q, k, v, o, lse, lse if logits is None else logits, tile_seq, tile_i0, meta.q_start,
+        meta.q_len, meta.q_pos0, kv_start, idx, ulist, ucount, U, N, scale * LOG2E, cfg.window,
+        BT=BT, BM=BM, BN=BN, SPLITS=splits, WITH_V=with_output,
+        LOGITS=0 if logits is None else logits.shape[-1], **d, **_consts(cfg, mode),
         **opts,
     )  # fmt: skip
     return (o if with_output else None), lse
@@ -615,10 +581,9 @@ def attn_dkdv(
     delta: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor, meta: SeqMeta, cfg: NSAConfig,
     mode: int, scale: float, sel: Selection | None = None, work=None, block_m: int = 64,
     block_n: int = 0, query_steps: int = DKDV_QUERY_STEPS, split_dk: bool = False,
-    launch: Launch | None = None, dq: torch.Tensor | None = None,
+    launch: Launch | None = None,
 ) -> None:  # fmt: skip
-    """Adds one branch's dK/dV into dk, dv ([*, H_kv, D], fp32), and for SLC with dq given
-    ([N, H, Dk], fp32) its dQ too, so that branch needs no attn_dq.
+    """Adds one branch's dK/dV into dk, dv ([*, H_kv, D], fp32).
 
     CMP/WIN: programs per BN keys of one KV head, the query range split so no program takes more
     than DKDV_QUERY_STEPS steps (atomically added when split). The split count comes from the
@@ -627,18 +592,9 @@ def attn_dkdv(
     atomically, 17.7 -> 122.9 ms at 64k on the paper config). SLC: one program per work item of
     select.slc_work (a block and a list of query tiles that read it), atomically added; each
     step gathers slc_step_tiles(G, block_m) of its tiles (build the work with that many).
-
-    With dq, each program also computes dS @ K for the rows that selected its block and
-    stores it in that row's slot of a [N, H_kv, n, G, Dk] buffer, which one pass then sums
-    into dq: no dQ pass reading every selected K/V block again for each query (the gather
-    that bounds the selection branch). Adding it atomically instead ran at ~90 G atomics/s on
-    the H200 (paper config at 64k: 104 ms against 59 for dQ and dK/dV apart).
     """
-    assert dq is None or mode == MODE_SLC, "only the selection branch adds dQ here"
     d = _dims(q, k, v, split_dk)
     BM, BT = tile_rows(d["G"], block_m)
-    if dq is not None:  # one program per block, so each (position, block) dQ is stored once
-        block_n = triton.next_power_of_2(cfg.slc_block)
     BN, opts = _plan("dkdv", cfg, mode, d, BM, block_n, launch)
     n_splits = 1
     if mode == MODE_SLC:
@@ -666,20 +622,11 @@ def attn_dkdv(
         kv_len = meta.k_start.new_tensor(kv_lens)
     if grid[0] == 0:
         return
-    part = dk  # unused unless dq is given
-    if dq is not None:
-        part = torch.empty(q.shape[0], d["H_KV"], cfg.n_selected, d["G"], d["DK"],
-                           device=q.device, dtype=torch.float32)  # fmt: skip
     _attn_dkdv_kernel[grid](
-        q, k, v, do, lse, delta, dk, dv, part, tile_i0, meta.q_start, meta.q_len, meta.q_pos0,
+        q, k, v, do, lse, delta, dk, dv, tile_i0, meta.q_start, meta.q_len, meta.q_pos0,
         kv_start, kv_len, w_seq, w_blk, w_hkv, w_start, w_len, w_tiles, idx,
         scale * LOG2E, scale, cfg.window, n_splits, BT=BT, BM=BM, BN=BN,
         ATOMIC=mode == MODE_SLC or n_splits > 1,
-        TPS=slc_step_tiles(d["G"], block_m) if mode == MODE_SLC else 1, DQ=dq is not None,
-        **d, **_consts(cfg, mode), **opts,
+        TPS=slc_step_tiles(d["G"], block_m) if mode == MODE_SLC else 1, **d, **_consts(cfg, mode),
+        **opts,
     )  # fmt: skip
-    if dq is not None:
-        _slc_dq_reduce_kernel[(q.shape[0], d["H_KV"])](
-            part, sel.idx, dq, H_KV=d["H_KV"], G=d["G"], GP=_pad(d["G"]), NSEL=cfg.n_selected,
-            DK=d["DK"], BC=min(64, _pad(d["DK"])),
-        )  # fmt: skip

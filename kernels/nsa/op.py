@@ -49,10 +49,6 @@ class KernelTuning:
 
     block_n: keys per step; 0 takes attention._plan's choice for the kernel and head widths
     (with its measured launch options).
-
-    fuse_slc_dq: the selection branch's dQ is added (atomically) by its dK/dV kernel, which
-    holds each selected block once, instead of a dQ pass that gathers every selected block
-    again per query tile (attention.attn_dkdv).
     """
 
     block_m_cmp: int = 128
@@ -61,7 +57,6 @@ class KernelTuning:
     block_n: int = 0
     dkdv_query_steps: int = DKDV_QUERY_STEPS
     split_head_dim: bool = True
-    fuse_slc_dq: bool = True
 
     def for_group(self, G: int) -> KernelTuning:
         """This tuning with block_m_slc resolved for group size G."""
@@ -133,13 +128,9 @@ class NSAFunction(torch.autograd.Function):
         def branch(mode, keys, values, d_o, lse, delta, dkeys, dvalues):
             args = _branch_args(tuning, mode, backward=True)
             s = sel if mode == MODE_SLC else None
-            fused = mode == MODE_SLC and tuning.fuse_slc_dq
-            if not fused:
-                attn_dq(q, keys, values, d_o, lse, delta, dq, meta, cfg, mode, scale, sel=s,
-                        **args)  # fmt: skip
+            attn_dq(q, keys, values, d_o, lse, delta, dq, meta, cfg, mode, scale, sel=s, **args)
             attn_dkdv(q, keys, values, d_o, lse, delta, dkeys, dvalues, meta, cfg, mode, scale,
-                      sel=s, work=work, query_steps=tuning.dkdv_query_steps,
-                      dq=dq if fused else None, **args)  # fmt: skip
+                      sel=s, work=work, query_steps=tuning.dkdv_query_steps, **args)  # fmt: skip
 
         dkc = dvc = dgates = None
         if cfg.combine == "union":
