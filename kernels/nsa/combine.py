@@ -78,10 +78,12 @@ def _pad(n: int) -> int:
 
 
 def gated_combine(
-    o_cmp: torch.Tensor, o_slc: torch.Tensor, o_win: torch.Tensor, gates: torch.Tensor
-) -> torch.Tensor:
-    """o = g_cmp * o_cmp + g_slc * o_slc + g_win * o_win; o_* [N, H, Dv], gates [N, H, 3]."""
-    out = torch.empty_like(o_slc)
+    o_cmp: torch.Tensor, o_slc: torch.Tensor, o_win: torch.Tensor, gates: torch.Tensor,
+    out_dtype: torch.dtype | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """o = g_cmp * o_cmp + g_slc * o_slc + g_win * o_win; o_* [N, H, Dv], gates [N, H, 3].
+    out_dtype: the output's (default o_slc's), so decode's fp32 branches need no cast after."""
+    out = torch.empty_like(o_slc, dtype=out_dtype)
     R, DV = o_slc.shape[0] * o_slc.shape[1], o_slc.shape[2]
     _combine_fwd_kernel[_grid(R)](
         o_slc, o_win, o_cmp, gates, o_slc, o_slc, out, out, R,
@@ -91,10 +93,12 @@ def gated_combine(
 
 
 def union_merge(
-    o_a: torch.Tensor, lse_a: torch.Tensor, o_b: torch.Tensor, lse_b: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One softmax over two disjoint key sets from their partial results: o [N, H, Dv], lse."""
-    out = torch.empty_like(o_a)
+    o_a: torch.Tensor, lse_a: torch.Tensor, o_b: torch.Tensor, lse_b: torch.Tensor,
+    out_dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """One softmax over two disjoint key sets from their partial results: o [N, H, Dv], lse.
+    out_dtype: o's (default o_a's)."""
+    out = torch.empty_like(o_a, dtype=out_dtype)
     lse = torch.empty_like(lse_a)
     R, DV = o_a.shape[0] * o_a.shape[1], o_a.shape[2]
     _combine_fwd_kernel[_grid(R)](

@@ -12,12 +12,13 @@ import math
 from collections.abc import Callable
 
 import torch
+import triton
 
 from ..errors import KernelsUserError
 from .attention import MODE_CMP, MODE_SLC, MODE_WIN, attn_fwd
 from .combine import gated_combine, merge_splits, union_merge
 from .config import NSAConfig
-from .select import selection_per_query, slc_scores, top_n
+from .select import SCORE_BLOCKS, selection_per_query, slc_scores, top_n
 from .varlen import decode_meta
 
 TARGET_PROGRAMS = 264  # two waves on a 132-SM H200
@@ -127,9 +128,11 @@ def nsa_decode(
         logits=logits, **run,
     )  # fmt: skip
     o_cmp, lse_cmp = merge_splits(o_part, lse_part)  # o_part is None for union
-    # one query per sequence: the smallest tile (16 rows) wastes the least
+    # one query per sequence: the smallest tile (16 rows) wastes the least; from the logits a
+    # program is a few loads that Triton does not pipeline, so one step of blocks each
+    score_splits = triton.cdiv(cfg.num_slc_blocks(S), SCORE_BLOCKS)
     scores = slc_scores(
-        q, kc, lse_cmp, meta, cfg, scale, splits=n_split(n_cmp), split_dk=split_head_dim,
+        q, kc, lse_cmp, meta, cfg, scale, splits=score_splits, split_dk=split_head_dim,
         score_rows=DECODE_BLOCK_M, logits=logits,
     )  # fmt: skip
     sel = selection_per_query(top_n(scores, cfg), meta, G, DECODE_BLOCK_M)
@@ -139,7 +142,5 @@ def nsa_decode(
     part = attn_fwd(q, k, v, meta, cfg, MODE_WIN, scale, splits=n_split(cfg.window), **run)
     o_win, lse_win = merge_splits(*part)
     if cfg.combine == "union":
-        o, _ = union_merge(o_slc, lse_slc, o_win, lse_win)
-    else:
-        o = gated_combine(o_cmp, o_slc, o_win, gates)
-    return o.to(q.dtype)
+        return union_merge(o_slc, lse_slc, o_win, lse_win, out_dtype=q.dtype)[0]
+    return gated_combine(o_cmp, o_slc, o_win, gates, out_dtype=q.dtype)

@@ -252,10 +252,8 @@ def selection_per_query(idx: torch.Tensor, meta: SeqMeta, G: int, block_m: int) 
     (valid ones first; the kernels visit a union in any order); no host sync."""
     _, BT = tile_rows(G, block_m)
     assert all(n == 1 for n in meta.q_lens), "one query per sequence"
-    ulist = idx  # [B, H_kv, n]
-    ucount = (idx >= 0).sum(-1).to(torch.int32)
-    seq = torch.arange(idx.shape[0], device=idx.device, dtype=torch.int32)
-    return Selection(idx, ulist, ucount, seq, torch.zeros_like(seq), BT)
+    ucount = (idx >= 0).sum(-1, dtype=torch.int32)
+    return Selection(idx, idx, ucount, meta.tile_seq, meta.tile_i0, BT)
 
 
 def slc_work(

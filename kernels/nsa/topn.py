@@ -96,6 +96,34 @@ def _top_n_kernel(
     tl.store(p_out, b_out, mask=m_row[:, None] & (o[None, :] < NSEL))
 
 
+@triton.jit
+def _top_n_in_registers_kernel(
+    scores, idx, R, NS,  # as _top_n_kernel: scores [R, NS] float; idx [R, NSEL] int32
+    NSEL: tl.constexpr, BSEL: tl.constexpr, BNS: tl.constexpr,
+):  # fmt: skip
+    """One row per program, held in registers: n rounds of (max, drop it). For few rows
+    (decode: batch x H_kv) where the tournament's dependent refreshes, each an L2 round trip,
+    set the time; a round here is a register and shuffle reduction."""
+    row = tl.program_id(0).to(tl.int64)
+    j = tl.arange(0, BNS)
+    m = j < NS
+    none = tl.full([1], -2147483647, tl.int32).to(tl.int64) << 32
+    keys = tl.where(m, _order_keys(tl.load(scores + row * NS + j, mask=m, other=0.0), j), none)
+    o = tl.arange(0, BSEL)
+    b_out = tl.full([BSEL], -1, tl.int32)
+    for r in range(NSEL):
+        best = tl.max(keys, 0)
+        blk = 0x7FFFFFFF - (best - ((best >> 32) << 32)).to(tl.int32)
+        found = (best >> 32) > _NEG_INF_KEY
+        b_out = tl.where(o == r, tl.where(found, blk, -1), b_out)
+        keys = tl.where(keys == best, none, keys)
+    tl.store(idx + row * NSEL + o, b_out, mask=o < NSEL)
+
+
+REGISTER_ROWS = 4096  # at most this many rows (and 4096 blocks a row): one row per program
+REGISTER_BLOCKS_PER_WARP = 1024  # 32 int64 keys per thread
+
+
 def _tiles(NS: int, max_rows: int = MAX_ROWS) -> tuple[int, int, int, int]:
     """ROWS, NG, KS, CS for rows of NS scores: NG groups of KS segments of CS blocks."""
     nsp = triton.next_power_of_2(max(NS, 1))
@@ -107,12 +135,15 @@ def _tiles(NS: int, max_rows: int = MAX_ROWS) -> tuple[int, int, int, int]:
 
 
 def top_n_blocks(
-    scores: torch.Tensor, n: int, max_rows: int = MAX_ROWS, num_warps: int = NUM_WARPS
-) -> torch.Tensor:
+    scores: torch.Tensor, n: int, max_rows: int = MAX_ROWS, num_warps: int = NUM_WARPS,
+    in_registers: bool | None = None,
+) -> torch.Tensor:  # fmt: skip
     """idx [.., n] int32: the n best blocks of each row of scores [.., N_slc], best first.
 
     Ties go to the lower block; -inf scores and slots past N_slc give -1 (module docstring).
     max_rows / num_warps: rows per program (a power of two) and warps, for tile sweeps.
+    in_registers: one row per program in registers (_top_n_in_registers_kernel) instead of
+    the tournament; None picks it for up to REGISTER_ROWS rows of up to 4096 blocks (decode).
     """
     *lead, NS = scores.shape
     out = torch.empty(*lead, n, device=scores.device, dtype=torch.int32)
@@ -121,6 +152,15 @@ def top_n_blocks(
         return out
     if NS == 0:
         return out.fill_(-1)
+    BNS = triton.next_power_of_2(NS)
+    if in_registers is None:
+        in_registers = R <= REGISTER_ROWS and BNS <= 4 * REGISTER_BLOCKS_PER_WARP
+    if in_registers:
+        _top_n_in_registers_kernel[(R,)](
+            scores.contiguous(), out, R, NS, NSEL=n, BSEL=triton.next_power_of_2(n), BNS=BNS,
+            num_warps=max(1, BNS // REGISTER_BLOCKS_PER_WARP),
+        )  # fmt: skip
+        return out
     ROWS, NG, KS, CS = _tiles(NS, max_rows)
     _top_n_kernel[(triton.cdiv(R, ROWS),)](
         scores.contiguous(), out, R, NS,

@@ -12,6 +12,8 @@ import itertools
 from dataclasses import dataclass
 
 import torch
+import triton
+import triton.language as tl
 
 from .config import NSAConfig
 
@@ -21,7 +23,8 @@ class SeqMeta:
     """Device tensors (int32, [B]) and host lengths for grid sizes.
 
     For decode the host k_lens/c_lens are the cache capacities (upper bounds), so building it
-    needs no device-to-host copy and a decode step can be captured in a CUDA graph.
+    needs no device-to-host copy and a decode step can be captured in a CUDA graph; its
+    query tiles (one per sequence) come with it in tile_seq / tile_i0.
     """
 
     q_start: torch.Tensor
@@ -34,6 +37,8 @@ class SeqMeta:
     k_lens: tuple[int, ...]
     c_lens: tuple[int, ...]
     single_query: bool = False
+    tile_seq: torch.Tensor | None = None
+    tile_i0: torch.Tensor | None = None
 
     @property
     def batch(self) -> int:
@@ -69,27 +74,53 @@ def prefill_meta(cu_seqlens: list[int], cfg: NSAConfig, device) -> SeqMeta:
     )
 
 
+@triton.jit
+def _decode_meta_kernel(
+    lengths, out, B, cache_len, cmp_cache_len,
+    CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr, BB: tl.constexpr,
+):  # fmt: skip
+    """out [8, B] int32: q_start, q_len, q_pos0, k_start, c_start, c_len, tile_seq, tile_i0."""
+    b = tl.program_id(0) * BB + tl.arange(0, BB)
+    m = b < B
+    n = tl.load(lengths + b, mask=m, other=1)
+    n_cmp = tl.where(n >= CMP_BLOCK, (n - CMP_BLOCK) // CMP_STRIDE + 1, 0)
+    tl.store(out + b, b, mask=m)
+    tl.store(out + B + b, b * 0 + 1, mask=m)
+    tl.store(out + 2 * B + b, n - 1, mask=m)
+    tl.store(out + 3 * B + b, b * cache_len, mask=m)
+    tl.store(out + 4 * B + b, b * cmp_cache_len, mask=m)
+    tl.store(out + 5 * B + b, n_cmp, mask=m)
+    tl.store(out + 6 * B + b, b, mask=m)
+    tl.store(out + 7 * B + b, b * 0, mask=m)
+
+
 def decode_meta(
     lengths: torch.Tensor, cache_len: int, cmp_cache_len: int, cfg: NSAConfig
 ) -> SeqMeta:
     """One query per sequence at position lengths[b] - 1 (lengths: int32 [B] on the device);
-    caches padded to cache_len / cmp_cache_len rows per sequence. Device ops only."""
+    caches padded to cache_len / cmp_cache_len rows per sequence. One small kernel (it was
+    eight torch ops, each a node of a decode step's CUDA graph) and no sync."""
     B = lengths.shape[0]
-    seq = torch.arange(B, device=lengths.device, dtype=torch.int32)
-    n_cmp = torch.where(
-        lengths >= cfg.cmp_block, (lengths - cfg.cmp_block) // cfg.cmp_stride + 1, 0
-    ).to(torch.int32)
+    out = torch.empty(8, B, device=lengths.device, dtype=torch.int32)
+    BB = min(1024, max(16, triton.next_power_of_2(B)))
+    _decode_meta_kernel[(triton.cdiv(B, BB),)](
+        lengths, out, B, cache_len, cmp_cache_len,
+        CMP_BLOCK=cfg.cmp_block, CMP_STRIDE=cfg.cmp_stride, BB=BB,
+    )  # fmt: skip
+    q_start, q_len, q_pos0, k_start, c_start, c_len, tile_seq, tile_i0 = out.unbind(0)
     return SeqMeta(
-        q_start=seq,
-        q_len=torch.ones_like(seq),
-        q_pos0=(lengths - 1).to(torch.int32),
-        k_start=seq * cache_len,
-        c_start=seq * cmp_cache_len,
-        c_len=n_cmp,
+        q_start=q_start,
+        q_len=q_len,
+        q_pos0=q_pos0,
+        k_start=k_start,
+        c_start=c_start,
+        c_len=c_len,
         q_lens=(1,) * B,
         k_lens=(cache_len,) * B,
         c_lens=(cmp_cache_len,) * B,
         single_query=True,
+        tile_seq=tile_seq,
+        tile_i0=tile_i0,
     )
 
 
@@ -102,8 +133,7 @@ def cmp_cu_seqlens(cu_seqlens: list[int], cfg: NSAConfig) -> list[int]:
 def query_tiles(meta: SeqMeta, rows_per_tile: int, device) -> tuple[torch.Tensor, ...]:
     """Query tiles of a SeqMeta (one per sequence for decode, built on the device)."""
     if meta.single_query:
-        seq = torch.arange(meta.batch, device=device, dtype=torch.int32)
-        return seq, torch.zeros_like(seq)
+        return meta.tile_seq, meta.tile_i0
     return make_tiles(meta.q_lens, rows_per_tile, device)
 
 
