@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
 import json
 import math
 import platform
@@ -664,7 +665,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--configs", default=",".join(CONFIGS))
     p.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
     p.add_argument("--combine", default="gated", choices=["gated", "union"])
-    extra = "also: split, launch, module_profile, decode_profile, decode_splits"
+    extra = "also: split, launch, module_profile, decode_profile, decode_splits, decode_scores"
     p.add_argument("--parts", default="tune,prefill,decode,breakdown", help=extra)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--padded-head-dim", action="store_true", help="pad Dk, do not split it")
@@ -749,6 +750,19 @@ def main(argv: list[str]) -> None:
             result.setdefault("module_profile", []).append(row)
             print(name, "module GPU ms: fwd", round(row["fwd_gpu_ms"], 2), "bwd",
                   round(row["bwd_gpu_ms"], 2), flush=True)  # fmt: skip
+        if "decode_scores" in parts:  # the scores pass of decode: blocks per step x steps
+            from nsa_assist.kernels.nsa import decode as decode_mod
+
+            default = (decode_mod.DECODE_SCORE_BLOCKS, decode_mod.DECODE_SCORE_STEPS)
+            for bj, steps in [default, *itertools.product((16, 32, 64, 128), (1, 2, 4, 8))]:
+                decode_mod.DECODE_SCORE_BLOCKS, decode_mod.DECODE_SCORE_STEPS = bj, steps
+                for batch in DECODE_BATCHES:
+                    row = bench_decode(name, max(lengths), batch, cfg, a.reps * 4)
+                    row.update(score_blocks=bj, score_steps=steps, default=(bj, steps) == default)
+                    result.setdefault("decode_scores", []).append(row)
+                    print(name, "decode b", batch, "score blocks", bj, "steps", steps,
+                          round(row["nsa_decode_graph_ms"], 4), flush=True)  # fmt: skip
+            decode_mod.DECODE_SCORE_BLOCKS, decode_mod.DECODE_SCORE_STEPS = default
         if "decode_profile" in parts:
             for batch in DECODE_BATCHES:
                 row = profile_decode(name, max(lengths), batch, cfg, a.reps * 4)

@@ -18,12 +18,16 @@ from ..errors import KernelsUserError
 from .attention import MODE_CMP, MODE_SLC, MODE_WIN, attn_fwd
 from .combine import gated_combine, merge_splits, union_merge
 from .config import NSAConfig
-from .select import SCORE_BLOCKS, selection_per_query, slc_scores, top_n
+from .select import selection_per_query, slc_scores, top_n
 from .varlen import decode_meta
 
 TARGET_PROGRAMS = 264  # two waves on a 132-SM H200
 KEYS_PER_STEP = 64
 DECODE_BLOCK_M = 16
+# the scores pass from the compressed pass's logits: selection blocks per step and steps per
+# program (bench/kernels.py --parts decode_scores sweeps both)
+DECODE_SCORE_BLOCKS = 64
+DECODE_SCORE_STEPS = 1
 
 
 def _splits(batch_heads: int, max_keys: int) -> int:
@@ -129,11 +133,12 @@ def nsa_decode(
     )  # fmt: skip
     o_cmp, lse_cmp = merge_splits(o_part, lse_part)  # o_part is None for union
     # one query per sequence: the smallest tile (16 rows) wastes the least; from the logits a
-    # program is a few loads that Triton does not pipeline, so one step of blocks each
-    score_splits = triton.cdiv(cfg.num_slc_blocks(S), SCORE_BLOCKS)
+    # program is a few loads with little to hide their latency, so it takes few steps
+    per_program = DECODE_SCORE_BLOCKS * DECODE_SCORE_STEPS
     scores = slc_scores(
-        q, kc, lse_cmp, meta, cfg, scale, splits=score_splits, split_dk=split_head_dim,
-        score_rows=DECODE_BLOCK_M, logits=logits,
+        q, kc, lse_cmp, meta, cfg, scale, splits=triton.cdiv(cfg.num_slc_blocks(S), per_program),
+        split_dk=split_head_dim, score_rows=DECODE_BLOCK_M, block_j=DECODE_SCORE_BLOCKS,
+        logits=logits,
     )  # fmt: skip
     sel = selection_per_query(top_n(scores, cfg), meta, G, DECODE_BLOCK_M)
     slc_splits = min(n_split(cfg.n_selected * cfg.slc_block), cfg.n_selected)
