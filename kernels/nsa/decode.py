@@ -25,9 +25,11 @@ TARGET_PROGRAMS = 264  # two waves on a 132-SM H200
 KEYS_PER_STEP = 64
 DECODE_BLOCK_M = 16
 # the scores pass from the compressed pass's logits: selection blocks per step and steps per
-# program (bench/kernels.py --parts decode_scores sweeps both)
-DECODE_SCORE_BLOCKS = 64
-DECODE_SCORE_STEPS = 1
+# program. bench/kernels.py --parts decode_scores (H200, 64k, 3 configs x batch 1 and 32):
+# 16 x 4 is the fastest at batch 32 for the paper config (0.243 ms a step; 64 x 1: 0.554)
+# and within 5% elsewhere; 64 or 128 blocks a step spill and run up to 7x slower
+DECODE_SCORE_BLOCKS = 16
+DECODE_SCORE_STEPS = 4
 
 
 def _splits(batch_heads: int, max_keys: int) -> int:
