@@ -200,3 +200,25 @@ def test_top_n_kernel_matches_torch_topk_at_64k(name, n):
         + ", ".join(f"{v}: {ms:.3f}" for v, ms in variants.items())
     )
     assert ms_kernel < ms_topk
+
+
+@pytest.mark.parametrize("name,combine", [("paper", "gated"), ("qwen-1.5b", "union")])
+def test_forward_and_backward_never_wait_for_the_gpu(name, combine):
+    """A packed batch's forward and backward queue every kernel without one host-device sync
+    (torch.cuda.set_sync_debug_mode raises on any), so the CPU launches ahead of the GPU."""
+    cfg = NSAConfig(combine=combine)
+    q, k, v, gates, cu = _inputs([3000, 5000], name, requires_grad=True)
+
+    def step():
+        kc, vc = compress_mean(k, cu, cfg), compress_mean(v, cu, cfg)
+        o = nsa_attention(q, k, v, kc, vc, cfg, gates, cu)
+        return torch.autograd.grad(o, (q, k, v), torch.ones_like(o))
+
+    step()  # compiles the kernels (their first launch may sync)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        grads = step()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert all(torch.isfinite(g).all() for g in grads)

@@ -45,8 +45,19 @@ class SeqMeta:
         return len(self.q_lens)
 
 
+def to_device(host: torch.Tensor, device) -> torch.Tensor:
+    """A host tensor on `device` without a sync: from pinned memory, copied asynchronously.
+
+    torch.tensor(values, device="cuda") copies from pageable memory, which waits for the
+    stream to drain: one such copy per kernel launch kept the CPU from queueing ahead (on the
+    H200 at 64k, qwen-1.5b: 4 ms of the backward's 32 between kernels)."""
+    if torch.device(device).type != "cuda":
+        return host.to(device)
+    return host.pin_memory().to(device, non_blocking=True)
+
+
 def _i32(values, device) -> torch.Tensor:
-    return torch.tensor(list(values), dtype=torch.int32, device=device)
+    return to_device(torch.tensor(list(values), dtype=torch.int32), device)
 
 
 def _starts(lengths) -> list[int]:
@@ -141,14 +152,12 @@ def make_tiles(lengths: tuple[int, ...], rows_per_tile: int, device) -> tuple[to
     """Tiles of `rows_per_tile` consecutive rows that never straddle two sequences.
 
     Returns tile_seq [n_tiles] and tile_i0 [n_tiles] (first row within its sequence), int32,
-    built on the device from B host counts (no per-tile Python work).
+    built on the host (a few vector ops) and copied in one asynchronous transfer.
     """
-    counts = [-(-n // rows_per_tile) for n in lengths]
-    total = sum(counts)
-    counts_t = torch.tensor(counts, device=device)
-    seq = torch.repeat_interleave(
-        torch.arange(len(lengths), device=device), counts_t, output_size=total
-    )
-    first_tile = torch.cumsum(counts_t, 0) - counts_t
-    i0 = (torch.arange(total, device=device) - first_tile[seq]) * rows_per_tile
-    return seq.to(torch.int32), i0.to(torch.int32)
+    counts = torch.tensor([-(-n // rows_per_tile) for n in lengths], dtype=torch.int64)
+    total = int(counts.sum())
+    seq = torch.repeat_interleave(torch.arange(len(lengths)), counts, output_size=total)
+    first_tile = torch.cumsum(counts, 0) - counts
+    i0 = (torch.arange(total) - first_tile[seq]) * rows_per_tile
+    tiles = to_device(torch.stack((seq, i0)).to(torch.int32), device)
+    return tiles[0], tiles[1]
