@@ -218,6 +218,8 @@ def test_forward_and_backward_never_wait_for_the_gpu(name, combine):
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
+        with pytest.raises(RuntimeError):  # the mode sees a pageable copy, the sync removed
+            torch.tensor([1, 2], device="cuda")
         grads = step()
     finally:
         torch.cuda.set_sync_debug_mode(0)
