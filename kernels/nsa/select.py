@@ -174,9 +174,8 @@ def slc_scores(
         meta.q_start, meta.q_len, meta.q_pos0, meta.c_start, meta.c_len, NS, scale * LOG2E,
         H=H, H_KV=H_KV, G=G, GP=GP, BT=BT, BM=BT * GP, DK=DK, BDK=BDK, BDK2=BDK2, BJ=block_j,
         BC=block_j * R, HALO=max(16, R), CMP_BLOCK=cfg.cmp_block, CMP_STRIDE=cfg.cmp_stride,
-        SLC_BLOCK=cfg.slc_block,
-        L_UNITS=L, R_UNITS=R, SPLITS=splits, LOGITS=0 if logits is None else logits.shape[-1],
-        **opts,
+        SLC_BLOCK=cfg.slc_block, L_UNITS=L, R_UNITS=R, SPLITS=splits,
+        LOGITS=0 if logits is None else logits.shape[-1], **opts,
     )  # fmt: skip
     return scores
 
@@ -268,8 +267,9 @@ def slc_work(
     Built with device ops of fixed sizes and no host sync (one sort, a histogram, prefix sums):
     W is an upper bound known on the host (one item per (sequence, head, block) plus one per
     full piece of the most entries the unions can hold), and the items past the real ones have
-    w_len = 0. The v6 version (mask, argsort, unique, repeat_interleave) synced three times and
-    took 2.5 ms at 64k.
+    w_len = 0. The v6 version (mask, argsort, unique, repeat_interleave) synced three times;
+    timed alone at 64k on the H200 this one takes 1.16 ms for the paper config (v6 1.78) and
+    0.94 for qwen-1.5b (v6 1.28).
     """
     per_item = SLC_WORK_TILES * tiles_per_step
     U = sel.ulist.shape[-1]
