@@ -388,6 +388,33 @@ def stage_breakdown(name, T, cfg, tuning, reps):
     return {"config": name, "T": T, "combine": cfg.combine, "tuning": str(tuning), "stages_ms": out}
 
 
+def bench_real_selections(name, path: Path, cfg, reps) -> dict:
+    """The selection branch (forward, dQ, dK/dV) on a real model's selected blocks against
+    random inputs' selections, saved by bench/selection_locality.py --save-idx, for several
+    selection tile heights (block_m_slc). q, k, v are random in the config's shapes: the
+    blocks each query reads, not the values, set the kernels' loads."""
+    saved = torch.load(path)
+    T = saved["tokens"]
+    st = _setup(name, T, cfg)
+    rows = []
+    for layer, kinds in saved["idx"].items():
+        for kind, idx in kinds.items():
+            assert idx.shape == st["idx"].shape, f"{path} holds {tuple(idx.shape)} selections"
+            st["idx"] = idx.to("cuda", torch.int32).contiguous()
+            for block_m in (16, 32, 64):
+                tuning = KernelTuning(block_m_slc=block_m)
+                stages, sel = stage_fns(name, T, cfg, tuning, st=st)
+                ms = {
+                    x: time_ms(stages[x], reps) for x in ("slc_attn", "bwd_slc_dq", "bwd_slc_dkdv")
+                }
+                rows.append({"layer": layer, "selections": kind, "block_m_slc": block_m,
+                             "mean_union_blocks": sel.ucount.float().mean().item(),
+                             "rows_per_tile": sel.rows_per_tile, "ms": ms})  # fmt: skip
+                print(name, "layer", layer, kind, "block_m", block_m,
+                      {x: round(v, 3) for x, v in ms.items()}, flush=True)  # fmt: skip
+    return {"config": name, "T": T, "model": saved["model"], "rows": rows}
+
+
 # the attention stages whose launch options and key-step width `--parts launch` sweeps,
 # the largest first (so a run cut short still has them)
 LAUNCH_STAGES = (
@@ -665,12 +692,14 @@ def main(argv: list[str]) -> None:
     p.add_argument("--configs", default=",".join(CONFIGS))
     p.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
     p.add_argument("--combine", default="gated", choices=["gated", "union"])
-    extra = "also: split, launch, module_profile, decode_profile, decode_splits, decode_scores"
+    extra = "also: split, launch, module_profile, decode_profile, decode_splits, decode_scores, "
+    extra += "slc_real (with --selections)"
     p.add_argument("--parts", default="tune,prefill,decode,breakdown", help=extra)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--padded-head-dim", action="store_true", help="pad Dk, do not split it")
     p.add_argument("--sweep", help="launch part: only these stages (e.g. scores,slc_attn)")
     p.add_argument("--out", default="bench/results/kernels-h200.json")
+    p.add_argument("--selections", help="slc_real part: a file of bench/selection_locality.py")
     p.add_argument("--public", metavar="DIR", help="also run the public NSA kernels under DIR")
     p.add_argument("--public-lengths", default="16384,65536")
     p.add_argument("--public-configs", default=",".join(PUBLIC_CONFIGS))
@@ -750,6 +779,9 @@ def main(argv: list[str]) -> None:
             result.setdefault("module_profile", []).append(row)
             print(name, "module GPU ms: fwd", round(row["fwd_gpu_ms"], 2), "bwd",
                   round(row["bwd_gpu_ms"], 2), flush=True)  # fmt: skip
+        if "slc_real" in parts:
+            row = bench_real_selections(name, Path(a.selections), cfg, a.reps)
+            result.setdefault("slc_real", []).append(row)
         if "decode_scores" in parts:  # the scores pass of decode: blocks per step x steps
             from nsa_assist.kernels.nsa import decode as decode_mod
 
