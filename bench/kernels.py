@@ -13,6 +13,12 @@ KernelTuning.split_head_dim), plus the whole module's forward and backward, side
 
     python bench/kernels.py --configs paper --lengths 65536 --parts split --reps 3
 
+Other parts: `launch` (per-stage launch sweep), `module_profile` / `decode_profile` (GPU time
+per kernel), `decode_splits` / `decode_scores` (decode sweeps), `slc_real` (the selection
+kernels on a real model's selections, saved by bench/selection_locality.py):
+
+    python bench/kernels.py --configs qwen-0.5b --parts slc_real --selections FILE --reps 3
+
 `--public DIR` also runs public NSA kernels side by side on the paper's head layout (their
 source read from DIR, never committed; see bench_public): flash-linear-attention's
 `parallel_nsa` (DIR/fla) and XunhaoLai's native-sparse-attention-triton (DIR/xunhao).
