@@ -21,6 +21,7 @@ from .settings import PROMPT_MARGIN, Settings, default_budget
 
 if TYPE_CHECKING:
     from nsa_assist.ingest.context import Context
+    from nsa_assist.ingest.walk import WalkResult
     from nsa_assist.model.loader import LoadedModel
     from nsa_assist.model.tokenizer import ModelTokenizer
     from nsa_assist.workers.engine import Completion
@@ -73,9 +74,20 @@ def _validate(options: AskOptions) -> None:
         raise fail(f"--temperature must be >= 0, got {options.temperature}")
 
 
+def _walk(options: AskOptions, settings: Settings) -> WalkResult | None:
+    """A folder's (or archive's) text files, read before the model loads, so a source with
+    none fails at once rather than after a first-use download; None for a PDF."""
+    from nsa_assist.ingest.pipeline import IngestOptions, is_pdf, walk_repository
+
+    if is_pdf(options.source):
+        return None
+    return walk_repository(options.source, IngestOptions(cache_dir=settings.home / PARSE_CACHE_DIR))
+
+
 def _pack(
-    options: AskOptions, budget: int, tokenizer: ModelTokenizer, settings: Settings, err: Console
-) -> Context:
+    options: AskOptions, budget: int, tokenizer: ModelTokenizer, settings: Settings, err: Console,
+    walked: WalkResult | None = None,
+) -> Context:  # fmt: skip
     """The ranked context for the question, leaving room for the prompt's framing."""
     from nsa_assist.ingest.pipeline import IngestOptions, ingest_source
     from nsa_assist.ingest.prompt import framing_text
@@ -92,7 +104,7 @@ def _pack(
         tokenizer=tokenizer.identity,
     )
     ingested = ingest_source(
-        options.source, options.question, budget - framing, count_tokens, ingest_options
+        options.source, options.question, budget - framing, count_tokens, ingest_options, walked
     )
     for note in ingested.notes:
         err.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
@@ -123,10 +135,12 @@ def _write(piece: str) -> None:
 
 def _answer_locally(options: AskOptions, choice: ModelChoice, settings: Settings) -> None:
     err = Console(stderr=True)
+    walked = _walk(options, settings)
     started = time.perf_counter()
     loaded = load_with_progress(choice, settings, err)
     load_seconds = time.perf_counter() - started
-    context = _pack(options, _default_budget(options, choice), loaded.tokenizer, settings, err)
+    budget = _default_budget(options, choice)
+    context = _pack(options, budget, loaded.tokenizer, settings, err, walked)
     answer, completion, prompt_tokens = _generate(options, loaded, context, err)
     if not options.as_json:
         _write("\n")
@@ -230,8 +244,10 @@ def _answer_via_queue(options: AskOptions, choice: ModelChoice, settings: Settin
     err = Console(stderr=True)
     with open_queue(settings) as queue:
         require_live_worker(queue)
+        walked = _walk(options, settings)
         tokenizer = load_tokenizer(choice.ref, settings.home)
-        context = _pack(options, _default_budget(options, choice), tokenizer, settings, err)
+        budget = _default_budget(options, choice)
+        context = _pack(options, budget, tokenizer, settings, err, walked)
         spec = JobSpec(
             kind=JobKind.ASK,
             source=str(options.source.resolve()),

@@ -22,7 +22,7 @@ from .rank import RankWeights, rank, rank_inputs
 from .rank_inputs import INPUTS_VERSION, RankInputs
 from .terms import parse_question
 from .token_memo import TokenMemo
-from .walk import SourceFile, WalkConfig, walk_source
+from .walk import SourceFile, WalkConfig, WalkResult, walk_source
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,17 +57,41 @@ class Ingested:
     """Things the user should know (pages without a text layer, ...)."""
 
 
+def is_pdf(source: Path) -> bool:
+    return source.is_file() and source.suffix.lower() == ".pdf"
+
+
 def ingest_source(
     source: Path,
     question: str,
     budget: int,
     count_tokens: CountTokens,
     options: IngestOptions | None = None,
+    walked: WalkResult | None = None,
 ) -> Ingested:
-    """Pack `source` (a PDF, folder, git checkout, archive or text file) for `question`."""
-    if source.is_file() and source.suffix.lower() == ".pdf":
+    """Pack `source` (a PDF, folder, git checkout, archive or text file) for `question`.
+    walked: the source's walk from `walk_repository`, when the caller has it already."""
+    if is_pdf(source):
         return ingest_pdf(source, question, budget, count_tokens, options)
-    return ingest_repository(source, question, budget, count_tokens, options)
+    return ingest_repository(source, question, budget, count_tokens, options, walked)
+
+
+def walk_repository(source: Path, options: IngestOptions | None = None) -> WalkResult:
+    """The text files `ingest_repository` would read; SourceError when there are none.
+
+    For callers with slow work before packing (the CLI loads, and on first use downloads, a
+    model for its tokenizer): a source with nothing to read fails first, and the walk is
+    handed on to `ingest_source`."""
+    options = options or IngestOptions()
+    cache = ParseCache(options.cache_dir) if options.cache_dir is not None else None
+    try:
+        walked = walk_source(source, options.walk, cache)
+    finally:
+        if cache is not None:
+            cache.close()
+    if not walked.files:
+        raise SourceError(f"no readable text files in {source}")
+    return walked
 
 
 def ingest_pdf(
@@ -124,10 +148,11 @@ def ingest_repository(
     budget: int,
     count_tokens: CountTokens,
     options: IngestOptions | None = None,
+    walked: WalkResult | None = None,
 ) -> Ingested:
     """Pack a folder, git checkout, archive or single text file for `question`."""
     with collector_paused():
-        return _ingest_repository(source, question, budget, count_tokens, options)
+        return _ingest_repository(source, question, budget, count_tokens, options, walked)
 
 
 @contextlib.contextmanager
@@ -153,12 +178,14 @@ def _ingest_repository(
     budget: int,
     count_tokens: CountTokens,
     options: IngestOptions | None,
+    walked: WalkResult | None = None,
 ) -> Ingested:
     options = options or IngestOptions()
     config = PackConfig(budget=budget)
     cache = ParseCache(options.cache_dir) if options.cache_dir is not None else None
     try:
-        walked = walk_source(source, options.walk, cache)
+        if walked is None:
+            walked = walk_source(source, options.walk, cache)
         if not walked.files:
             raise SourceError(f"no readable text files in {source}")
         mapped = map_repository(walked.files, cache, options.workers)

@@ -51,10 +51,12 @@ def test_models_pull_unknown_name(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_empty_folder_is_one_line_error(tmp_path: Path) -> None:
-    empty = tmp_path / "empty"
+    """Found before the model loads: a fresh home, and nothing is downloaded first."""
+    empty, home = tmp_path / "empty", tmp_path / "home"
     empty.mkdir()
-    result = run_nsa("ask", str(empty), "why?", "--model", TEST_MODEL, home=default_home())
+    result = run_nsa("ask", str(empty), "why?", "--model", TEST_MODEL, home=home)
     _assert_one_line_error(result, "no readable text files")
+    assert not (home / "models").exists()
 
 
 @pytest.mark.slow
