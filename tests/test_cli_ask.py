@@ -61,6 +61,10 @@ def test_empty_folder_is_one_line_error(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_budget_below_question_is_one_line_error() -> None:
+    """Counting the question needs the model's tokenizer, so the model is pulled first: its
+    first-use download notice is progress, not part of the error."""
+    pulled = run_nsa("models", "pull", TEST_MODEL, home=default_home())
+    assert pulled.returncode == 0, pulled.stderr
     question = "where is the retry policy configured? " * 20
     result = run_nsa(
         "ask",
