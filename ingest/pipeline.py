@@ -85,10 +85,14 @@ def walk_repository(source: Path, options: IngestOptions | None = None) -> WalkR
     options = options or IngestOptions()
     cache = ParseCache(options.cache_dir) if options.cache_dir is not None else None
     try:
-        walked = walk_source(source, options.walk, cache)
+        return _walk_some(source, options.walk, cache)
     finally:
         if cache is not None:
             cache.close()
+
+
+def _walk_some(source: Path, config: WalkConfig, cache: ParseCache | None) -> WalkResult:
+    walked = walk_source(source, config, cache)
     if not walked.files:
         raise SourceError(f"no readable text files in {source}")
     return walked
@@ -185,9 +189,7 @@ def _ingest_repository(
     cache = ParseCache(options.cache_dir) if options.cache_dir is not None else None
     try:
         if walked is None:
-            walked = walk_source(source, options.walk, cache)
-        if not walked.files:
-            raise SourceError(f"no readable text files in {source}")
+            walked = _walk_some(source, options.walk, cache)
         mapped = map_repository(walked.files, cache, options.workers)
         inputs = cached_rank_inputs(walked.files, mapped, options.weights, cache)
         question_terms = parse_question(question)

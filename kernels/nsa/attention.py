@@ -30,7 +30,7 @@ import triton
 import triton.language as tl
 
 from .config import NSAConfig
-from .varlen import SeqMeta, make_tiles, query_tiles, to_device
+from .varlen import SeqMeta, device_i32, make_tiles, query_tiles
 
 MODE_CMP, MODE_SLC, MODE_WIN = 0, 1, 2
 # dK/dV of the compressed branch: early key tiles are read by every later query, so one
@@ -437,10 +437,6 @@ def _pad(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
 
 
-def _i32_on(values: tuple[int, ...], device) -> torch.Tensor:
-    return to_device(torch.tensor(values, dtype=torch.int32), device)
-
-
 def head_parts(D: int, split: bool) -> tuple[int, int]:
     """Tile widths (BD, BD2) covering a head dim D: tl.arange needs powers of two.
 
@@ -607,13 +603,15 @@ def attn_dkdv(
         grid = (w_seq.numel(), triton.cdiv(cfg.slc_block, BN))
         kv_start, kv_len, tile_i0, idx = (
             meta.k_start,
-            _i32_on(meta.k_lens, q.device),
+            meta.derived(("lens", meta.k_lens), lambda: device_i32(meta.k_lens, q.device)),
             sel.tile_i0,
             sel.idx,
         )
     else:
         kv_lens = meta.c_lens if mode == MODE_CMP else meta.k_lens
-        w_seq, w_blk = make_tiles(kv_lens, BN, q.device)
+        w_seq, w_blk = meta.derived(
+            ("tiles", kv_lens, BN), lambda: make_tiles(kv_lens, BN, q.device)
+        )
         w_hkv = w_start = w_len = w_tiles = tile_i0 = idx = w_seq
         # a compressed key tile is read by every later query (up to T / BT steps); a window
         # key tile only by the w + BN - 1 queries after it, so it rarely needs a split
@@ -623,7 +621,7 @@ def attn_dkdv(
         n_splits = max(1, triton.cdiv(steps, BT * query_steps))
         grid = (w_seq.numel(), d["H_KV"], n_splits)
         kv_start = meta.c_start if mode == MODE_CMP else meta.k_start
-        kv_len = _i32_on(kv_lens, q.device)
+        kv_len = meta.derived(("lens", kv_lens), lambda: device_i32(kv_lens, q.device))
     if grid[0] == 0:
         return
     _attn_dkdv_kernel[grid](

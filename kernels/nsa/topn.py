@@ -98,7 +98,7 @@ def _top_n_kernel(
 
 @triton.jit
 def _top_n_in_registers_kernel(
-    scores, idx, R, NS,  # as _top_n_kernel: scores [R, NS] float; idx [R, NSEL] int32
+    scores, idx, NS,  # as _top_n_kernel: scores [R, NS] float; idx [R, NSEL] int32; R programs
     NSEL: tl.constexpr, BSEL: tl.constexpr, BNS: tl.constexpr,
 ):  # fmt: skip
     """One row per program, held in registers: n rounds of (max, drop it). For few rows
@@ -157,7 +157,7 @@ def top_n_blocks(
         in_registers = R <= REGISTER_ROWS and BNS <= 4 * REGISTER_BLOCKS_PER_WARP
     if in_registers:
         _top_n_in_registers_kernel[(R,)](
-            scores.contiguous(), out, R, NS, NSEL=n, BSEL=triton.next_power_of_2(n), BNS=BNS,
+            scores.contiguous(), out, NS, NSEL=n, BSEL=triton.next_power_of_2(n), BNS=BNS,
             num_warps=max(1, BNS // REGISTER_BLOCKS_PER_WARP),
         )  # fmt: skip
         return out

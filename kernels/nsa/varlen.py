@@ -9,7 +9,8 @@ q_pos0 = 0 and q_start = k_start; decode has q_len = 1 and q_pos0 = length - 1.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
 
 import torch
 import triton
@@ -39,10 +40,18 @@ class SeqMeta:
     single_query: bool = False
     tile_seq: torch.Tensor | None = None
     tile_i0: torch.Tensor | None = None
+    _derived: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def batch(self) -> int:
         return len(self.q_lens)
+
+    def derived(self, key: Hashable, build: Callable[[], object]):
+        """What `build` makes from this meta (tiles, lengths on the device), made once: the
+        forward and backward of one call launch ~10 kernels over the same few tilings."""
+        if key not in self._derived:
+            self._derived[key] = build()
+        return self._derived[key]
 
 
 def to_device(host: torch.Tensor, device) -> torch.Tensor:
@@ -56,8 +65,9 @@ def to_device(host: torch.Tensor, device) -> torch.Tensor:
     return host.pin_memory().to(device, non_blocking=True)
 
 
-def _i32(values, device) -> torch.Tensor:
-    return to_device(torch.tensor(list(values), dtype=torch.int32), device)
+def device_i32(values, device) -> torch.Tensor:
+    """Host ints (a list, or a list of equal-length rows) as int32 on `device`, no sync."""
+    return to_device(torch.tensor(values, dtype=torch.int32), device)
 
 
 def _starts(lengths) -> list[int]:
@@ -72,13 +82,16 @@ def prefill_meta(cu_seqlens: list[int], cfg: NSAConfig, device) -> SeqMeta:
     """Packed sequences given by cu_seqlens (host list [B+1]); compressed tokens packed alike."""
     lens = [b - a for a, b in itertools.pairwise(cu_seqlens)]
     c_lens = [cfg.num_compressed(n) for n in lens]
+    starts = list(cu_seqlens[:-1])
+    rows = [starts, lens, [0] * len(lens), starts, _starts(c_lens), c_lens]  # one copy up
+    q_start, q_len, q_pos0, k_start, c_start, c_len = device_i32(rows, device).unbind(0)
     return SeqMeta(
-        q_start=_i32(cu_seqlens[:-1], device),
-        q_len=_i32(lens, device),
-        q_pos0=_i32([0] * len(lens), device),
-        k_start=_i32(cu_seqlens[:-1], device),
-        c_start=_i32(_starts(c_lens), device),
-        c_len=_i32(c_lens, device),
+        q_start=q_start,
+        q_len=q_len,
+        q_pos0=q_pos0,
+        k_start=k_start,
+        c_start=c_start,
+        c_len=c_len,
         q_lens=tuple(lens),
         k_lens=tuple(lens),
         c_lens=tuple(c_lens),
@@ -90,7 +103,8 @@ def _decode_meta_kernel(
     lengths, out, B, cache_len, cmp_cache_len,
     CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr, BB: tl.constexpr,
 ):  # fmt: skip
-    """out [8, B] int32: q_start, q_len, q_pos0, k_start, c_start, c_len, tile_seq, tile_i0."""
+    """out [7, B] int32: q_start (also each tile's sequence), q_len, q_pos0, k_start, c_start,
+    c_len, tile_i0."""
     b = tl.program_id(0) * BB + tl.arange(0, BB)
     m = b < B
     n = tl.load(lengths + b, mask=m, other=1)
@@ -101,8 +115,7 @@ def _decode_meta_kernel(
     tl.store(out + 3 * B + b, b * cache_len, mask=m)
     tl.store(out + 4 * B + b, b * cmp_cache_len, mask=m)
     tl.store(out + 5 * B + b, n_cmp, mask=m)
-    tl.store(out + 6 * B + b, b, mask=m)
-    tl.store(out + 7 * B + b, b * 0, mask=m)
+    tl.store(out + 6 * B + b, b * 0, mask=m)
 
 
 def decode_meta(
@@ -112,13 +125,13 @@ def decode_meta(
     caches padded to cache_len / cmp_cache_len rows per sequence. One small kernel (it was
     eight torch ops, each a node of a decode step's CUDA graph) and no sync."""
     B = lengths.shape[0]
-    out = torch.empty(8, B, device=lengths.device, dtype=torch.int32)
+    out = torch.empty(7, B, device=lengths.device, dtype=torch.int32)
     BB = min(1024, max(16, triton.next_power_of_2(B)))
     _decode_meta_kernel[(triton.cdiv(B, BB),)](
         lengths, out, B, cache_len, cmp_cache_len,
         CMP_BLOCK=cfg.cmp_block, CMP_STRIDE=cfg.cmp_stride, BB=BB,
     )  # fmt: skip
-    q_start, q_len, q_pos0, k_start, c_start, c_len, tile_seq, tile_i0 = out.unbind(0)
+    q_start, q_len, q_pos0, k_start, c_start, c_len, tile_i0 = out.unbind(0)
     return SeqMeta(
         q_start=q_start,
         q_len=q_len,
@@ -130,7 +143,7 @@ def decode_meta(
         k_lens=(cache_len,) * B,
         c_lens=(cmp_cache_len,) * B,
         single_query=True,
-        tile_seq=tile_seq,
+        tile_seq=q_start,  # one tile per sequence: tile b is sequence b
         tile_i0=tile_i0,
     )
 
@@ -145,7 +158,10 @@ def query_tiles(meta: SeqMeta, rows_per_tile: int, device) -> tuple[torch.Tensor
     """Query tiles of a SeqMeta (one per sequence for decode, built on the device)."""
     if meta.single_query:
         return meta.tile_seq, meta.tile_i0
-    return make_tiles(meta.q_lens, rows_per_tile, device)
+    return meta.derived(
+        ("tiles", meta.q_lens, rows_per_tile),
+        lambda: make_tiles(meta.q_lens, rows_per_tile, device),
+    )
 
 
 def make_tiles(lengths: tuple[int, ...], rows_per_tile: int, device) -> tuple[torch.Tensor, ...]:
