@@ -788,19 +788,19 @@ def main(argv: list[str]) -> None:
         if "slc_real" in parts:
             row = bench_real_selections(name, Path(a.selections), cfg, a.reps)
             result.setdefault("slc_real", []).append(row)
-        if "decode_scores" in parts:  # the scores pass of decode: blocks per step x steps
-            from nsa_assist.kernels.nsa import decode as decode_mod
+        if "decode_scores" in parts:  # decode's scores pass: blocks per program x warps
+            from nsa_assist.kernels.nsa import decode_scores as scores_mod
 
-            default = (decode_mod.DECODE_SCORE_BLOCKS, decode_mod.DECODE_SCORE_STEPS)
-            for bj, steps in [default, *itertools.product((16, 32, 64, 128), (1, 2, 4, 8))]:
-                decode_mod.DECODE_SCORE_BLOCKS, decode_mod.DECODE_SCORE_STEPS = bj, steps
+            default = (scores_mod.DECODE_SCORE_BLOCKS, scores_mod.DECODE_SCORE_WARPS)
+            for bj, warps in [default, *itertools.product((16, 32, 64, 128), (2, 4, 8))]:
+                scores_mod.DECODE_SCORE_BLOCKS, scores_mod.DECODE_SCORE_WARPS = bj, warps
                 for batch in DECODE_BATCHES:
                     row = bench_decode(name, max(lengths), batch, cfg, a.reps * 4)
-                    row.update(score_blocks=bj, score_steps=steps, default=(bj, steps) == default)
+                    row.update(score_blocks=bj, score_warps=warps, default=(bj, warps) == default)
                     result.setdefault("decode_scores", []).append(row)
-                    print(name, "decode b", batch, "score blocks", bj, "steps", steps,
+                    print(name, "decode b", batch, "score blocks", bj, "warps", warps,
                           round(row["nsa_decode_graph_ms"], 4), flush=True)  # fmt: skip
-            decode_mod.DECODE_SCORE_BLOCKS, decode_mod.DECODE_SCORE_STEPS = default
+            scores_mod.DECODE_SCORE_BLOCKS, scores_mod.DECODE_SCORE_WARPS = default
         if "decode_profile" in parts:
             for batch in DECODE_BATCHES:
                 row = profile_decode(name, max(lengths), batch, cfg, a.reps * 4)

@@ -16,11 +16,15 @@ if not torch.cuda.is_available():
 from nsa_assist.kernels.nsa import NSAConfig, nsa_attention, nsa_decode
 from nsa_assist.kernels.nsa import attention as nsa_attention_mod
 from nsa_assist.kernels.nsa import select as nsa_select_mod
+from nsa_assist.kernels.nsa.attention import MODE_CMP, attn_fwd
 from nsa_assist.kernels.nsa.compress import compress_mean
 from nsa_assist.kernels.nsa.decode import (
     completed_blocks,
     update_compressed_cache,
 )
+from nsa_assist.kernels.nsa.decode_scores import decode_scores
+from nsa_assist.kernels.nsa.select import slc_scores
+from nsa_assist.kernels.nsa.varlen import decode_meta
 from nsa_assist.kernels.reference import nsa_reference
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -82,15 +86,15 @@ def test_decode_equals_reference_at_last_position(G, H_kv, combine, splits):
     ids=["G6-Dk96", "G16-Dk48-union", "G1-Dk192"],
 )
 def test_decode_with_split_head_dim_equals_reference(G, H_kv, combine, Dk, Dv, monkeypatch):
-    """Dk not a power of two, tiled as two parts (32 + 16, 64 + 32, 128 + 64) in all four
-    launches (three branches and the scores pass)."""
+    """Dk not a power of two, tiled as two parts (32 + 16, 64 + 32, 128 + 64) in the three
+    branch launches (the scores pass reads the compressed pass's logits, not q or Kc)."""
     seen = []
     real = nsa_attention_mod.head_parts
     spy = lambda D, split: seen.append(real(D, split)) or seen[-1]
     monkeypatch.setattr(nsa_attention_mod, "head_parts", spy)
     monkeypatch.setattr(nsa_select_mod, "head_parts", spy)
     _check_decode(G, H_kv, combine, None, Dk, Dv, split_head_dim=True)
-    assert len(seen) == 4 and all(bd2 > 0 for _, bd2 in seen), seen
+    assert len(seen) == 3 and all(bd2 > 0 for _, bd2 in seen), seen
 
 
 def _check_decode(G, H_kv, combine, splits, Dk=16, Dv=8, split_head_dim=False):
@@ -125,3 +129,28 @@ def test_decode_equals_triton_prefill():
     prefill = nsa_attention(q, k, v, kc_cache[0, :n_c], vc_cache[0, :n_c], cfg)
     o = nsa_decode(q[-1:], k_cache, v_cache, kc_cache, vc_cache, [45], cfg)
     assert rel(o[0], prefill[-1]) < 1e-4
+
+
+@pytest.mark.parametrize("G", [1, 6, 16])
+@pytest.mark.parametrize("blocks_per_program", [2, 64], ids=["2-blocks", "all-blocks"])
+def test_decode_scores_equal_the_prefill_scores_pass(G, blocks_per_program):
+    """decode_scores (from the compressed pass's logits and split lse) == slc_scores (q.Kc
+    again, from the merged lse), at every block of every sequence; logits the compressed
+    pass did not write stay NaN, so reading one fails the test. Two blocks a program puts the
+    Eq. 9 spill across program edges."""
+    cfg, H_kv, Dk = NSAConfig(**SMALL), 2, 16
+    k_cache, _, kc_cache, vc_cache = _grow_caches(LENGTHS, H_kv, Dk, 8, cfg)
+    B, S, S_c = len(LENGTHS), k_cache.shape[1], kc_cache.shape[1]
+    q = torch.randn(B, G * H_kv, Dk, device=DEVICE)
+    meta = decode_meta(torch.tensor(LENGTHS, dtype=torch.int32, device=DEVICE), S, S_c, cfg)
+    kc, vc = kc_cache.reshape(B * S_c, H_kv, Dk), vc_cache.reshape(B * S_c, H_kv, 8)
+    logits = torch.full((B, G * H_kv, S_c), float("nan"), device=DEVICE)
+    _, lse_part = attn_fwd(
+        q, kc, vc, meta, cfg, MODE_CMP, 0.25, splits=3, block_m=16, with_output=False,
+        logits=logits,
+    )  # fmt: skip
+    got = decode_scores(logits, lse_part, meta, cfg, H_kv, blocks_per_program)
+    want = slc_scores(q, kc, torch.logsumexp(lse_part, 0), meta, cfg, 0.25)
+    assert got.shape == want.shape == (B, H_kv, cfg.num_slc_blocks(S))
+    assert not got.isnan().any()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

@@ -1,4 +1,5 @@
-"""merge_splits (flash-decoding's reduction of split partial results) in Triton vs PyTorch.
+"""decode_combine (each branch's split partial results merged by log-sum-exp, then the gated
+sum or the union softmax, in one Triton launch) vs PyTorch.
 
 Without a GPU the kernel runs in Triton's interpreter (tests/conftest.py)."""
 
@@ -12,7 +13,7 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from nsa_assist.kernels.nsa.combine import merge_splits, merge_splits_torch
+from nsa_assist.kernels.nsa.combine import decode_combine, merge_splits_torch
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -28,22 +29,33 @@ def _parts(S, N, H, DV, seed):
     return o.to(DEVICE), lse.to(DEVICE)
 
 
-@pytest.mark.parametrize(
-    "S,N,H,DV", [(1, 3, 2, 8), (5, 7, 3, 48), (16, 40, 1, 128), (40, 3, 2, 16), (66, 4, 1, 64)]
-)
-def test_merge_matches_torch(S, N, H, DV):
-    o, lse = _parts(S, N, H, DV, seed=S * 100 + N)
-    got_o, got_lse = merge_splits(o, lse)
-    want_o, want_lse = merge_splits_torch(o, lse)
-    assert got_o.dtype == torch.float32 and got_o.shape == (N, H, DV)
-    torch.testing.assert_close(got_lse, want_lse, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(got_o, want_o, rtol=1e-5, atol=1e-5)
-    assert torch.equal(got_o[1, 0], torch.zeros(DV, device=DEVICE))  # no key seen: zeros
-    assert got_lse[1, 0] == float("-inf")
+# splits of the (compressed, selected, window) branches, rows N x H, Dv
+CASES = [
+    ((1, 1, 1), 3, 2, 8),
+    ((5, 3, 2), 7, 3, 48),
+    ((16, 17, 4), 40, 1, 128),
+    ((40, 2, 66), 3, 2, 16),
+]
 
 
-def test_merge_lse_alone():
-    _, lse = _parts(4, 9, 2, 8, seed=3)
-    got_o, got_lse = merge_splits(None, lse)
-    assert got_o is None
-    torch.testing.assert_close(got_lse, torch.logsumexp(lse, 0), rtol=1e-5, atol=1e-5)
+@pytest.mark.parametrize("splits,N,H,DV", CASES)
+def test_gated_matches_torch(splits, N, H, DV):
+    cmp, slc, win = (_parts(S, N, H, DV, seed=S * 100 + i) for i, S in enumerate(splits))
+    gates = torch.rand(N, H, 3, device=DEVICE, dtype=torch.bfloat16)
+    got = decode_combine(cmp, slc, win, gates, union=False, out_dtype=torch.bfloat16)
+    merged = [merge_splits_torch(*part)[0] for part in (cmp, slc, win)]
+    want = sum(gates[..., c, None].float() * merged[c] for c in range(3))
+    assert got.dtype == torch.bfloat16 and got.shape == (N, H, DV)
+    torch.testing.assert_close(got.float(), want, rtol=1e-2, atol=1e-2)
+    # row (1, 0) saw no key in any branch: merged zeros, so the gated sum is zero
+    assert torch.equal(got[1, 0].float(), torch.zeros(DV, device=DEVICE))
+
+
+@pytest.mark.parametrize("splits,N,H,DV", CASES)
+def test_union_matches_one_softmax_over_both_key_sets(splits, N, H, DV):
+    _, slc, win = (_parts(S, N, H, DV, seed=S * 7 + i) for i, S in enumerate(splits))
+    got = decode_combine((None, slc[1]), slc, win, None, union=True, out_dtype=torch.float32)
+    # the union of disjoint key sets is one merge over all their partial results
+    want, _ = merge_splits_torch(torch.cat((slc[0], win[0])), torch.cat((slc[1], win[1])))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert torch.equal(got[1, 0], torch.zeros(DV, device=DEVICE))

@@ -56,9 +56,11 @@ def _check_twin(scores, n):
     the CPU: on CUDA torch.sort puts a NaN with its sign bit set last, not first."""
     want = top_n_blocks_torch(scores.cpu(), n)
     for in_registers in (False, True):
-        got = top_n_blocks(scores, n, in_registers=in_registers)
+        counts = torch.full(scores.shape[:-1], -7, device=scores.device, dtype=torch.int32)
+        got = top_n_blocks(scores, n, in_registers=in_registers, counts=counts)
         assert got.dtype == torch.int32 and got.shape == (*scores.shape[:-1], n)
         assert torch.equal(got.cpu(), want), f"in_registers={in_registers}"
+        assert torch.equal(counts.cpu(), (want >= 0).sum(-1, dtype=torch.int32))
     return got
 
 

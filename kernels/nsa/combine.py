@@ -78,12 +78,10 @@ def _pad(n: int) -> int:
 
 
 def gated_combine(
-    o_cmp: torch.Tensor, o_slc: torch.Tensor, o_win: torch.Tensor, gates: torch.Tensor,
-    out_dtype: torch.dtype | None = None,
-) -> torch.Tensor:  # fmt: skip
-    """o = g_cmp * o_cmp + g_slc * o_slc + g_win * o_win; o_* [N, H, Dv], gates [N, H, 3].
-    out_dtype: the output's (default o_slc's), so decode's fp32 branches need no cast after."""
-    out = torch.empty_like(o_slc, dtype=out_dtype)
+    o_cmp: torch.Tensor, o_slc: torch.Tensor, o_win: torch.Tensor, gates: torch.Tensor
+) -> torch.Tensor:
+    """o = g_cmp * o_cmp + g_slc * o_slc + g_win * o_win; o_* [N, H, Dv], gates [N, H, 3]."""
+    out = torch.empty_like(o_slc)
     R, DV = o_slc.shape[0] * o_slc.shape[1], o_slc.shape[2]
     _combine_fwd_kernel[_grid(R)](
         o_slc, o_win, o_cmp, gates, o_slc, o_slc, out, out, R,
@@ -93,12 +91,10 @@ def gated_combine(
 
 
 def union_merge(
-    o_a: torch.Tensor, lse_a: torch.Tensor, o_b: torch.Tensor, lse_b: torch.Tensor,
-    out_dtype: torch.dtype | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """One softmax over two disjoint key sets from their partial results: o [N, H, Dv], lse.
-    out_dtype: o's (default o_a's)."""
-    out = torch.empty_like(o_a, dtype=out_dtype)
+    o_a: torch.Tensor, lse_a: torch.Tensor, o_b: torch.Tensor, lse_b: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One softmax over two disjoint key sets from their partial results: o [N, H, Dv], lse."""
+    out = torch.empty_like(o_a)
     lse = torch.empty_like(lse_a)
     R, DV = o_a.shape[0] * o_a.shape[1], o_a.shape[2]
     _combine_fwd_kernel[_grid(R)](
@@ -128,17 +124,15 @@ MERGE_SPLITS_PER_STEP = 16
 
 
 @triton.jit
-def _merge_splits_kernel(
-    o, lse, out, lse_out, S, R,
-    DV: tl.constexpr, BDV: tl.constexpr, BS: tl.constexpr, WITH_O: tl.constexpr,
-):  # fmt: skip
-    r = tl.program_id(0)  # one row per program: decode has few rows (H at batch 1)
-    c = tl.arange(0, BDV)
+def _merge_row(o, lse, r, R, S, c, DV: tl.constexpr, BS: tl.constexpr):
+    """Row r of S split partial results, o [S, R, DV] and lse [S, R], merged by their
+    log-sum-exp (flash-decoding): (o [BDV] fp32, lse). BS splits a step, rescaled online as in
+    flash attention; a row no split saw gives zeros and -inf."""
     si = tl.arange(0, BS)
     m = tl.full([], float("-inf"), tl.float32)
     tot = tl.zeros([], dtype=tl.float32)
-    acc = tl.zeros([BDV], dtype=tl.float32)
-    for s0 in range(0, S, BS):  # BS splits a step, rescaled online as in flash attention
+    acc = tl.zeros(c.shape, dtype=tl.float32)
+    for s0 in range(0, S, BS):
         sm = s0 + si < S
         part = (s0 + si).to(tl.int64) * R + r
         b_lse = tl.load(lse + part, mask=sm, other=float("-inf"))
@@ -147,38 +141,69 @@ def _merge_splits_kernel(
         alpha = tl.exp(m - safe)
         w = tl.exp(b_lse - safe)
         tot = tot * alpha + tl.sum(w, 0)
-        if WITH_O:
-            b_o = tl.load(o + part[:, None] * DV + c[None, :],
-                          mask=sm[:, None] & (c[None, :] < DV), other=0.0)  # fmt: skip
-            acc = acc * alpha + tl.sum(w[:, None] * b_o.to(tl.float32), 0)
+        b_o = tl.load(o + part[:, None] * DV + c[None, :],
+                      mask=sm[:, None] & (c[None, :] < DV), other=0.0)  # fmt: skip
+        acc = acc * alpha + tl.sum(w[:, None] * b_o.to(tl.float32), 0)
         m = m_new
     ok = tot > 0
-    safe = tl.where(ok, m, 0.0)
-    tl.store(lse_out + r, tl.where(ok, safe + tl.log(tl.where(ok, tot, 1.0)), m))
-    if WITH_O:
-        tl.store(out + r.to(tl.int64) * DV + c, acc / tl.where(ok, tot, 1.0), mask=c < DV)
+    out = acc / tl.where(ok, tot, 1.0)
+    return out, tl.where(ok, tl.where(ok, m, 0.0) + tl.log(tl.where(ok, tot, 1.0)), m)
 
 
-def merge_splits(
-    o: torch.Tensor | None, lse: torch.Tensor
-) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """Flash-decoding reduction of S partial results, o [S, N, H, Dv] (or None: the
-    log-sum-exp alone), lse [S, N, H] -> (o [N, H, Dv] fp32, lse [N, H]). One Triton launch
-    instead of ~6 PyTorch kernels per merge (decode runs four merges a step)."""
-    S, R = lse.shape[0], lse[0].numel()
-    lse_out = torch.empty(lse.shape[1:], device=lse.device, dtype=torch.float32)
-    out = None if o is None else torch.empty(o.shape[1:], device=o.device, dtype=torch.float32)
-    DV = 1 if o is None else o.shape[-1]
-    BS = min(MERGE_SPLITS_PER_STEP, triton.next_power_of_2(S))
-    _merge_splits_kernel[(R,)](
-        lse if o is None else o.contiguous(), lse.contiguous(), lse_out if out is None else out,
-        lse_out, S, R, DV=DV, BDV=_pad(DV), BS=BS, WITH_O=o is not None,
+@triton.jit
+def _decode_combine_kernel(
+    o_cmp, lse_cmp, o_slc, lse_slc, o_win, lse_win,  # o_* [S_*, R, DV], lse_* [S_*, R]
+    gates, out, R, S_CMP, S_SLC, S_WIN,  # gates [R, 3]; out [R, DV]
+    DV: tl.constexpr, BDV: tl.constexpr, BS: tl.constexpr, UNION: tl.constexpr,
+):  # fmt: skip
+    r = tl.program_id(0)  # one row per program: decode has few rows (H at batch 1)
+    c = tl.arange(0, BDV)
+    a, la = _merge_row(o_slc, lse_slc, r, R, S_SLC, c, DV, BS)
+    b, lb = _merge_row(o_win, lse_win, r, R, S_WIN, c, DV, BS)
+    if UNION:  # one softmax over the (disjoint) selected and window keys
+        mx = tl.maximum(la, lb)
+        mx = tl.where(mx == float("-inf"), 0.0, mx)
+        wa = tl.exp(la - mx)
+        wb = tl.exp(lb - mx)
+        tot = wa + wb
+        o = (wa * a + wb * b) / tl.where(tot > 0, tot, 1.0)
+    else:
+        x, _ = _merge_row(o_cmp, lse_cmp, r, R, S_CMP, c, DV, BS)
+        g0 = tl.load(gates + r * 3).to(tl.float32)
+        g1 = tl.load(gates + r * 3 + 1).to(tl.float32)
+        g2 = tl.load(gates + r * 3 + 2).to(tl.float32)
+        o = g0 * x + g1 * a + g2 * b
+    tl.store(out + r.to(tl.int64) * DV + c, o.to(out.dtype.element_ty), mask=c < DV)
+
+
+Parts = tuple[torch.Tensor | None, torch.Tensor]  # o [S, N, H, Dv] (or None), lse [S, N, H]
+
+
+def decode_combine(
+    cmp: Parts, slc: Parts, win: Parts, gates: torch.Tensor | None, union: bool,
+    out_dtype: torch.dtype,
+) -> torch.Tensor:  # fmt: skip
+    """A decode step's output o [N, H, Dv] from each branch's split partial results (each
+    merged by its log-sum-exp), gated (gates [N, H, 3]) or, with union, as one softmax over
+    the selected and window keys (cmp unused). One launch where a merge per branch and a
+    combine took four to five (~26 us of a 238 us step: paper config, batch 32, H200)."""
+    o_slc, lse_slc = slc
+    N, H, DV = o_slc.shape[1:]
+    out = torch.empty(N, H, DV, device=o_slc.device, dtype=out_dtype)
+    o_cmp, lse_cmp = cmp if not union else (o_slc, lse_slc)
+    assert o_cmp is not None and (union or gates is not None), "gated needs o_cmp and gates"
+    splits = (lse_cmp.shape[0], lse_slc.shape[0], win[1].shape[0])
+    BS = min(MERGE_SPLITS_PER_STEP, triton.next_power_of_2(max(splits)))
+    _decode_combine_kernel[(N * H,)](
+        o_cmp.contiguous(), lse_cmp.contiguous(), o_slc.contiguous(), lse_slc.contiguous(),
+        win[0].contiguous(), win[1].contiguous(), o_slc if gates is None else gates.contiguous(),
+        out, N * H, *splits, DV=DV, BDV=_pad(DV), BS=BS, UNION=union,
     )  # fmt: skip
-    return out, lse_out
+    return out
 
 
 def merge_splits_torch(o: torch.Tensor, lse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """merge_splits in PyTorch, the tests' reference."""
+    """The merge of a branch's split partial results in PyTorch, the tests' reference."""
     total = torch.logsumexp(lse, dim=0)
     safe = torch.where(total == float("-inf"), 0.0, total)
     w = torch.exp(lse - safe)[..., None]

@@ -4,6 +4,11 @@ Caches are padded per sequence: k_cache [B, S, H_kv, Dk], v_cache [B, S, H_kv, D
 kc_cache [B, S_cmp, H_kv, Dk], vc_cache [B, S_cmp, H_kv, Dv]; lengths[b] counts the tokens of
 sequence b including the new one. Each branch is split over its keys (flash-decoding) so a
 batch of one still fills the GPU; partial results are merged by their log-sum-exp.
+
+A step is seven launches, none waiting on the host (so it can be captured in a CUDA graph):
+offsets (varlen.decode_meta), the compressed pass (which keeps its logits), block scores
+from those logits (decode_scores), top-n with its counts, the selected and window passes,
+and one kernel that merges every branch's splits and combines them (combine.decode_combine).
 """
 
 from __future__ import annotations
@@ -12,24 +17,19 @@ import math
 from collections.abc import Callable
 
 import torch
-import triton
 
 from ..errors import KernelsUserError
 from .attention import MODE_CMP, MODE_SLC, MODE_WIN, attn_fwd
-from .combine import gated_combine, merge_splits, union_merge
+from .combine import decode_combine
 from .config import NSAConfig
-from .select import selection_per_query, slc_scores, top_n
+from .decode_scores import decode_scores
+from .select import selection_per_query
+from .topn import top_n_blocks
 from .varlen import decode_meta
 
 TARGET_PROGRAMS = 264  # two waves on a 132-SM H200
 KEYS_PER_STEP = 64
-DECODE_BLOCK_M = 16
-# the scores pass from the compressed pass's logits: selection blocks per step and steps per
-# program. bench/kernels.py --parts decode_scores (H200, 64k, 3 configs x batch 1 and 32):
-# 16 x 4 is the fastest at batch 32 for the paper config (0.243 ms a step; 64 x 1: 0.554)
-# and within 5% elsewhere; 64 or 128 blocks a step spill and run up to 7x slower
-DECODE_SCORE_BLOCKS = 16
-DECODE_SCORE_STEPS = 4
+DECODE_BLOCK_M = 16  # one query per sequence: the smallest tile (16 rows) wastes the least
 
 
 def _splits(batch_heads: int, max_keys: int) -> int:
@@ -121,33 +121,21 @@ def nsa_decode(
     q = q.contiguous()
     k, v = k_cache.reshape(B * S, H_kv, -1), v_cache.reshape(B * S, H_kv, -1)
     kc, vc = kc_cache.reshape(B * S_cmp, H_kv, -1), vc_cache.reshape(B * S_cmp, H_kv, -1)
-    G = q.shape[1] // H_kv
     run = dict(block_m=DECODE_BLOCK_M, out_dtype=torch.float32, split_dk=split_head_dim)
     n_split = lambda keys: splits or _splits(B * H_kv, keys)
-    n_cmp = cfg.num_compressed(S)
     gated = cfg.combine == "gated"  # union reads only the compressed log-sum-exp
     # the compressed pass keeps its logits (B x H x S_cmp floats), so the block scores read
     # them instead of all of Kc again (H200, paper config, batch 32 at 64k: 201 MB of Kc)
     logits = torch.empty(B, q.shape[1], S_cmp, device=q.device, dtype=torch.float32)
-    o_part, lse_part = attn_fwd(
-        q, kc, vc, meta, cfg, MODE_CMP, scale, splits=n_split(n_cmp), with_output=gated,
-        logits=logits, **run,
+    cmp = attn_fwd(
+        q, kc, vc, meta, cfg, MODE_CMP, scale, splits=n_split(cfg.num_compressed(S)),
+        with_output=gated, logits=logits, **run,
     )  # fmt: skip
-    o_cmp, lse_cmp = merge_splits(o_part, lse_part)  # o_part is None for union
-    # one query per sequence: the smallest tile (16 rows) wastes the least; from the logits a
-    # program is a few loads with little to hide their latency, so it takes few steps
-    per_program = DECODE_SCORE_BLOCKS * DECODE_SCORE_STEPS
-    scores = slc_scores(
-        q, kc, lse_cmp, meta, cfg, scale, splits=triton.cdiv(cfg.num_slc_blocks(S), per_program),
-        split_dk=split_head_dim, score_rows=DECODE_BLOCK_M, block_j=DECODE_SCORE_BLOCKS,
-        logits=logits,
-    )  # fmt: skip
-    sel = selection_per_query(top_n(scores, cfg), meta, G, DECODE_BLOCK_M)
+    scores = decode_scores(logits, cmp[1], meta, cfg, H_kv)  # merges the splits' lse itself
+    ucount = torch.empty(B, H_kv, device=q.device, dtype=torch.int32)
+    idx = top_n_blocks(scores, cfg.n_selected, counts=ucount)
+    sel = selection_per_query(idx, ucount, meta, q.shape[1] // H_kv, DECODE_BLOCK_M)
     slc_splits = min(n_split(cfg.n_selected * cfg.slc_block), cfg.n_selected)
-    part = attn_fwd(q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, splits=slc_splits, **run)
-    o_slc, lse_slc = merge_splits(*part)
-    part = attn_fwd(q, k, v, meta, cfg, MODE_WIN, scale, splits=n_split(cfg.window), **run)
-    o_win, lse_win = merge_splits(*part)
-    if cfg.combine == "union":
-        return union_merge(o_slc, lse_slc, o_win, lse_win, out_dtype=q.dtype)[0]
-    return gated_combine(o_cmp, o_slc, o_win, gates, out_dtype=q.dtype)
+    slc = attn_fwd(q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, splits=slc_splits, **run)
+    win = attn_fwd(q, k, v, meta, cfg, MODE_WIN, scale, splits=n_split(cfg.window), **run)
+    return decode_combine(cmp, slc, win, gates, union=not gated, out_dtype=q.dtype)

@@ -36,19 +36,13 @@ SLC_WORK_TILES = 32  # dK/dV steps per work item of the selection branch (before
 
 
 @triton.jit
-def _cmp_probs(b_q, b_q2, kc, logits, lrow, c, hkv, t, valid, cl, cbase, b_lse, scale_log2,
+def _cmp_probs(b_q, b_q2, kc, c, hkv, t, valid, cl, cbase, b_lse, scale_log2,
                H_KV: tl.constexpr, DK: tl.constexpr, BDK: tl.constexpr, BDK2: tl.constexpr,
-               CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr,
-               LOGITS: tl.constexpr):  # fmt: skip
-    """Compressed attention probabilities [rows, c]: q.k again, or the logits the compressed
-    pass stored (rows of LOGITS tokens at lrow)."""
+               CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr):  # fmt: skip
+    """Compressed attention probabilities [rows, c], q.k recomputed."""
     cvalid = (c >= 0) & (c < cl)
-    if LOGITS:
-        ptr = logits + lrow[:, None] * LOGITS + c[None, :]
-        s = tl.load(ptr, mask=valid[:, None] & cvalid[None, :], other=float("-inf"))
-    else:
-        b_k, b_k2 = _load_parts(kc, cbase + c, hkv, cvalid, H_KV, DK, BDK, BDK2)
-        s = _dot_qk(b_q, b_q2, b_k, b_k2, BDK2) * scale_log2
+    b_k, b_k2 = _load_parts(kc, cbase + c, hkv, cvalid, H_KV, DK, BDK, BDK2)
+    s = _dot_qk(b_q, b_q2, b_k, b_k2, BDK2) * scale_log2
     vis = (
         valid[:, None] & cvalid[None, :] & ((c * CMP_STRIDE + CMP_BLOCK - 1)[None, :] <= t[:, None])
     )
@@ -58,7 +52,6 @@ def _cmp_probs(b_q, b_q2, kc, logits, lrow, c, hkv, t, valid, cl, cbase, b_lse, 
 @triton.jit
 def _slc_scores_kernel(
     q, kc, lse, scores,  # q [N, H, DK]; kc [*, H_KV, DK]; lse [N, H]; scores [N, H_KV, NS]
-    logits,  # LOGITS > 0: [N, H, LOGITS] fp32 from the compressed pass, read instead of q.kc
     tile_seq, tile_i0, q_start, q_len, q_pos0, c_start, c_len,
     NS, scale_log2,
     H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, GP: tl.constexpr, BT: tl.constexpr,
@@ -67,7 +60,6 @@ def _slc_scores_kernel(
     HALO: tl.constexpr,
     CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr, SLC_BLOCK: tl.constexpr,
     L_UNITS: tl.constexpr, R_UNITS: tl.constexpr, SPLITS: tl.constexpr,
-    LOGITS: tl.constexpr,
 ):  # fmt: skip
     tile = tl.program_id(0)
     hkv = tl.program_id(1)
@@ -84,9 +76,8 @@ def _slc_scores_kernel(
     row = tl.load(q_start + b) + i0 + i
     head = hkv * G + r % GP
     t = pos0 + i0 + i
-    lrow = row.to(tl.int64) * H + head
-    b_q, b_q2 = _load_parts(q, row, head, valid & (LOGITS == 0), H, DK, BDK, BDK2)
-    b_lse = tl.load(lse + lrow, mask=valid, other=0.0)
+    b_q, b_q2 = _load_parts(q, row, head, valid, H, DK, BDK, BDK2)
+    b_lse = tl.load(lse + row.to(tl.int64) * H + head, mask=valid, other=0.0)
     b_lse = tl.where(b_lse == float("-inf"), 0.0, b_lse * _LOG2E)
     # per position (not per row) for the output
     ti = tl.arange(0, BT)
@@ -106,8 +97,8 @@ def _slc_scores_kernel(
     # the spill of the block just before this program's first chunk (its last R tokens)
     h = tl.arange(0, HALO)
     ch = tl.where(h < R_UNITS, jc_lo * BC - R_UNITS + h, -1)
-    ph = _cmp_probs(b_q, b_q2, kc, logits, lrow, ch, hkv, t, valid, cl, cbase, b_lse, scale_log2,
-                    H_KV, DK, BDK, BDK2, CMP_BLOCK, CMP_STRIDE, LOGITS)  # fmt: skip
+    ph = _cmp_probs(b_q, b_q2, kc, ch, hkv, t, valid, cl, cbase, b_lse, scale_log2,
+                    H_KV, DK, BDK, BDK2, CMP_BLOCK, CMP_STRIDE)  # fmt: skip
     w_h = tl.where(h < R_UNITS, tl.maximum(L_UNITS - R_UNITS + h, 0), 0).to(tl.float32)
     carry = tl.sum(ph * w_h[None, :], 1)  # [BM]
     jj = tl.arange(0, BJ)
@@ -115,8 +106,8 @@ def _slc_scores_kernel(
     for jc in range(jc_lo, tl.minimum(n_jc, jc_lo + per)):
         j = jc * BJ + jj
         c = jc * BC + tl.arange(0, BC)
-        p = _cmp_probs(b_q, b_q2, kc, logits, lrow, c, hkv, t, valid, cl, cbase, b_lse,
-                       scale_log2, H_KV, DK, BDK, BDK2, CMP_BLOCK, CMP_STRIDE, LOGITS)  # fmt: skip
+        p = _cmp_probs(b_q, b_q2, kc, c, hkv, t, valid, cl, cbase, b_lse, scale_log2,
+                       H_KV, DK, BDK, BDK2, CMP_BLOCK, CMP_STRIDE)  # fmt: skip
         p3 = tl.reshape(p, (BM, BJ, R_UNITS))
         inside = tl.sum(p3 * w_in[None, None, :], 2)  # [BM, BJ]
         spill = tl.sum(p3 * w_out[None, None, :], 2)
@@ -145,7 +136,7 @@ def _check_units(cfg: NSAConfig) -> tuple[int, int]:
 def slc_scores(
     q: torch.Tensor, kc: torch.Tensor, lse_cmp: torch.Tensor, meta: SeqMeta, cfg: NSAConfig,
     scale: float, splits: int = 1, split_dk: bool = False, score_rows: int = 0,
-    block_j: int = SCORE_BLOCKS, launch: Launch | None = None, logits: torch.Tensor | None = None,
+    block_j: int = SCORE_BLOCKS, launch: Launch | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """Block scores [N, H_kv, N_slc] fp32 (forced +inf, future -inf) from the compressed lse.
 
@@ -154,7 +145,7 @@ def slc_scores(
     heads), block_j (selection blocks per step) and launch are for bench/kernels.py's sweep;
     by default a Dk tiled wider than 128 (the paper's 192) takes 128-row tiles and no
     pipelining (H200, 64k: 16.8 -> 13.9 ms; bench/results/kernels-scores-h200.json).
-    logits: the compressed pass's [N, H, C] (attention.attn_fwd), read instead of q.kc.
+    Decode reads the compressed pass's logits instead (decode_scores.py).
     """
     L, R = _check_units(cfg)
     N, H, DK = q.shape
@@ -170,12 +161,11 @@ def slc_scores(
     scores = torch.full((N, H_KV, NS), float("-inf"), device=q.device, dtype=torch.float32)
     tile_seq, tile_i0 = query_tiles(meta, BT, q.device)
     _slc_scores_kernel[(tile_seq.numel(), H_KV, splits)](
-        q, kc, lse_cmp, scores, lse_cmp if logits is None else logits, tile_seq, tile_i0,
+        q, kc, lse_cmp, scores, tile_seq, tile_i0,
         meta.q_start, meta.q_len, meta.q_pos0, meta.c_start, meta.c_len, NS, scale * LOG2E,
         H=H, H_KV=H_KV, G=G, GP=GP, BT=BT, BM=BT * GP, DK=DK, BDK=BDK, BDK2=BDK2, BJ=block_j,
         BC=block_j * R, HALO=max(16, R), CMP_BLOCK=cfg.cmp_block, CMP_STRIDE=cfg.cmp_stride,
-        SLC_BLOCK=cfg.slc_block, L_UNITS=L, R_UNITS=R, SPLITS=splits,
-        LOGITS=0 if logits is None else logits.shape[-1], **opts,
+        SLC_BLOCK=cfg.slc_block, L_UNITS=L, R_UNITS=R, SPLITS=splits, **opts,
     )  # fmt: skip
     return scores
 
@@ -246,13 +236,15 @@ def build_selection(
     return Selection(idx, ulist, ucount, tile_seq, tile_i0, BT)
 
 
-def selection_per_query(idx: torch.Tensor, meta: SeqMeta, G: int, block_m: int) -> Selection:
+def selection_per_query(
+    idx: torch.Tensor, counts: torch.Tensor, meta: SeqMeta, G: int, block_m: int
+) -> Selection:
     """Tiles of one position (decode): each tile's union is its own blocks, in top_n's order
-    (valid ones first; the kernels visit a union in any order); no host sync."""
+    (valid ones first, `counts` of them: top_n_blocks(counts=); the kernels visit a union in
+    any order); no host sync."""
     _, BT = tile_rows(G, block_m)
-    assert all(n == 1 for n in meta.q_lens), "one query per sequence"
-    ucount = (idx >= 0).sum(-1, dtype=torch.int32)
-    return Selection(idx, idx, ucount, meta.tile_seq, meta.tile_i0, BT)
+    assert meta.single_query, "one query per sequence"
+    return Selection(idx, idx, counts, meta.tile_seq, meta.tile_i0, BT)
 
 
 def slc_work(

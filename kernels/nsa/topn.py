@@ -99,7 +99,8 @@ def _top_n_kernel(
 @triton.jit
 def _top_n_in_registers_kernel(
     scores, idx, NS,  # as _top_n_kernel: scores [R, NS] float; idx [R, NSEL] int32; R programs
-    NSEL: tl.constexpr, BSEL: tl.constexpr, BNS: tl.constexpr,
+    counts,  # COUNT: [R] int32, the valid entries of each row of idx
+    NSEL: tl.constexpr, BSEL: tl.constexpr, BNS: tl.constexpr, COUNT: tl.constexpr,
 ):  # fmt: skip
     """One row per program, held in registers: n rounds of (max, drop it). For few rows
     (decode: batch x H_kv) where the tournament's dependent refreshes, each an L2 round trip,
@@ -118,6 +119,8 @@ def _top_n_in_registers_kernel(
         b_out = tl.where(o == r, tl.where(found, blk, -1), b_out)
         keys = tl.where(keys == best, none, keys)
     tl.store(idx + row * NSEL + o, b_out, mask=o < NSEL)
+    if COUNT:
+        tl.store(counts + row, tl.sum(((o < NSEL) & (b_out >= 0)).to(tl.int32), 0))
 
 
 REGISTER_ROWS = 4096  # at most this many rows (and 4096 blocks a row): one row per program
@@ -136,7 +139,7 @@ def _tiles(NS: int, max_rows: int = MAX_ROWS) -> tuple[int, int, int, int]:
 
 def top_n_blocks(
     scores: torch.Tensor, n: int, max_rows: int = MAX_ROWS, num_warps: int = NUM_WARPS,
-    in_registers: bool | None = None,
+    in_registers: bool | None = None, counts: torch.Tensor | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """idx [.., n] int32: the n best blocks of each row of scores [.., N_slc], best first.
 
@@ -144,6 +147,8 @@ def top_n_blocks(
     max_rows / num_warps: rows per program (a power of two) and warps, for tile sweeps.
     in_registers: one row per program in registers (_top_n_in_registers_kernel) instead of
     the tournament; None picks it for up to REGISTER_ROWS rows of up to 4096 blocks (decode).
+    counts: an int32 tensor of the rows' shape that receives each row's valid entries (the
+    register kernel writes them; decode needs them and would spend two more kernels).
     """
     *lead, NS = scores.shape
     out = torch.empty(*lead, n, device=scores.device, dtype=torch.int32)
@@ -151,13 +156,16 @@ def top_n_blocks(
     if R == 0:
         return out
     if NS == 0:
+        if counts is not None:
+            counts.zero_()
         return out.fill_(-1)
     BNS = triton.next_power_of_2(NS)
     if in_registers is None:
         in_registers = R <= REGISTER_ROWS and BNS <= 4 * REGISTER_BLOCKS_PER_WARP
     if in_registers:
         _top_n_in_registers_kernel[(R,)](
-            scores.contiguous(), out, NS, NSEL=n, BSEL=triton.next_power_of_2(n), BNS=BNS,
+            scores.contiguous(), out, NS, out if counts is None else counts, NSEL=n,
+            BSEL=triton.next_power_of_2(n), BNS=BNS, COUNT=counts is not None,
             num_warps=max(1, BNS // REGISTER_BLOCKS_PER_WARP),
         )  # fmt: skip
         return out
@@ -167,6 +175,8 @@ def top_n_blocks(
         NSEL=n, BSEL=triton.next_power_of_2(n), ROWS=ROWS, NG=NG, KS=KS, CS=CS,
         num_warps=num_warps,
     )  # fmt: skip
+    if counts is not None:
+        torch.sum(out >= 0, dim=-1, dtype=torch.int32, out=counts)
     return out
 
 
