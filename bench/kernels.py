@@ -14,8 +14,8 @@ KernelTuning.split_head_dim), plus the whole module's forward and backward, side
     python bench/kernels.py --configs paper --lengths 65536 --parts split --reps 3
 
 Other parts: `launch` (per-stage launch sweep), `module_profile` / `decode_profile` (GPU time
-per kernel), `decode_splits` / `decode_scores` (decode sweeps), `slc_real` (the selection
-kernels on a real model's selections, saved by bench/selection_locality.py):
+per kernel), `decode_splits` / `decode_scores` / `decode_combine` (decode sweeps), `slc_real`
+(the selection kernels on a real model's selections, saved by bench/selection_locality.py):
 
     python bench/kernels.py --configs qwen-0.5b --parts slc_real --selections FILE --reps 3
 
@@ -231,9 +231,11 @@ def bench_decode(name, T, batch, cfg, reps, split_head_dim=True, splits=None):
     }
 
 
-def gpu_time_by_kernel(fn, reps: int) -> dict[str, float]:
+def gpu_time_by_kernel(fn, reps: int) -> tuple[dict[str, float], list[list]]:
     """Each kernel's GPU time in us per call of fn over `reps` calls (torch.profiler),
-    largest first."""
+    largest first; and [name, us] of each launch of one call in launch order (kernels of one
+    name, like the three branch passes, apart), or [] if the calls' launches differ."""
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     for _ in range(3):
@@ -248,7 +250,18 @@ def gpu_time_by_kernel(fn, reps: int) -> dict[str, float]:
         for e in prof.key_averages()
         if e.device_time_total > 0
     }
-    return dict(sorted(per_kernel.items(), key=lambda x: -x[1]))
+    kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+    kernels.sort(key=lambda e: e.time_range.start)
+    per_call = len(kernels) // reps
+    by_launch = []
+    if per_call * reps == len(kernels):
+        for i in range(per_call):
+            mine = kernels[i::per_call]
+            if len({e.name for e in mine}) != 1:
+                return dict(sorted(per_kernel.items(), key=lambda x: -x[1])), []
+            us = sum(e.time_range.elapsed_us() for e in mine) / reps
+            by_launch.append([mine[0].name[:80], us])
+    return dict(sorted(per_kernel.items(), key=lambda x: -x[1])), by_launch
 
 
 def profile_decode(name, T, batch, cfg, reps) -> dict:
@@ -262,9 +275,10 @@ def profile_decode(name, T, batch, cfg, reps) -> dict:
     q, gates = mk(batch, H, Dk), torch.rand(batch, H, 3, device="cuda", dtype=torch.bfloat16)
     lengths = torch.full((batch,), T, device="cuda", dtype=torch.int32)
     step = lambda: nsa_decode(q, k_cache, v_cache, kc, vc, lengths, cfg, gates)
-    top = gpu_time_by_kernel(step, reps)
+    top, by_launch = gpu_time_by_kernel(step, reps)
     return {"config": name, "T": T, "batch": batch, "kernels": len(top),
-            "gpu_us_per_step": sum(top.values()), "us_per_step": top}  # fmt: skip
+            "gpu_us_per_step": sum(top.values()), "us_per_step": top,
+            "us_per_launch": by_launch}  # fmt: skip
 
 
 def profile_module(name, T, cfg, tuning, reps) -> dict:
@@ -274,7 +288,8 @@ def profile_module(name, T, cfg, tuning, reps) -> dict:
     fwd, bwd = _module_calls(name, T, cfg, tuning)
     out = {"config": name, "T": T, "combine": cfg.combine}
     for label, fn in (("fwd", fwd), ("bwd", bwd)):
-        top = gpu_time_by_kernel(fn, reps)
+        top, by_launch = gpu_time_by_kernel(fn, reps)
+        out[f"{label}_launches_us"] = by_launch
         out[f"{label}_gpu_ms"] = sum(top.values()) / 1000
         out[f"{label}_us"] = top
     return out
@@ -699,6 +714,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
     p.add_argument("--combine", default="gated", choices=["gated", "union"])
     extra = "also: split, launch, module_profile, decode_profile, decode_splits, decode_scores, "
+    extra += "decode_combine, "
     extra += "slc_real (with --selections)"
     p.add_argument("--parts", default="tune,prefill,decode,breakdown", help=extra)
     p.add_argument("--reps", type=int, default=5)
@@ -801,6 +817,19 @@ def main(argv: list[str]) -> None:
                     print(name, "decode b", batch, "score blocks", bj, "warps", warps,
                           round(row["nsa_decode_graph_ms"], 4), flush=True)  # fmt: skip
             scores_mod.DECODE_SCORE_BLOCKS, scores_mod.DECODE_SCORE_WARPS = default
+        if "decode_combine" in parts:  # decode's merge-and-combine: rows per program
+            from nsa_assist.kernels.nsa import combine as combine_mod
+
+            default = combine_mod.DECODE_COMBINE_ROWS
+            for rows in (default, 1, 2, 4, 8, 16):
+                combine_mod.DECODE_COMBINE_ROWS = rows
+                for batch in DECODE_BATCHES:
+                    row = bench_decode(name, max(lengths), batch, cfg, a.reps * 4)
+                    row.update(combine_rows=rows, default=rows == default)
+                    result.setdefault("decode_combine", []).append(row)
+                    print(name, "decode b", batch, "combine rows", rows,
+                          round(row["nsa_decode_graph_ms"], 4), flush=True)  # fmt: skip
+            combine_mod.DECODE_COMBINE_ROWS = default
         if "decode_profile" in parts:
             for batch in DECODE_BATCHES:
                 row = profile_decode(name, max(lengths), batch, cfg, a.reps * 4)

@@ -38,11 +38,12 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("rows", [1, 4, 16], ids=lambda r: f"{r}-rows")
 @pytest.mark.parametrize("splits,N,H,DV", CASES)
-def test_gated_matches_torch(splits, N, H, DV):
+def test_gated_matches_torch(splits, N, H, DV, rows):
     cmp, slc, win = (_parts(S, N, H, DV, seed=S * 100 + i) for i, S in enumerate(splits))
     gates = torch.rand(N, H, 3, device=DEVICE, dtype=torch.bfloat16)
-    got = decode_combine(cmp, slc, win, gates, union=False, out_dtype=torch.bfloat16)
+    got = decode_combine(cmp, slc, win, gates, False, torch.bfloat16, rows_per_program=rows)
     merged = [merge_splits_torch(*part)[0] for part in (cmp, slc, win)]
     want = sum(gates[..., c, None].float() * merged[c] for c in range(3))
     assert got.dtype == torch.bfloat16 and got.shape == (N, H, DV)

@@ -121,59 +121,66 @@ def gated_combine_bwd(
 
 
 MERGE_SPLITS_PER_STEP = 16
+DECODE_COMBINE_ROWS = 4  # rows (query heads) per program of decode_combine
 
 
 @triton.jit
-def _merge_row(o, lse, r, R, S, c, DV: tl.constexpr, BS: tl.constexpr):
-    """Row r of S split partial results, o [S, R, DV] and lse [S, R], merged by their
-    log-sum-exp (flash-decoding): (o [BDV] fp32, lse). BS splits a step, rescaled online as in
-    flash attention; a row no split saw gives zeros and -inf."""
+def _merge_rows(o, lse, r, rm, R, c,
+                S: tl.constexpr, DV: tl.constexpr, BS: tl.constexpr):  # fmt: skip
+    """Rows r [BR] of S split partial results, o [S, R, DV] and lse [S, R], merged by their
+    log-sum-exp (flash-decoding): (o [BR, BDV] fp32, lse [BR]). BS splits a step, unrolled (S
+    is known when compiling) so every load is issued up front; rescaled online as in flash
+    attention. A row no split saw gives zeros and -inf."""
     si = tl.arange(0, BS)
-    m = tl.full([], float("-inf"), tl.float32)
-    tot = tl.zeros([], dtype=tl.float32)
-    acc = tl.zeros(c.shape, dtype=tl.float32)
-    for s0 in range(0, S, BS):
-        sm = s0 + si < S
-        part = (s0 + si).to(tl.int64) * R + r
+    m = tl.full(r.shape, float("-inf"), tl.float32)
+    tot = tl.zeros(r.shape, dtype=tl.float32)
+    acc = tl.zeros([r.shape[0], c.shape[0]], dtype=tl.float32)
+    for s0 in tl.static_range(0, S, BS):
+        sm = (s0 + si < S)[:, None] & rm[None, :]  # [BS, BR]
+        part = (s0 + si).to(tl.int64)[:, None] * R + r[None, :]
         b_lse = tl.load(lse + part, mask=sm, other=float("-inf"))
+        b_o = tl.load(o + part[:, :, None] * DV + c[None, None, :],
+                      mask=sm[:, :, None] & (c < DV)[None, None, :], other=0.0)  # fmt: skip
         m_new = tl.maximum(m, tl.max(b_lse, 0))
         safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         alpha = tl.exp(m - safe)
-        w = tl.exp(b_lse - safe)
+        w = tl.exp(b_lse - safe[None, :])  # [BS, BR]
         tot = tot * alpha + tl.sum(w, 0)
-        b_o = tl.load(o + part[:, None] * DV + c[None, :],
-                      mask=sm[:, None] & (c[None, :] < DV), other=0.0)  # fmt: skip
-        acc = acc * alpha + tl.sum(w[:, None] * b_o.to(tl.float32), 0)
+        acc = acc * alpha[:, None] + tl.sum(w[:, :, None] * b_o.to(tl.float32), 0)
         m = m_new
     ok = tot > 0
-    out = acc / tl.where(ok, tot, 1.0)
+    out = acc / tl.where(ok, tot, 1.0)[:, None]
     return out, tl.where(ok, tl.where(ok, m, 0.0) + tl.log(tl.where(ok, tot, 1.0)), m)
 
 
 @triton.jit
 def _decode_combine_kernel(
     o_cmp, lse_cmp, o_slc, lse_slc, o_win, lse_win,  # o_* [S_*, R, DV], lse_* [S_*, R]
-    gates, out, R, S_CMP, S_SLC, S_WIN,  # gates [R, 3]; out [R, DV]
-    DV: tl.constexpr, BDV: tl.constexpr, BS: tl.constexpr, UNION: tl.constexpr,
+    gates, out, R,  # gates [R, 3]; out [R, DV]
+    S_CMP: tl.constexpr, S_SLC: tl.constexpr, S_WIN: tl.constexpr,
+    DV: tl.constexpr, BDV: tl.constexpr, BS: tl.constexpr, BR: tl.constexpr,
+    UNION: tl.constexpr,
 ):  # fmt: skip
-    r = tl.program_id(0)  # one row per program: decode has few rows (H at batch 1)
+    r = tl.program_id(0) * BR + tl.arange(0, BR)
+    rm = r < R
     c = tl.arange(0, BDV)
-    a, la = _merge_row(o_slc, lse_slc, r, R, S_SLC, c, DV, BS)
-    b, lb = _merge_row(o_win, lse_win, r, R, S_WIN, c, DV, BS)
+    a, la = _merge_rows(o_slc, lse_slc, r, rm, R, c, S_SLC, DV, BS)
+    b, lb = _merge_rows(o_win, lse_win, r, rm, R, c, S_WIN, DV, BS)
     if UNION:  # one softmax over the (disjoint) selected and window keys
         mx = tl.maximum(la, lb)
         mx = tl.where(mx == float("-inf"), 0.0, mx)
         wa = tl.exp(la - mx)
         wb = tl.exp(lb - mx)
-        tot = wa + wb
-        o = (wa * a + wb * b) / tl.where(tot > 0, tot, 1.0)
+        tot = tl.where(wa + wb > 0, wa + wb, 1.0)
+        o = (wa[:, None] * a + wb[:, None] * b) / tot[:, None]
     else:
-        x, _ = _merge_row(o_cmp, lse_cmp, r, R, S_CMP, c, DV, BS)
-        g0 = tl.load(gates + r * 3).to(tl.float32)
-        g1 = tl.load(gates + r * 3 + 1).to(tl.float32)
-        g2 = tl.load(gates + r * 3 + 2).to(tl.float32)
-        o = g0 * x + g1 * a + g2 * b
-    tl.store(out + r.to(tl.int64) * DV + c, o.to(out.dtype.element_ty), mask=c < DV)
+        x, _ = _merge_rows(o_cmp, lse_cmp, r, rm, R, c, S_CMP, DV, BS)
+        g0 = tl.load(gates + r * 3, mask=rm, other=0.0).to(tl.float32)
+        g1 = tl.load(gates + r * 3 + 1, mask=rm, other=0.0).to(tl.float32)
+        g2 = tl.load(gates + r * 3 + 2, mask=rm, other=0.0).to(tl.float32)
+        o = g0[:, None] * x + g1[:, None] * a + g2[:, None] * b
+    ptr = out + r.to(tl.int64)[:, None] * DV + c[None, :]
+    tl.store(ptr, o.to(out.dtype.element_ty), mask=rm[:, None] & (c < DV)[None, :])
 
 
 Parts = tuple[torch.Tensor | None, torch.Tensor]  # o [S, N, H, Dv] (or None), lse [S, N, H]
@@ -181,12 +188,14 @@ Parts = tuple[torch.Tensor | None, torch.Tensor]  # o [S, N, H, Dv] (or None), l
 
 def decode_combine(
     cmp: Parts, slc: Parts, win: Parts, gates: torch.Tensor | None, union: bool,
-    out_dtype: torch.dtype,
+    out_dtype: torch.dtype, rows_per_program: int | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """A decode step's output o [N, H, Dv] from each branch's split partial results (each
     merged by its log-sum-exp), gated (gates [N, H, 3]) or, with union, as one softmax over
     the selected and window keys (cmp unused). One launch where a merge per branch and a
-    combine took four to five (~26 us of a 238 us step: paper config, batch 32, H200)."""
+    combine took four to five (~26 us of a 238 us step: paper config, batch 32, H200).
+    rows_per_program: default DECODE_COMBINE_ROWS, read at each call (bench/kernels.py's
+    sweep sets it)."""
     o_slc, lse_slc = slc
     N, H, DV = o_slc.shape[1:]
     out = torch.empty(N, H, DV, device=o_slc.device, dtype=out_dtype)
@@ -194,10 +203,11 @@ def decode_combine(
     assert o_cmp is not None and (union or gates is not None), "gated needs o_cmp and gates"
     splits = (lse_cmp.shape[0], lse_slc.shape[0], win[1].shape[0])
     BS = min(MERGE_SPLITS_PER_STEP, triton.next_power_of_2(max(splits)))
-    _decode_combine_kernel[(N * H,)](
+    BR = rows_per_program or DECODE_COMBINE_ROWS
+    _decode_combine_kernel[(triton.cdiv(N * H, BR),)](
         o_cmp.contiguous(), lse_cmp.contiguous(), o_slc.contiguous(), lse_slc.contiguous(),
         win[0].contiguous(), win[1].contiguous(), o_slc if gates is None else gates.contiguous(),
-        out, N * H, *splits, DV=DV, BDV=_pad(DV), BS=BS, UNION=union,
+        out, N * H, *splits, DV=DV, BDV=_pad(DV), BS=BS, BR=BR, UNION=union,
     )  # fmt: skip
     return out
 

@@ -28,38 +28,33 @@ DECODE_SCORE_WARPS = 4
 
 
 @triton.jit
-def _group_probs(logits, row_head, hvalid, lse2, c, t, cl, C,
-                 CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr):  # fmt: skip
-    """Sum over a group's heads of the compressed probabilities at tokens c [BJ, R] -> [BJ, R];
-    0 where token c is not visible to the query at position t (it ends after t, or c >= cl)."""
-    vis = (c >= 0) & (c < cl) & (c * CMP_STRIDE + CMP_BLOCK - 1 <= t)  # [BJ, R]
-    m = hvalid[:, None, None] & vis[None, :, :]
-    ptr = logits + row_head[:, None, None] * C + c[None, :, :]
-    s = tl.load(ptr, mask=m, other=float("-inf"))  # [GP, BJ, R], log2 units
-    p = tl.where(m, tl.exp2(s - lse2[:, None, None]), 0.0)
-    return tl.sum(p, 0)
+def _probs(logits, row, lse2, c, t, cl,
+           CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr):  # fmt: skip
+    """One head's compressed probabilities at tokens c (any shape) from its logits row; 0 where
+    token c is not visible to the query at position t (it ends after t, or c >= cl)."""
+    vis = (c >= 0) & (c < cl) & (c * CMP_STRIDE + CMP_BLOCK - 1 <= t)
+    s = tl.load(logits + row + c, mask=vis, other=float("-inf"))  # log2 units
+    return tl.where(vis, tl.exp2(s - lse2), 0.0)
 
 
 @triton.jit
 def _decode_scores_kernel(
     logits, lse_part, scores,  # logits [B, H, C] fp32, log2 units; lse_part [S, B, H]
-    q_pos0, c_len, B, C, NS,
+    q_pos0, c_len, B, C, NS,  # scores [B, H_KV, NS]
     H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, GP: tl.constexpr,
     S: tl.constexpr, BS: tl.constexpr, BJ: tl.constexpr,
     CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr, SLC_BLOCK: tl.constexpr,
-    L_UNITS: tl.constexpr, R_UNITS: tl.constexpr,
+    L_UNITS: tl.constexpr, R_UNITS: tl.constexpr, SPILL: tl.constexpr, BSPILL: tl.constexpr,
 ):  # fmt: skip
     b = tl.program_id(0)
     hkv = tl.program_id(1)
     jc = tl.program_id(2)
     g = tl.arange(0, GP)
-    hvalid = g < G
-    head = hkv * G + g
-    row_head = b.to(tl.int64) * H + head  # [GP]
-    # scores [B, H_KV, NS]. The compressed log-sum-exp of each head, merged over S key splits
+    row_head = b.to(tl.int64) * H + hkv * G + g  # [GP]
+    # the compressed log-sum-exp of each head (log2 units), merged over the S key splits
     sp = tl.arange(0, BS)
     p_lse = lse_part + (sp.to(tl.int64)[:, None] * B * H + row_head[None, :])
-    b_lse = tl.load(p_lse, mask=(sp < S)[:, None] & hvalid[None, :], other=float("-inf"))
+    b_lse = tl.load(p_lse, mask=(sp < S)[:, None] & (g < G)[None, :], other=float("-inf"))
     mx = tl.max(b_lse, 0)  # [GP]
     safe = tl.where(mx == float("-inf"), 0.0, mx)
     lse2 = safe * _LOG2E + tl.log2(tl.sum(tl.exp2((b_lse - safe[None, :]) * _LOG2E), 0))
@@ -68,16 +63,23 @@ def _decode_scores_kernel(
     cl = tl.load(c_len + b)
     j = jc * BJ + tl.arange(0, BJ)  # [BJ] selection blocks
     u = tl.arange(0, R_UNITS)
-    c = j[:, None] * R_UNITS + u[None, :]  # [BJ, R] compressed tokens starting in block j
-    # Eq. 9 with l <= l': the token at unit u of block j lies w_in[u] units inside block j and
-    # w_out[u] units inside block j + 1 (reference.overlap_matrix)
+    c = j[:, None] * R_UNITS + u[None, :]  # [BJ, R]: the compressed tokens starting in block j
+    # Eq. 9 with l <= l': the token at unit u of block j lies min(L, R - u) units inside it;
+    # the last SPILL = L - 1 units of block j - 1 reach k + 1 units into block j
+    k = tl.arange(0, BSPILL)
+    c_prev = j[:, None] * R_UNITS - SPILL + k[None, :]  # [BJ, BSPILL]
+    c_prev = tl.where(k[None, :] < SPILL, c_prev, -1)
+    own = tl.zeros([BJ, R_UNITS], dtype=tl.float32)
+    prev = tl.zeros([BJ, BSPILL], dtype=tl.float32)
+    # head by head (Eq. 10 sums them): each a contiguous row, the loads independent and unrolled
+    for h in tl.static_range(G):
+        row = (b.to(tl.int64) * H + hkv * G + h) * C
+        lse2_h = tl.sum(tl.where(g == h, lse2, 0.0), 0)
+        own += _probs(logits, row, lse2_h, c, t, cl, CMP_BLOCK, CMP_STRIDE)
+        if SPILL > 0:
+            prev += _probs(logits, row, lse2_h, c_prev, t, cl, CMP_BLOCK, CMP_STRIDE)
     w_in = tl.minimum(L_UNITS, R_UNITS - u).to(tl.float32)
-    w_out = L_UNITS - w_in
-    own = _group_probs(logits, row_head, hvalid, lse2, c, t, cl, C, CMP_BLOCK, CMP_STRIDE)
-    prev = _group_probs(
-        logits, row_head, hvalid, lse2, c - R_UNITS, t, cl, C, CMP_BLOCK, CMP_STRIDE
-    )
-    score = tl.sum(own * w_in[None, :] + prev * w_out[None, :], 1)  # [BJ]
+    score = tl.sum(own * w_in[None, :], 1) + tl.sum(prev * (k + 1).to(tl.float32)[None, :], 1)
     cur = t // SLC_BLOCK
     score = tl.where((j == 0) | (j == cur) | (j == cur - 1), float("inf"), score)
     score = tl.where(j > cur, float("-inf"), score)
@@ -110,6 +112,6 @@ def decode_scores(
         H=H, H_KV=H_KV, G=G, GP=triton.next_power_of_2(G), S=S,
         BS=triton.next_power_of_2(S), BJ=BJ, CMP_BLOCK=cfg.cmp_block,
         CMP_STRIDE=cfg.cmp_stride, SLC_BLOCK=cfg.slc_block, L_UNITS=L, R_UNITS=R,
-        num_warps=num_warps,
+        SPILL=L - 1, BSPILL=max(1, triton.next_power_of_2(L - 1)), num_warps=num_warps,
     )  # fmt: skip
     return scores
