@@ -788,9 +788,13 @@ def main(argv: list[str]) -> None:
             result["launch"].append({})
             only = a.sweep.split(",") if a.sweep else None
             sweep_launch(name, max(lengths), cfg, tuning, a.reps, result["launch"][-1], save, only)
-        if "decode_splits" in parts:  # key splits per branch: None is decode._splits' choice
+        if "decode_splits" in parts:  # key splits: of every branch, then of each alone
+            settings = [None, 1, 2, 4, 8, 16, 32, 64]
+            settings += [(c, None, None) for c in (2, 3, 4, 6, 8)]
+            settings += [(None, s, None) for s in (1, 2, 4, 6)]
+            settings += [(None, None, w) for w in (1, 2, 4, 6)]
             for batch in DECODE_BATCHES:
-                for splits in (None, 1, 2, 4, 8, 16, 32, 64):
+                for splits in settings:
                     row = bench_decode(name, max(lengths), batch, cfg, a.reps * 4, splits=splits)
                     row["splits"] = splits
                     result.setdefault("decode_splits", []).append(row)

@@ -73,7 +73,9 @@ def test_compressed_cache_equals_mean_of_prefix():
         assert torch.isnan(kc_cache[b, want.shape[0] :]).all()  # nothing written past the end
 
 
-@pytest.mark.parametrize("splits", [None, 3], ids=["auto-splits", "3-splits"])
+@pytest.mark.parametrize(
+    "splits", [None, 3, (5, None, 2)], ids=["auto-splits", "3-splits", "per-branch-splits"]
+)
 @pytest.mark.parametrize("combine", ["gated", "union"])
 @pytest.mark.parametrize("G,H_kv", [(1, 2), (6, 2), (16, 1)], ids=["G1", "G6", "G16"])
 def test_decode_equals_reference_at_last_position(G, H_kv, combine, splits):

@@ -121,7 +121,10 @@ def gated_combine_bwd(
 
 
 MERGE_SPLITS_PER_STEP = 16
-DECODE_COMBINE_ROWS = 4  # rows (query heads) per program of decode_combine
+# rows (query heads) per program of decode_combine: bench/kernels.py --parts decode_combine
+# (H200, 64k): 1 row is the fastest at batch 1 (paper 0.038 vs 0.048 ms a step with 4 rows,
+# qwen-1.5b 0.033 vs 0.043) and within 1-2% of the best at batch 32
+DECODE_COMBINE_ROWS = 1
 
 
 @triton.jit

@@ -100,16 +100,17 @@ def nsa_decode(
     cfg: NSAConfig,
     gates: torch.Tensor | None = None,
     scale: float | None = None,
-    splits: int | None = None,
+    splits: int | tuple[int | None, int | None, int | None] | None = None,
     split_head_dim: bool = True,
 ) -> torch.Tensor:
     """NSA output of the newest token: q [B, H, Dk] -> o [B, H, Dv].
 
-    The caches must already hold the new token's k/v and every completed compressed block
-    (update_compressed_cache). lengths as an int32 device tensor keeps the call free of
-    host-device copies and syncs, so a decode step can be captured in a CUDA graph (its values
-    are then not checked). splits: key splits per branch (None: enough to fill the GPU).
-    split_head_dim: as KernelTuning.split_head_dim (two power-of-two Dk tiles, not one padded).
+        The caches must already hold the new token's k/v and every completed compressed block
+        (update_compressed_cache). lengths as an int32 device tensor keeps the call free of
+        host-device copies and syncs, so a decode step can be captured in a CUDA graph (its values
+        are then not checked). splits: key splits of every branch, or of each (compressed,
+    selected, window); None: enough to fill the GPU.
+        split_head_dim: as KernelTuning.split_head_dim (two power-of-two Dk tiles, not one padded).
     """
     _validate(q, k_cache, v_cache, kc_cache, vc_cache, lengths, cfg, gates)
     if not isinstance(lengths, torch.Tensor):
@@ -122,20 +123,21 @@ def nsa_decode(
     k, v = k_cache.reshape(B * S, H_kv, -1), v_cache.reshape(B * S, H_kv, -1)
     kc, vc = kc_cache.reshape(B * S_cmp, H_kv, -1), vc_cache.reshape(B * S_cmp, H_kv, -1)
     run = dict(block_m=DECODE_BLOCK_M, out_dtype=torch.float32, split_dk=split_head_dim)
-    n_split = lambda keys: splits or _splits(B * H_kv, keys)
+    per_branch = splits if isinstance(splits, tuple) else (splits,) * 3
+    n_split = lambda branch, keys: per_branch[branch] or _splits(B * H_kv, keys)
     gated = cfg.combine == "gated"  # union reads only the compressed log-sum-exp
     # the compressed pass keeps its logits (B x H x S_cmp floats), so the block scores read
     # them instead of all of Kc again (H200, paper config, batch 32 at 64k: 201 MB of Kc)
     logits = torch.empty(B, q.shape[1], S_cmp, device=q.device, dtype=torch.float32)
     cmp = attn_fwd(
-        q, kc, vc, meta, cfg, MODE_CMP, scale, splits=n_split(cfg.num_compressed(S)),
+        q, kc, vc, meta, cfg, MODE_CMP, scale, splits=n_split(0, cfg.num_compressed(S)),
         with_output=gated, logits=logits, **run,
     )  # fmt: skip
     scores = decode_scores(logits, cmp[1], meta, cfg, H_kv)  # merges the splits' lse itself
     ucount = torch.empty(B, H_kv, device=q.device, dtype=torch.int32)
     idx = top_n_blocks(scores, cfg.n_selected, counts=ucount)
     sel = selection_per_query(idx, ucount, meta, q.shape[1] // H_kv, DECODE_BLOCK_M)
-    slc_splits = min(n_split(cfg.n_selected * cfg.slc_block), cfg.n_selected)
+    slc_splits = min(n_split(1, cfg.n_selected * cfg.slc_block), cfg.n_selected)
     slc = attn_fwd(q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, splits=slc_splits, **run)
-    win = attn_fwd(q, k, v, meta, cfg, MODE_WIN, scale, splits=n_split(cfg.window), **run)
+    win = attn_fwd(q, k, v, meta, cfg, MODE_WIN, scale, splits=n_split(2, cfg.window), **run)
     return decode_combine(cmp, slc, win, gates, union=not gated, out_dtype=q.dtype)
