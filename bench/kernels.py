@@ -789,10 +789,9 @@ def main(argv: list[str]) -> None:
             only = a.sweep.split(",") if a.sweep else None
             sweep_launch(name, max(lengths), cfg, tuning, a.reps, result["launch"][-1], save, only)
         if "decode_splits" in parts:  # key splits: of every branch, then of each alone
-            settings = [None, 1, 2, 4, 8, 16, 32, 64]
-            settings += [(c, None, None) for c in (2, 3, 4, 6, 8)]
-            settings += [(None, s, None) for s in (1, 2, 4, 6)]
-            settings += [(None, None, w) for w in (1, 2, 4, 6)]
+            settings = [None, 1, 2, 3, 4, 8, 16, 32, 64]
+            settings += [(c, 1, 1) for c in (2, 3, 4)] + [(1, s, 1) for s in (2, 3)]
+            settings += [(1, 1, 2), (1, 2, 2)]
             for batch in DECODE_BATCHES:
                 for splits in settings:
                     row = bench_decode(name, max(lengths), batch, cfg, a.reps * 4, splits=splits)
@@ -824,16 +823,17 @@ def main(argv: list[str]) -> None:
         if "decode_combine" in parts:  # decode's merge-and-combine: rows per program
             from nsa_assist.kernels.nsa import combine as combine_mod
 
-            default = combine_mod.DECODE_COMBINE_ROWS
-            for rows in (default, 1, 2, 4, 8, 16):
-                combine_mod.DECODE_COMBINE_ROWS = rows
+            default = (combine_mod.DECODE_COMBINE_ROWS, combine_mod.DECODE_COMBINE_WARPS)
+            for rows, warps in [default, *itertools.product((1, 2, 4, 8), (1, 2, 4))]:
+                combine_mod.DECODE_COMBINE_ROWS, combine_mod.DECODE_COMBINE_WARPS = rows, warps
                 for batch in DECODE_BATCHES:
                     row = bench_decode(name, max(lengths), batch, cfg, a.reps * 4)
-                    row.update(combine_rows=rows, default=rows == default)
+                    row.update(combine_rows=rows, combine_warps=warps,
+                               default=(rows, warps) == default)  # fmt: skip
                     result.setdefault("decode_combine", []).append(row)
-                    print(name, "decode b", batch, "combine rows", rows,
+                    print(name, "decode b", batch, "combine rows", rows, "warps", warps,
                           round(row["nsa_decode_graph_ms"], 4), flush=True)  # fmt: skip
-            combine_mod.DECODE_COMBINE_ROWS = default
+            combine_mod.DECODE_COMBINE_ROWS, combine_mod.DECODE_COMBINE_WARPS = default
         if "decode_profile" in parts:
             for batch in DECODE_BATCHES:
                 row = profile_decode(name, max(lengths), batch, cfg, a.reps * 4)

@@ -125,6 +125,7 @@ MERGE_SPLITS_PER_STEP = 16
 # (H200, 64k): 1 row is the fastest at batch 1 (paper 0.038 vs 0.048 ms a step with 4 rows,
 # qwen-1.5b 0.033 vs 0.043) and within 1-2% of the best at batch 32
 DECODE_COMBINE_ROWS = 1
+DECODE_COMBINE_WARPS = 4
 
 
 @triton.jit
@@ -197,8 +198,8 @@ def decode_combine(
     merged by its log-sum-exp), gated (gates [N, H, 3]) or, with union, as one softmax over
     the selected and window keys (cmp unused). One launch where a merge per branch and a
     combine took four to five (~26 us of a 238 us step: paper config, batch 32, H200).
-    rows_per_program: default DECODE_COMBINE_ROWS, read at each call (bench/kernels.py's
-    sweep sets it)."""
+    rows_per_program: default DECODE_COMBINE_ROWS; it and DECODE_COMBINE_WARPS are read at
+    each call (bench/kernels.py's sweep sets them)."""
     o_slc, lse_slc = slc
     N, H, DV = o_slc.shape[1:]
     out = torch.empty(N, H, DV, device=o_slc.device, dtype=out_dtype)
@@ -211,6 +212,7 @@ def decode_combine(
         o_cmp.contiguous(), lse_cmp.contiguous(), o_slc.contiguous(), lse_slc.contiguous(),
         win[0].contiguous(), win[1].contiguous(), o_slc if gates is None else gates.contiguous(),
         out, N * H, *splits, DV=DV, BDV=_pad(DV), BS=BS, BR=BR, UNION=union,
+        num_warps=DECODE_COMBINE_WARPS,
     )  # fmt: skip
     return out
 

@@ -13,6 +13,7 @@ and one kernel that merges every branch's splits and combines them (combine.deco
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -27,14 +28,27 @@ from .select import selection_per_query
 from .topn import top_n_blocks
 from .varlen import decode_meta
 
-TARGET_PROGRAMS = 264  # two waves on a 132-SM H200
 KEYS_PER_STEP = 64
 DECODE_BLOCK_M = 16  # one query per sequence: the smallest tile (16 rows) wastes the least
+# key splits: about one program per SM over the batch's (sequence, KV head) tiles, rounded
+# down. bench/kernels.py --parts decode_splits (H200, paper config, 64k): at batch 32 (128
+# tiles) one split a step runs 0.180 ms against 0.205 for v8's two waves of programs (3
+# splits; the partial results cost a wider merge, and 384 programs filled 1.45 waves); at
+# batch 1 (4 tiles) 16-32 splits are within 4% of each other
+PROGRAMS_PER_SM = 1
+DEFAULT_SMS = 132  # an H200's, where no GPU is visible (the interpreter)
 
 
-def _splits(batch_heads: int, max_keys: int) -> int:
+@functools.cache
+def _sm_count(device: torch.device) -> int:
+    if device.type != "cuda":
+        return DEFAULT_SMS
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def _splits(batch_heads: int, max_keys: int, device: torch.device) -> int:
     steps = max(1, math.ceil(max_keys / KEYS_PER_STEP))
-    return max(1, min(steps, math.ceil(TARGET_PROGRAMS / batch_heads)))
+    return max(1, min(steps, PROGRAMS_PER_SM * _sm_count(device) // batch_heads))
 
 
 def completed_blocks(lengths: list[int], cfg: NSAConfig) -> list[tuple[int, int]]:
@@ -124,7 +138,7 @@ def nsa_decode(
     kc, vc = kc_cache.reshape(B * S_cmp, H_kv, -1), vc_cache.reshape(B * S_cmp, H_kv, -1)
     run = dict(block_m=DECODE_BLOCK_M, out_dtype=torch.float32, split_dk=split_head_dim)
     per_branch = splits if isinstance(splits, tuple) else (splits,) * 3
-    n_split = lambda branch, keys: per_branch[branch] or _splits(B * H_kv, keys)
+    n_split = lambda branch, keys: per_branch[branch] or _splits(B * H_kv, keys, q.device)
     gated = cfg.combine == "gated"  # union reads only the compressed log-sum-exp
     # the compressed pass keeps its logits (B x H x S_cmp floats), so the block scores read
     # them instead of all of Kc again (H200, paper config, batch 32 at 64k: 201 MB of Kc)
