@@ -224,3 +224,32 @@ def test_forward_and_backward_never_wait_for_the_gpu(name, combine):
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("name,combine", [("paper", "gated"), ("qwen-0.5b", "union")])
+def test_decode_step_replayed_from_a_cuda_graph_equals_eager(name, combine):
+    """A decode step captured once (its window pass on a side stream that forks from and joins
+    the capture) and replayed on new queries and lengths gives what an eager step gives."""
+    cfg = NSAConfig(combine=combine)
+    H, H_kv, Dk, Dv = CONFIGS[name]
+    B, S = 4, 8192
+    mk = lambda *s: torch.randn(*s, device="cuda", dtype=torch.bfloat16)
+    k_cache, v_cache = mk(B, S, H_kv, Dk), mk(B, S, H_kv, Dv)
+    n_c = cfg.num_compressed(S)
+    kc_cache, vc_cache = mk(B, n_c, H_kv, Dk), mk(B, n_c, H_kv, Dv)
+    q, gates = mk(B, H, Dk), torch.rand(B, H, 3, device="cuda", dtype=torch.bfloat16)
+    lengths = torch.tensor([8192, 4000, 700, 31], device="cuda", dtype=torch.int32)
+    step = lambda: nsa_decode(q, k_cache, v_cache, kc_cache, vc_cache, lengths, cfg, gates)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up (compiles) off the capture stream
+        step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = step()
+    q.copy_(mk(B, H, Dk))
+    lengths.copy_(torch.tensor([5000, 8191, 64, 2000], device="cuda", dtype=torch.int32))
+    graph.replay()
+    torch.cuda.synchronize()
+    torch.testing.assert_close(out, step(), rtol=0, atol=0)

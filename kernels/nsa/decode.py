@@ -6,13 +6,15 @@ sequence b including the new one. Each branch is split over its keys (flash-deco
 batch of one still fills the GPU; partial results are merged by their log-sum-exp.
 
 A step is seven launches, none waiting on the host (so it can be captured in a CUDA graph):
-offsets (varlen.decode_meta), the compressed pass (which keeps its logits), block scores
-from those logits (decode_scores), top-n with its counts, the selected and window passes,
-and one kernel that merges every branch's splits and combines them (combine.decode_combine).
+offsets (varlen.decode_meta), the window pass (on a side stream, alongside the next three),
+the compressed pass (which keeps its logits), block scores from those logits
+(decode_scores), top-n with its counts, the selected pass, and one kernel that merges every
+branch's splits and combines them (combine.decode_combine).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections.abc import Callable
@@ -30,13 +32,20 @@ from .varlen import decode_meta
 
 KEYS_PER_STEP = 64
 DECODE_BLOCK_M = 16  # one query per sequence: the smallest tile (16 rows) wastes the least
-# key splits: about one program per SM over the batch's (sequence, KV head) tiles, rounded
-# down. bench/kernels.py --parts decode_splits (H200, paper config, 64k): at batch 32 (128
-# tiles) one split a step runs 0.180 ms against 0.205 for v8's two waves of programs (3
-# splits; the partial results cost a wider merge, and 384 programs filled 1.45 waves); at
-# batch 1 (4 tiles) 16-32 splits are within 4% of each other
+# key splits: about PROGRAMS_PER_SM programs per SM over the batch's (sequence, KV head)
+# tiles, rounded down, and twice that where a K + V row is at most NARROW_KV values (more
+# such programs fit an SM). bench/kernels.py --parts decode_splits (H200, 64k, batch 32):
+# paper (Dk + Dv = 320, 128 tiles) 1 split 0.179 ms, 2 0.187, 3 (v7's two-wave rule) 0.211;
+# qwen-1.5b (256, 64 tiles) 4 splits 0.0848, 2 0.0852; qwen-0.5b (128, 64 tiles) 4 splits
+# 0.0626, 2 0.0744; at batch 1 every config is within 6% of its best of 1..64 splits
 PROGRAMS_PER_SM = 1
+NARROW_KV = 256
 DEFAULT_SMS = 132  # an H200's, where no GPU is visible (the interpreter)
+
+
+@functools.cache
+def _side_stream(device: torch.device) -> torch.cuda.Stream:
+    return torch.cuda.Stream(device)
 
 
 @functools.cache
@@ -46,9 +55,10 @@ def _sm_count(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
-def _splits(batch_heads: int, max_keys: int, device: torch.device) -> int:
+def _splits(batch_heads: int, max_keys: int, kv_width: int, device: torch.device) -> int:
     steps = max(1, math.ceil(max_keys / KEYS_PER_STEP))
-    return max(1, min(steps, PROGRAMS_PER_SM * _sm_count(device) // batch_heads))
+    per_sm = PROGRAMS_PER_SM * (2 if kv_width <= NARROW_KV else 1)
+    return max(1, min(steps, per_sm * _sm_count(device) // batch_heads))
 
 
 def completed_blocks(lengths: list[int], cfg: NSAConfig) -> list[tuple[int, int]]:
@@ -119,12 +129,12 @@ def nsa_decode(
 ) -> torch.Tensor:
     """NSA output of the newest token: q [B, H, Dk] -> o [B, H, Dv].
 
-        The caches must already hold the new token's k/v and every completed compressed block
-        (update_compressed_cache). lengths as an int32 device tensor keeps the call free of
-        host-device copies and syncs, so a decode step can be captured in a CUDA graph (its values
-        are then not checked). splits: key splits of every branch, or of each (compressed,
-    selected, window); None: enough to fill the GPU.
-        split_head_dim: as KernelTuning.split_head_dim (two power-of-two Dk tiles, not one padded).
+    The caches must already hold the new token's k/v and every completed compressed block
+    (update_compressed_cache). lengths as an int32 device tensor keeps the call free of
+    host-device copies and syncs, so a decode step can be captured in a CUDA graph (its values
+    are then not checked). splits: key splits of every branch, or of each (compressed,
+    selected, window); None: enough to fill the GPU. split_head_dim: as
+    KernelTuning.split_head_dim (two power-of-two Dk tiles, not one padded).
     """
     _validate(q, k_cache, v_cache, kc_cache, vc_cache, lengths, cfg, gates)
     if not isinstance(lengths, torch.Tensor):
@@ -138,11 +148,20 @@ def nsa_decode(
     kc, vc = kc_cache.reshape(B * S_cmp, H_kv, -1), vc_cache.reshape(B * S_cmp, H_kv, -1)
     run = dict(block_m=DECODE_BLOCK_M, out_dtype=torch.float32, split_dk=split_head_dim)
     per_branch = splits if isinstance(splits, tuple) else (splits,) * 3
-    n_split = lambda branch, keys: per_branch[branch] or _splits(B * H_kv, keys, q.device)
+    kv_width = k_cache.shape[-1] + v_cache.shape[-1]
+    n_split = lambda branch, keys: per_branch[branch] or _splits(B * H_kv, keys, kv_width, q.device)
     gated = cfg.combine == "gated"  # union reads only the compressed log-sum-exp
     # the compressed pass keeps its logits (B x H x S_cmp floats), so the block scores read
     # them instead of all of Kc again (H200, paper config, batch 32 at 64k: 201 MB of Kc)
     logits = torch.empty(B, q.shape[1], S_cmp, device=q.device, dtype=torch.float32)
+    # the window pass needs no selection: on a side stream it overlaps the compressed pass,
+    # the scores and top-n, whose programs leave most of each SM idle at decode
+    side = _side_stream(q.device) if q.is_cuda else None
+    main = torch.cuda.current_stream(q.device) if side is not None else None
+    if side is not None:
+        side.wait_stream(main)
+    with torch.cuda.stream(side) if side is not None else contextlib.nullcontext():
+        win = attn_fwd(q, k, v, meta, cfg, MODE_WIN, scale, splits=n_split(2, cfg.window), **run)
     cmp = attn_fwd(
         q, kc, vc, meta, cfg, MODE_CMP, scale, splits=n_split(0, cfg.num_compressed(S)),
         with_output=gated, logits=logits, **run,
@@ -153,5 +172,8 @@ def nsa_decode(
     sel = selection_per_query(idx, ucount, meta, q.shape[1] // H_kv, DECODE_BLOCK_M)
     slc_splits = min(n_split(1, cfg.n_selected * cfg.slc_block), cfg.n_selected)
     slc = attn_fwd(q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, splits=slc_splits, **run)
-    win = attn_fwd(q, k, v, meta, cfg, MODE_WIN, scale, splits=n_split(2, cfg.window), **run)
+    if side is not None:
+        main.wait_stream(side)
+        for t in win:  # made on the side stream, used and freed on this one
+            t.record_stream(main)
     return decode_combine(cmp, slc, win, gates, union=not gated, out_dtype=q.dtype)
