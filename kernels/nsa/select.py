@@ -57,13 +57,11 @@ def _slc_scores_kernel(
     H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, GP: tl.constexpr, BT: tl.constexpr,
     BM: tl.constexpr, DK: tl.constexpr, BDK: tl.constexpr, BDK2: tl.constexpr,
     BJ: tl.constexpr, BC: tl.constexpr,
-    HALO: tl.constexpr,
     CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr, SLC_BLOCK: tl.constexpr,
-    L_UNITS: tl.constexpr, R_UNITS: tl.constexpr, SPLITS: tl.constexpr,
+    L_UNITS: tl.constexpr, R_UNITS: tl.constexpr,
 ):  # fmt: skip
     tile = tl.program_id(0)
     hkv = tl.program_id(1)
-    split = tl.program_id(2)
     b = tl.load(tile_seq + tile)
     i0 = tl.load(tile_i0 + tile)
     ql = tl.load(q_len + b)
@@ -87,23 +85,15 @@ def _slc_scores_kernel(
     t_hi = pos0 + i0 + tl.minimum(BT, ql - i0) - 1
     out_row = (tl.load(q_start + b) + i0 + ti).to(tl.int64) * H_KV + hkv
     n_jc = tl.cdiv(t_hi // SLC_BLOCK + 1, BJ)
-    per = tl.cdiv(n_jc, SPLITS)
-    jc_lo = split * per
     # Eq. 9 with l <= l': the token at unit u of block j lies w_in[u] units inside block j and
     # spills w_out[u] units into block j + 1
     u = tl.arange(0, R_UNITS)
     w_in = tl.minimum(L_UNITS, R_UNITS - u).to(tl.float32)
     w_out = L_UNITS - w_in
-    # the spill of the block just before this program's first chunk (its last R tokens)
-    h = tl.arange(0, HALO)
-    ch = tl.where(h < R_UNITS, jc_lo * BC - R_UNITS + h, -1)
-    ph = _cmp_probs(b_q, b_q2, kc, ch, hkv, t, valid, cl, cbase, b_lse, scale_log2,
-                    H_KV, DK, BDK, BDK2, CMP_BLOCK, CMP_STRIDE)  # fmt: skip
-    w_h = tl.where(h < R_UNITS, tl.maximum(L_UNITS - R_UNITS + h, 0), 0).to(tl.float32)
-    carry = tl.sum(ph * w_h[None, :], 1)  # [BM]
+    carry = tl.zeros([BM], dtype=tl.float32)  # what the previous step spills into this one
     jj = tl.arange(0, BJ)
     shift = (jj[None, :] == jj[:, None] + 1).to(tl.float32)  # [BJ, BJ]: column j <- row j-1
-    for jc in range(jc_lo, tl.minimum(n_jc, jc_lo + per)):
+    for jc in range(0, n_jc):
         j = jc * BJ + jj
         c = jc * BC + tl.arange(0, BC)
         p = _cmp_probs(b_q, b_q2, kc, c, hkv, t, valid, cl, cbase, b_lse, scale_log2,
@@ -135,17 +125,17 @@ def _check_units(cfg: NSAConfig) -> tuple[int, int]:
 
 def slc_scores(
     q: torch.Tensor, kc: torch.Tensor, lse_cmp: torch.Tensor, meta: SeqMeta, cfg: NSAConfig,
-    scale: float, splits: int = 1, split_dk: bool = False, score_rows: int = 0,
-    block_j: int = SCORE_BLOCKS, launch: Launch | None = None,
+    scale: float, split_dk: bool = False, score_rows: int = 0, block_j: int = SCORE_BLOCKS,
+    launch: Launch | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """Block scores [N, H_kv, N_slc] fp32 (forced +inf, future -inf) from the compressed lse.
 
-    splits > 1 divides each tile's selection blocks over several programs (decode); split_dk
-    tiles Dk in two power-of-two parts (attention.head_parts). score_rows (positions x padded
-    heads), block_j (selection blocks per step) and launch are for bench/kernels.py's sweep;
-    by default a Dk tiled wider than 128 (the paper's 192) takes 128-row tiles and no
-    pipelining (H200, 64k: 16.8 -> 13.9 ms; bench/results/kernels-scores-h200.json).
-    Decode reads the compressed pass's logits instead (decode_scores.py).
+    split_dk tiles Dk in two power-of-two parts (attention.head_parts). score_rows
+    (positions x padded heads), block_j (selection blocks per step) and launch are for
+    bench/kernels.py's sweep; by default a Dk tiled wider than 128 (the paper's 192) takes
+    128-row tiles and no pipelining (H200, 64k: 16.8 -> 13.9 ms;
+    bench/results/kernels-scores-h200.json). Decode reads the compressed pass's logits
+    instead (decode_scores.py).
     """
     L, R = _check_units(cfg)
     N, H, DK = q.shape
@@ -160,12 +150,12 @@ def slc_scores(
     NS = max(cfg.num_slc_blocks(n) for n in meta.k_lens)
     scores = torch.full((N, H_KV, NS), float("-inf"), device=q.device, dtype=torch.float32)
     tile_seq, tile_i0 = query_tiles(meta, BT, q.device)
-    _slc_scores_kernel[(tile_seq.numel(), H_KV, splits)](
+    _slc_scores_kernel[(tile_seq.numel(), H_KV)](
         q, kc, lse_cmp, scores, tile_seq, tile_i0,
         meta.q_start, meta.q_len, meta.q_pos0, meta.c_start, meta.c_len, NS, scale * LOG2E,
         H=H, H_KV=H_KV, G=G, GP=GP, BT=BT, BM=BT * GP, DK=DK, BDK=BDK, BDK2=BDK2, BJ=block_j,
-        BC=block_j * R, HALO=max(16, R), CMP_BLOCK=cfg.cmp_block, CMP_STRIDE=cfg.cmp_stride,
-        SLC_BLOCK=cfg.slc_block, L_UNITS=L, R_UNITS=R, SPLITS=splits, **opts,
+        BC=block_j * R, CMP_BLOCK=cfg.cmp_block, CMP_STRIDE=cfg.cmp_stride,
+        SLC_BLOCK=cfg.slc_block, L_UNITS=L, R_UNITS=R, **opts,
     )  # fmt: skip
     return scores
 
