@@ -7,12 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from model_fixtures import shared_home
+
 TEST_MODEL = "smollm2-135m-instruct"
 
 
 def default_home() -> Path:
     """The model cache the tests share with the user (a model is fetched at most once)."""
-    return Path(os.environ.get("NSA_HOME") or "~/.cache/nsa-assist").expanduser()
+    return shared_home()
 
 
 def run_nsa(*args: str, home: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:

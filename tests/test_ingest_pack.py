@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 from ingest_support import standin_count_tokens, write_tree
+from model_fixtures import shared_home
 
 from nsa_assist.ingest.errors import BudgetError, SourceError
 from nsa_assist.ingest.pack import PackConfig
 from nsa_assist.ingest.path_order import pack_in_path_order
 from nsa_assist.ingest.pipeline import IngestOptions, ingest_repository
 from nsa_assist.ingest.walk import WalkConfig
+from nsa_assist.model.registry import MODELS_DIR
 
 STDLIB = Path(json.__file__).parent.parent
 
@@ -150,8 +152,8 @@ def test_cache_dir_gives_the_same_context(tmp_path: Path) -> None:
 
 
 def _cached_model_tokenizer() -> Path | None:
-    home = Path("~/.cache/nsa-assist/models").expanduser()
-    found = sorted(home.glob("*.tokenizer.json"))
+    """A tokenizer of a model in the cache the tests share (NSA_HOME, as the tool reads it)."""
+    found = sorted((shared_home() / MODELS_DIR).glob("*.tokenizer.json"))
     return found[0] if found else None
 
 
