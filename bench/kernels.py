@@ -250,18 +250,17 @@ def gpu_time_by_kernel(fn, reps: int) -> tuple[dict[str, float], list[list]]:
         for e in prof.key_averages()
         if e.device_time_total > 0
     }
+    by_size = dict(sorted(per_kernel.items(), key=lambda x: -x[1]))
     kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
     kernels.sort(key=lambda e: e.time_range.start)
     per_call = len(kernels) // reps
     by_launch = []
-    if per_call * reps == len(kernels):
-        for i in range(per_call):
-            mine = kernels[i::per_call]
-            if len({e.name for e in mine}) != 1:
-                return dict(sorted(per_kernel.items(), key=lambda x: -x[1])), []
-            us = sum(e.time_range.elapsed_us() for e in mine) / reps
-            by_launch.append([mine[0].name[:80], us])
-    return dict(sorted(per_kernel.items(), key=lambda x: -x[1])), by_launch
+    for i in range(per_call if per_call * reps == len(kernels) else 0):
+        mine = kernels[i::per_call]
+        if len({e.name for e in mine}) != 1:  # the calls' launches differ
+            return by_size, []
+        by_launch.append([mine[0].name[:80], sum(e.time_range.elapsed_us() for e in mine) / reps])
+    return by_size, by_launch
 
 
 def profile_decode(name, T, batch, cfg, reps) -> dict:
@@ -489,6 +488,27 @@ def sweep_scores(T, cfg, tuning, reps, st: dict, out: dict, save) -> None:
                     times[label] = _time_or_inf(lambda kw=kw: run(**kw), reps, f"scores {label}")
     out["stages"]["scores"] = _sweep_summary(f"{out['config']} scores", times)
     save()
+
+
+def sweep_decode_knobs(name, T, cfg, reps, module, knobs: dict[str, tuple]) -> list[dict]:
+    """A decode step (CUDA graph) at each batch of DECODE_BATCHES under every setting of the
+    module constants `knobs` (read by their kernels at each call), the defaults first; the
+    defaults are restored after."""
+    default = tuple(getattr(module, k) for k in knobs)
+    rows = []
+    for setting in [default, *itertools.product(*knobs.values())]:
+        for k, value in zip(knobs, setting, strict=True):
+            setattr(module, k, value)
+        for batch in DECODE_BATCHES:
+            row = bench_decode(name, T, batch, cfg, reps * 4)
+            row.update({k.lower(): v for k, v in zip(knobs, setting, strict=True)})
+            row["default"] = setting == default
+            rows.append(row)
+            print(name, "decode b", batch, dict(zip(knobs, setting, strict=True)),
+                  round(row["nsa_decode_graph_ms"], 4), flush=True)  # fmt: skip
+    for k, value in zip(knobs, default, strict=True):
+        setattr(module, k, value)
+    return rows
 
 
 def _time_or_inf(fn, reps: int, what: str) -> float:
@@ -810,30 +830,15 @@ def main(argv: list[str]) -> None:
         if "decode_scores" in parts:  # decode's scores pass: blocks per program x warps
             from nsa_assist.kernels.nsa import decode_scores as scores_mod
 
-            default = (scores_mod.DECODE_SCORE_BLOCKS, scores_mod.DECODE_SCORE_WARPS)
-            for bj, warps in [default, *itertools.product((16, 32, 64, 128), (2, 4, 8))]:
-                scores_mod.DECODE_SCORE_BLOCKS, scores_mod.DECODE_SCORE_WARPS = bj, warps
-                for batch in DECODE_BATCHES:
-                    row = bench_decode(name, max(lengths), batch, cfg, a.reps * 4)
-                    row.update(score_blocks=bj, score_warps=warps, default=(bj, warps) == default)
-                    result.setdefault("decode_scores", []).append(row)
-                    print(name, "decode b", batch, "score blocks", bj, "warps", warps,
-                          round(row["nsa_decode_graph_ms"], 4), flush=True)  # fmt: skip
-            scores_mod.DECODE_SCORE_BLOCKS, scores_mod.DECODE_SCORE_WARPS = default
-        if "decode_combine" in parts:  # decode's merge-and-combine: rows per program
+            knobs = {"DECODE_SCORE_BLOCKS": (16, 32, 64, 128), "DECODE_SCORE_WARPS": (2, 4, 8)}
+            rows = sweep_decode_knobs(name, max(lengths), cfg, a.reps, scores_mod, knobs)
+            result.setdefault("decode_scores", []).extend(rows)
+        if "decode_combine" in parts:  # decode's merge-and-combine: rows per program x warps
             from nsa_assist.kernels.nsa import combine as combine_mod
 
-            default = (combine_mod.DECODE_COMBINE_ROWS, combine_mod.DECODE_COMBINE_WARPS)
-            for rows, warps in [default, *itertools.product((1, 2, 4, 8), (1, 2, 4))]:
-                combine_mod.DECODE_COMBINE_ROWS, combine_mod.DECODE_COMBINE_WARPS = rows, warps
-                for batch in DECODE_BATCHES:
-                    row = bench_decode(name, max(lengths), batch, cfg, a.reps * 4)
-                    row.update(combine_rows=rows, combine_warps=warps,
-                               default=(rows, warps) == default)  # fmt: skip
-                    result.setdefault("decode_combine", []).append(row)
-                    print(name, "decode b", batch, "combine rows", rows, "warps", warps,
-                          round(row["nsa_decode_graph_ms"], 4), flush=True)  # fmt: skip
-            combine_mod.DECODE_COMBINE_ROWS, combine_mod.DECODE_COMBINE_WARPS = default
+            knobs = {"DECODE_COMBINE_ROWS": (1, 2, 4, 8), "DECODE_COMBINE_WARPS": (1, 2, 4)}
+            rows = sweep_decode_knobs(name, max(lengths), cfg, a.reps, combine_mod, knobs)
+            result.setdefault("decode_combine", []).extend(rows)
         if "decode_profile" in parts:
             for batch in DECODE_BATCHES:
                 row = profile_decode(name, max(lengths), batch, cfg, a.reps * 4)

@@ -32,13 +32,12 @@ from .varlen import decode_meta
 
 KEYS_PER_STEP = 64
 DECODE_BLOCK_M = 16  # one query per sequence: the smallest tile (16 rows) wastes the least
-# key splits: about PROGRAMS_PER_SM programs per SM over the batch's (sequence, KV head)
-# tiles, rounded down, and twice that where a K + V row is at most NARROW_KV values (more
-# such programs fit an SM). bench/kernels.py --parts decode_splits (H200, 64k, batch 32):
+# key splits: about one program per SM over the batch's (sequence, KV head) tiles, rounded
+# down, and two where a K + V row is at most NARROW_KV values (more such programs fit an
+# SM). bench/kernels.py --parts decode_splits (H200, 64k, batch 32):
 # paper (Dk + Dv = 320, 128 tiles) 1 split 0.179 ms, 2 0.187, 3 (v7's two-wave rule) 0.211;
 # qwen-1.5b (256, 64 tiles) 4 splits 0.0848, 2 0.0852; qwen-0.5b (128, 64 tiles) 4 splits
 # 0.0626, 2 0.0744; at batch 1 every config is within 6% of its best of 1..64 splits
-PROGRAMS_PER_SM = 1
 NARROW_KV = 256
 DEFAULT_SMS = 132  # an H200's, where no GPU is visible (the interpreter)
 
@@ -52,7 +51,7 @@ def _sm_count(device: torch.device) -> int:
 
 def _splits(batch_heads: int, max_keys: int, kv_width: int, device: torch.device) -> int:
     steps = max(1, math.ceil(max_keys / KEYS_PER_STEP))
-    per_sm = PROGRAMS_PER_SM * (2 if kv_width <= NARROW_KV else 1)
+    per_sm = 2 if kv_width <= NARROW_KV else 1
     return max(1, min(steps, per_sm * _sm_count(device) // batch_heads))
 
 

@@ -83,15 +83,10 @@ def prefill_meta(cu_seqlens: list[int], cfg: NSAConfig, device) -> SeqMeta:
     lens = [b - a for a, b in itertools.pairwise(cu_seqlens)]
     c_lens = [cfg.num_compressed(n) for n in lens]
     starts = list(cu_seqlens[:-1])
-    rows = [starts, lens, [0] * len(lens), starts, _starts(c_lens), c_lens]  # one copy up
-    q_start, q_len, q_pos0, k_start, c_start, c_len = device_i32(rows, device).unbind(0)
+    # SeqMeta's six device rows, in field order, in one copy up
+    rows = [starts, lens, [0] * len(lens), starts, _starts(c_lens), c_lens]
     return SeqMeta(
-        q_start=q_start,
-        q_len=q_len,
-        q_pos0=q_pos0,
-        k_start=k_start,
-        c_start=c_start,
-        c_len=c_len,
+        *device_i32(rows, device).unbind(0),
         q_lens=tuple(lens),
         k_lens=tuple(lens),
         c_lens=tuple(c_lens),
@@ -131,19 +126,14 @@ def decode_meta(
         lengths, out, B, cache_len, cmp_cache_len,
         CMP_BLOCK=cfg.cmp_block, CMP_STRIDE=cfg.cmp_stride, BB=BB,
     )  # fmt: skip
-    q_start, q_len, q_pos0, k_start, c_start, c_len, tile_i0 = out.unbind(0)
+    *rows, tile_i0 = out.unbind(0)  # SeqMeta's six device rows, in field order
     return SeqMeta(
-        q_start=q_start,
-        q_len=q_len,
-        q_pos0=q_pos0,
-        k_start=k_start,
-        c_start=c_start,
-        c_len=c_len,
+        *rows,
         q_lens=(1,) * B,
         k_lens=(cache_len,) * B,
         c_lens=(cmp_cache_len,) * B,
         single_query=True,
-        tile_seq=q_start,  # one tile per sequence: tile b is sequence b
+        tile_seq=rows[0],  # q_start: one tile per sequence, tile b is sequence b
         tile_i0=tile_i0,
     )
 
