@@ -27,6 +27,7 @@ source read from DIR, never committed; see bench_public): flash-linear-attention
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import itertools
 import json
@@ -734,12 +735,14 @@ def main(argv: list[str]) -> None:
     p.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
     p.add_argument("--combine", default="gated", choices=["gated", "union"])
     extra = "also: split, launch, module_profile, decode_profile, decode_splits, decode_scores, "
-    extra += "decode_combine, "
+    extra += "decode_combine, decode_topn, "
     extra += "slc_real (with --selections)"
     p.add_argument("--parts", default="tune,prefill,decode,breakdown", help=extra)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--padded-head-dim", action="store_true", help="pad Dk, do not split it")
     p.add_argument("--sweep", help="launch part: only these stages (e.g. scores,slc_attn)")
+    p.add_argument("--split-settings", help="decode_splits part: a Python list of settings, "
+                   "e.g. '[None, (None, 16, None)]' (None: the rule's)")  # fmt: skip
     p.add_argument("--out", default="bench/results/kernels-h200.json")
     p.add_argument("--selections", help="slc_real part: a file of bench/selection_locality.py")
     p.add_argument("--public", metavar="DIR", help="also run the public NSA kernels under DIR")
@@ -812,6 +815,8 @@ def main(argv: list[str]) -> None:
             settings = [None, 1, 2, 3, 4, 8, 16, 32, 64]
             settings += [(c, 1, 1) for c in (2, 3, 4)] + [(1, s, 1) for s in (2, 3)]
             settings += [(1, 1, 2), (1, 2, 2)]
+            if a.split_settings:
+                settings = ast.literal_eval(a.split_settings)
             for batch in DECODE_BATCHES:
                 for splits in settings:
                     row = bench_decode(name, max(lengths), batch, cfg, a.reps * 4, splits=splits)
@@ -839,6 +844,12 @@ def main(argv: list[str]) -> None:
             knobs = {"DECODE_COMBINE_ROWS": (1, 2, 4, 8), "DECODE_COMBINE_WARPS": (1, 2, 4)}
             rows = sweep_decode_knobs(name, max(lengths), cfg, a.reps, combine_mod, knobs)
             result.setdefault("decode_combine", []).extend(rows)
+        if "decode_topn" in parts:  # decode's top-n: bitonic sort or max rounds x warps
+            from nsa_assist.kernels.nsa import topn as topn_mod
+
+            knobs = {"REGISTER_SORT": (True, False), "REGISTER_SORT_WARPS": (1, 2, 4, 8)}
+            rows = sweep_decode_knobs(name, max(lengths), cfg, a.reps, topn_mod, knobs)
+            result.setdefault("decode_topn", []).extend(rows)
         if "decode_profile" in parts:
             for batch in DECODE_BATCHES:
                 row = profile_decode(name, max(lengths), batch, cfg, a.reps * 4)

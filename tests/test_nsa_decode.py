@@ -15,6 +15,7 @@ if not torch.cuda.is_available():
 
 from nsa_assist.kernels.nsa import NSAConfig, nsa_attention, nsa_decode
 from nsa_assist.kernels.nsa import attention as nsa_attention_mod
+from nsa_assist.kernels.nsa import decode as nsa_decode_mod
 from nsa_assist.kernels.nsa import select as nsa_select_mod
 from nsa_assist.kernels.nsa.attention import MODE_CMP, attn_fwd
 from nsa_assist.kernels.nsa.compress import compress_mean
@@ -82,21 +83,30 @@ def test_decode_equals_reference_at_last_position(G, H_kv, combine, splits):
     _check_decode(G, H_kv, combine, splits)
 
 
+@pytest.mark.parametrize("combine", ["gated", "union"])
+def test_selected_and_window_passes_launched_apart(combine, monkeypatch):
+    """The selected and window passes as two launches (decode.DECODE_FUSED_LOCAL off) give
+    the same output as the one fused launch the step uses."""
+    monkeypatch.setattr(nsa_decode_mod, "DECODE_FUSED_LOCAL", False)
+    _check_decode(6, 2, combine, (None, 2, 3))
+
+
 @pytest.mark.parametrize(
     "G,H_kv,combine,Dk,Dv",
     [(6, 2, "gated", 96, 32), (16, 1, "union", 48, 16), (1, 2, "gated", 192, 64)],
     ids=["G6-Dk96", "G16-Dk48-union", "G1-Dk192"],
 )
 def test_decode_with_split_head_dim_equals_reference(G, H_kv, combine, Dk, Dv, monkeypatch):
-    """Dk not a power of two, tiled as two parts (32 + 16, 64 + 32, 128 + 64) in the three
-    branch launches (the scores pass reads the compressed pass's logits, not q or Kc)."""
+    """Dk not a power of two, tiled as two parts (32 + 16, 64 + 32, 128 + 64) in the branch
+    launches (the scores pass reads the compressed pass's logits, not q or Kc)."""
     seen = []
     real = nsa_attention_mod.head_parts
     spy = lambda D, split: seen.append(real(D, split)) or seen[-1]
     monkeypatch.setattr(nsa_attention_mod, "head_parts", spy)
     monkeypatch.setattr(nsa_select_mod, "head_parts", spy)
     _check_decode(G, H_kv, combine, None, Dk, Dv, split_head_dim=True)
-    assert len(seen) == 3 and all(bd2 > 0 for _, bd2 in seen), seen
+    # the compressed pass, and one launch for the selected and window passes
+    assert len(seen) == 2 and all(bd2 > 0 for _, bd2 in seen), seen
 
 
 def _check_decode(G, H_kv, combine, splits, Dk=16, Dv=8, split_head_dim=False):

@@ -12,11 +12,12 @@ import os
 
 import pytest
 import torch
+import triton.language as tl
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from nsa_assist.kernels.nsa import NSAConfig
+from nsa_assist.kernels.nsa import NSAConfig, topn
 from nsa_assist.kernels.nsa.compress import compress_mean
 from nsa_assist.kernels.nsa.select import slc_scores, top_n, top_n_torch
 from nsa_assist.kernels.nsa.topn import _tiles, top_n_blocks, top_n_blocks_torch
@@ -51,17 +52,35 @@ def packed_scores(lengths, H_kv, slc_block, gen, levels=0):
     return torch.cat(rows).to(DEVICE)
 
 
+# the register kernel's two ways: Triton's tl.topk (where it exists) and n max rounds
+REGISTER_WAYS = [(True, True), (True, False)] if hasattr(tl, "topk") else [(True, False)]
+# the interpreter runs tl.topk slowly (0.1 s a row of 38 blocks, 2-3 s at 1024+): on the
+# CPU the sort way sees this many rows of each table, spread over it (all of them on a GPU)
+INTERPRETED_SORT_ROWS = 2
+
+
 def _check_twin(scores, n):
-    """Both kernels (the tournament and the one-row-in-registers one) equal the twin, run on
-    the CPU: on CUDA torch.sort puts a NaN with its sign bit set last, not first."""
+    """Every kernel (the tournament, the one-row-in-registers one by sort and by rounds)
+    equals the twin, run on the CPU: on CUDA torch.sort puts a NaN with its sign bit set
+    last, not first."""
     want = top_n_blocks_torch(scores.cpu(), n)
-    for in_registers in (False, True):
-        counts = torch.full(scores.shape[:-1], -7, device=scores.device, dtype=torch.int32)
-        got = top_n_blocks(scores, n, in_registers=in_registers, counts=counts)
-        assert got.dtype == torch.int32 and got.shape == (*scores.shape[:-1], n)
-        assert torch.equal(got.cpu(), want), f"in_registers={in_registers}"
-        assert torch.equal(counts.cpu(), (want >= 0).sum(-1, dtype=torch.int32))
-    return got
+    sort_default = topn.REGISTER_SORT
+    try:
+        for in_registers, sort in [(False, False), *REGISTER_WAYS]:
+            topn.REGISTER_SORT = sort
+            x, w = scores, want
+            if sort and DEVICE == "cpu":
+                x, w = scores.flatten(0, -2), want.flatten(0, -2)
+                pick = torch.linspace(0, x.shape[0] - 1, INTERPRETED_SORT_ROWS).long().unique()
+                x, w = x[pick], w[pick]
+            counts = torch.full(x.shape[:-1], -7, device=x.device, dtype=torch.int32)
+            got = top_n_blocks(x, n, in_registers=in_registers, counts=counts)
+            assert got.dtype == torch.int32 and got.shape == (*x.shape[:-1], n)
+            assert torch.equal(got.cpu(), w), f"in_registers={in_registers} sort={sort}"
+            assert torch.equal(counts.cpu(), (w >= 0).sum(-1, dtype=torch.int32))
+    finally:
+        topn.REGISTER_SORT = sort_default
+    return top_n_blocks(scores, n, in_registers=False)
 
 
 # (lengths, slc_block, n): N_slc from 1 to 40 blocks, none a power of two but one

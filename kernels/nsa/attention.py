@@ -182,6 +182,68 @@ def _softmax_step(b_q, b_q2, b_k, b_k2, b_v, mask, acc, m_i, l_i, scale_log2,
 
 
 @triton.jit
+def _slc_fwd_loop(
+    k, v, sel, ulist, ucount, U, tile, hkv, row, valid, t, t_hi, kbase, split,
+    b_q, b_q2, acc, m_i, l_i, scale_log2, window,
+    H_KV: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr,
+    BDK2: tl.constexpr, BDV: tl.constexpr, BN: tl.constexpr, SLC_BLOCK: tl.constexpr,
+    NSEL: tl.constexpr, BSEL: tl.constexpr, SPLITS: tl.constexpr, UNION: tl.constexpr,
+    WITH_V: tl.constexpr,
+):  # fmt: skip
+    """The selection branch's online softmax over split `split` of the tile's block union."""
+    dv = tl.arange(0, BDV)
+    n_u = tl.load(ucount + tile * H_KV + hkv)
+    per = tl.cdiv(n_u, SPLITS)
+    u_hi = tl.minimum(n_u, (split + 1) * per)
+    ns = tl.arange(0, BSEL)
+    sel_ptr = sel + (row.to(tl.int64) * H_KV + hkv)[:, None] * NSEL + ns[None, :]
+    b_sel = tl.load(sel_ptr, mask=valid[:, None] & (ns[None, :] < NSEL), other=-1)
+    for u in range(split * per, u_hi):
+        j = tl.load(ulist + (tile * H_KV + hkv) * U + u)
+        member = tl.sum((b_sel == j).to(tl.int32), 1) > 0  # [BM]
+        for sub in tl.static_range(0, SLC_BLOCK, BN):
+            s = j * SLC_BLOCK + sub + tl.arange(0, BN)
+            kvalid = (s < (j + 1) * SLC_BLOCK) & (s <= t_hi)
+            b_k, b_k2 = _load_parts(k, kbase + s, hkv, kvalid, H_KV, DK, BDK, BDK2)
+            b_v = _load_keys(v, kbase + s, hkv, dv, kvalid & WITH_V, H_KV, DV)
+            mask = _slc_mask(s, t, member, valid, kvalid, window, UNION)
+            acc, m_i, l_i, _ = _softmax_step(
+                b_q, b_q2, b_k, b_k2, b_v, mask, acc, m_i, l_i, scale_log2, BDK2, WITH_V
+            )
+    return acc, m_i, l_i
+
+
+@triton.jit
+def _dense_fwd_loop(
+    k, v, logits, row, head, valid, t, t_lo, t_hi, kbase, hkv, split,
+    b_q, b_q2, acc, m_i, l_i, scale_log2, window,
+    H: tl.constexpr, H_KV: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr,
+    BDK: tl.constexpr, BDK2: tl.constexpr, BDV: tl.constexpr, BN: tl.constexpr,
+    MODE: tl.constexpr, CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr,
+    SPLITS: tl.constexpr, WITH_V: tl.constexpr, LOGITS: tl.constexpr,
+):  # fmt: skip
+    """The compressed (MODE 0) or window (MODE 2) branch's online softmax over split `split`
+    of the tile's key range; LOGITS > 0 also stores the scaled q.k (rows of LOGITS tokens)."""
+    dv = tl.arange(0, BDV)
+    lo, hi = _dense_span(MODE, t_lo, t_hi, window, CMP_BLOCK, CMP_STRIDE)
+    n_chunks = tl.cdiv(hi - lo, BN)
+    per = tl.cdiv(n_chunks, SPLITS)
+    for ci in range(split * per, tl.minimum(n_chunks, (split + 1) * per)):
+        s = lo + ci * BN + tl.arange(0, BN)
+        kvalid = s < hi
+        b_k, b_k2 = _load_parts(k, kbase + s, hkv, kvalid, H_KV, DK, BDK, BDK2)
+        b_v = _load_keys(v, kbase + s, hkv, dv, kvalid & WITH_V, H_KV, DV)
+        mask = _dense_mask(MODE, s, t, valid, kvalid, window, CMP_BLOCK, CMP_STRIDE)
+        acc, m_i, l_i, s_log2 = _softmax_step(
+            b_q, b_q2, b_k, b_k2, b_v, mask, acc, m_i, l_i, scale_log2, BDK2, WITH_V
+        )
+        if LOGITS:  # row r's scaled q.k of these tokens, -inf where masked
+            l_ptr = logits + (row.to(tl.int64) * H + head)[:, None] * LOGITS + s[None, :]
+            tl.store(l_ptr, s_log2, mask=valid[:, None] & kvalid[None, :])
+    return acc, m_i, l_i
+
+
+@triton.jit
 def _attn_fwd_kernel(
     q, k, v, o, lse,  # q [N, H, DK]; k/v [*, H_KV, D]; o [S, N, H, DV]; lse [S, N, H]
     logits,  # CMP with LOGITS: [N, H, LOGITS] fp32, q.k * scale * log2(e) of every token read
@@ -195,7 +257,11 @@ def _attn_fwd_kernel(
     SLC_BLOCK: tl.constexpr, NSEL: tl.constexpr, BSEL: tl.constexpr, SPLITS: tl.constexpr,
     WITH_V: tl.constexpr,  # False: log-sum-exp only (the compressed branch in union mode)
     LOGITS: tl.constexpr = 0,  # > 0: store the logits, rows of this many tokens (decode)
+    WIN_SPLITS: tl.constexpr = 0,  # SLC: programs of split >= SPLITS run the window branch
 ):  # fmt: skip
+    """Grid (tile, KV head, split). With WIN_SPLITS > 0 (decode) one launch runs both branches
+    that read K/V: the selection's SPLITS splits, then the window's WIN_SPLITS, stored as
+    splits SPLITS .. SPLITS + WIN_SPLITS - 1 of o and lse."""
     tile = tl.program_id(0)
     hkv = tl.program_id(1)
     split = tl.program_id(2)
@@ -218,40 +284,24 @@ def _attn_fwd_kernel(
     m_i = tl.full([BM], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BM], dtype=tl.float32)
     if MODE == 1:
-        n_u = tl.load(ucount + tile * H_KV + hkv)
-        per = tl.cdiv(n_u, SPLITS)
-        u_hi = tl.minimum(n_u, (split + 1) * per)
-        ns = tl.arange(0, BSEL)
-        sel_ptr = sel + (row.to(tl.int64) * H_KV + hkv)[:, None] * NSEL + ns[None, :]
-        b_sel = tl.load(sel_ptr, mask=valid[:, None] & (ns[None, :] < NSEL), other=-1)
-        for u in range(split * per, u_hi):
-            j = tl.load(ulist + (tile * H_KV + hkv) * U + u)
-            member = tl.sum((b_sel == j).to(tl.int32), 1) > 0  # [BM]
-            for sub in tl.static_range(0, SLC_BLOCK, BN):
-                s = j * SLC_BLOCK + sub + tl.arange(0, BN)
-                kvalid = (s < (j + 1) * SLC_BLOCK) & (s <= t_hi)
-                b_k, b_k2 = _load_parts(k, kbase + s, hkv, kvalid, H_KV, DK, BDK, BDK2)
-                b_v = _load_keys(v, kbase + s, hkv, dv, kvalid & WITH_V, H_KV, DV)
-                mask = _slc_mask(s, t, member, valid, kvalid, window, UNION)
-                acc, m_i, l_i, _ = _softmax_step(
-                    b_q, b_q2, b_k, b_k2, b_v, mask, acc, m_i, l_i, scale_log2, BDK2, WITH_V
-                )
+        if split < SPLITS:
+            acc, m_i, l_i = _slc_fwd_loop(
+                k, v, sel, ulist, ucount, U, tile, hkv, row, valid, t, t_hi, kbase, split,
+                b_q, b_q2, acc, m_i, l_i, scale_log2, window, H_KV, DK, DV, BDK, BDK2, BDV,
+                BN, SLC_BLOCK, NSEL, BSEL, SPLITS, UNION, WITH_V,
+            )  # fmt: skip
+        elif WIN_SPLITS > 0:
+            acc, m_i, l_i = _dense_fwd_loop(
+                k, v, logits, row, head, valid, t, t_lo, t_hi, kbase, hkv, split - SPLITS,
+                b_q, b_q2, acc, m_i, l_i, scale_log2, window, H, H_KV, DK, DV, BDK, BDK2,
+                BDV, BN, 2, CMP_BLOCK, CMP_STRIDE, WIN_SPLITS, WITH_V, 0,
+            )  # fmt: skip
     else:
-        lo, hi = _dense_span(MODE, t_lo, t_hi, window, CMP_BLOCK, CMP_STRIDE)
-        n_chunks = tl.cdiv(hi - lo, BN)
-        per = tl.cdiv(n_chunks, SPLITS)
-        for ci in range(split * per, tl.minimum(n_chunks, (split + 1) * per)):
-            s = lo + ci * BN + tl.arange(0, BN)
-            kvalid = s < hi
-            b_k, b_k2 = _load_parts(k, kbase + s, hkv, kvalid, H_KV, DK, BDK, BDK2)
-            b_v = _load_keys(v, kbase + s, hkv, dv, kvalid & WITH_V, H_KV, DV)
-            mask = _dense_mask(MODE, s, t, valid, kvalid, window, CMP_BLOCK, CMP_STRIDE)
-            acc, m_i, l_i, s_log2 = _softmax_step(
-                b_q, b_q2, b_k, b_k2, b_v, mask, acc, m_i, l_i, scale_log2, BDK2, WITH_V
-            )
-            if LOGITS:  # row r's scaled q.k of these tokens, -inf where masked
-                l_ptr = logits + (row.to(tl.int64) * H + head)[:, None] * LOGITS + s[None, :]
-                tl.store(l_ptr, s_log2, mask=valid[:, None] & kvalid[None, :])
+        acc, m_i, l_i = _dense_fwd_loop(
+            k, v, logits, row, head, valid, t, t_lo, t_hi, kbase, hkv, split,
+            b_q, b_q2, acc, m_i, l_i, scale_log2, window, H, H_KV, DK, DV, BDK, BDK2, BDV,
+            BN, MODE, CMP_BLOCK, CMP_STRIDE, SPLITS, WITH_V, LOGITS,
+        )  # fmt: skip
     seen = l_i > 0
     out = acc / tl.where(seen, l_i, 1.0)[:, None]
     b_lse = tl.where(seen, (m_i + tl.log2(tl.where(seen, l_i, 1.0))) * _LN2, float("-inf"))
@@ -530,29 +580,34 @@ def attn_fwd(
     scale: float, sel: Selection | None = None, splits: int = 1, block_m: int = 64,
     block_n: int = 0, out_dtype: torch.dtype | None = None, with_output: bool = True,
     split_dk: bool = False, launch: Launch | None = None, logits: torch.Tensor | None = None,
+    win_splits: int = 0,
 ) -> tuple[torch.Tensor | None, torch.Tensor]:  # fmt: skip
     """One branch forward. Returns o [S, N, H, Dv] and lse [S, N, H] (fp32) for S splits;
     with_output=False skips the values and returns (None, lse). split_dk: tiles over Dk in
     two power-of-two parts (head_parts) instead of one padded tile. logits [N, H, C] (CMP
     only): also stores each row's q.k * scale * log2(e) for the compressed tokens it reads, so
-    the block scores need not read Kc again (decode; select.slc_scores)."""
+    the block scores need not read Kc again (decode; select.slc_scores). win_splits (SLC
+    only): the same launch also runs the window branch in that many splits, returned as
+    splits `splits` .. `splits + win_splits - 1` (decode: one launch instead of two)."""
     assert logits is None or mode == MODE_CMP, "logits are the compressed branch's"
+    assert not win_splits or mode == MODE_SLC, "the window rides on the selection's launch"
     d = _dims(q, k, v, split_dk)
     BM, BT = tile_rows(d["G"], block_m)
     BN, opts = _plan("fwd", cfg, mode, d, BM, block_n, launch)
     tile_seq, tile_i0, idx, ulist, ucount, U = _tiles(meta, mode, BT, sel, q.device)
     N = q.shape[0]
-    o_shape = (splits, N, d["H"], d["DV"]) if with_output else (1,)
+    S = splits + win_splits
+    o_shape = (S, N, d["H"], d["DV"]) if with_output else (1,)
     o = torch.empty(o_shape, device=q.device, dtype=out_dtype or q.dtype)
-    lse = torch.empty(splits, N, d["H"], device=q.device, dtype=torch.float32)
+    lse = torch.empty(S, N, d["H"], device=q.device, dtype=torch.float32)
     kv_start = meta.c_start if mode == MODE_CMP else meta.k_start
-    grid = (tile_seq.numel(), d["H_KV"], splits)
+    grid = (tile_seq.numel(), d["H_KV"], S)
     _attn_fwd_kernel[grid](
         q, k, v, o, lse, lse if logits is None else logits, tile_seq, tile_i0, meta.q_start,
         meta.q_len, meta.q_pos0, kv_start, idx, ulist, ucount, U, N, scale * LOG2E, cfg.window,
         BT=BT, BM=BM, BN=BN, SPLITS=splits, WITH_V=with_output,
-        LOGITS=0 if logits is None else logits.shape[-1], **d, **_consts(cfg, mode),
-        **opts,
+        LOGITS=0 if logits is None else logits.shape[-1], WIN_SPLITS=win_splits, **d,
+        **_consts(cfg, mode), **opts,
     )  # fmt: skip
     return (o if with_output else None), lse
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 
 from ..errors import KernelsUserError
-from .attention import MODE_CMP, MODE_SLC, MODE_WIN, attn_fwd
+from .attention import MODE_CMP, MODE_SLC, MODE_WIN, Launch, attn_fwd
 from .combine import decode_combine
 from .config import NSAConfig
 from .decode_scores import decode_scores
@@ -40,6 +40,12 @@ DECODE_BLOCK_M = 16  # one query per sequence: the smallest tile (16 rows) waste
 # 0.0626, 2 0.0744; at batch 1 every config is within 6% of its best of 1..64 splits
 NARROW_KV = 256
 DEFAULT_SMS = 132  # an H200's, where no GPU is visible (the interpreter)
+# the selected and window passes in one launch (attn_fwd's win_splits)
+DECODE_FUSED_LOCAL = True
+# the compressed pass's keys per step, warps and pipeline stages (0: attention._plan's)
+DECODE_CMP_KEYS = 0
+DECODE_CMP_WARPS = 0
+DECODE_CMP_STAGES = 0
 
 
 @functools.cache
@@ -141,6 +147,7 @@ def nsa_decode(
     k, v = k_cache.reshape(B * S, H_kv, -1), v_cache.reshape(B * S, H_kv, -1)
     kc, vc = kc_cache.reshape(B * S_cmp, H_kv, -1), vc_cache.reshape(B * S_cmp, H_kv, -1)
     run = dict(block_m=DECODE_BLOCK_M, out_dtype=torch.float32, split_dk=split_head_dim)
+    cmp_launch = Launch(DECODE_CMP_WARPS, DECODE_CMP_STAGES)
     per_branch = splits if isinstance(splits, tuple) else (splits,) * 3
     kv_width = k_cache.shape[-1] + v_cache.shape[-1]
     n_split = lambda branch, keys: per_branch[branch] or _splits(B * H_kv, keys, kv_width, q.device)
@@ -150,13 +157,21 @@ def nsa_decode(
     logits = torch.empty(B, q.shape[1], S_cmp, device=q.device, dtype=torch.float32)
     cmp = attn_fwd(
         q, kc, vc, meta, cfg, MODE_CMP, scale, splits=n_split(0, cfg.num_compressed(S)),
-        with_output=gated, logits=logits, **run,
+        with_output=gated, logits=logits, block_n=DECODE_CMP_KEYS, launch=cmp_launch, **run,
     )  # fmt: skip
     scores = decode_scores(logits, cmp[1], meta, cfg, H_kv)  # merges the splits' lse itself
     ucount = torch.empty(B, H_kv, device=q.device, dtype=torch.int32)
     idx = top_n_blocks(scores, cfg.n_selected, counts=ucount)
     sel = selection_per_query(idx, ucount, meta, q.shape[1] // H_kv, DECODE_BLOCK_M)
     slc_splits = min(n_split(1, cfg.n_selected * cfg.slc_block), cfg.n_selected)
-    slc = attn_fwd(q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, splits=slc_splits, **run)
-    win = attn_fwd(q, k, v, meta, cfg, MODE_WIN, scale, splits=n_split(2, cfg.window), **run)
+    win_splits = n_split(2, cfg.window)
+    if DECODE_FUSED_LOCAL:  # one launch, the window's splits after the selection's
+        o, lse = attn_fwd(
+            q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, splits=slc_splits,
+            win_splits=win_splits, **run,
+        )  # fmt: skip
+        slc, win = (o[:slc_splits], lse[:slc_splits]), (o[slc_splits:], lse[slc_splits:])
+    else:
+        slc = attn_fwd(q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, splits=slc_splits, **run)
+        win = attn_fwd(q, k, v, meta, cfg, MODE_WIN, scale, splits=win_splits, **run)
     return decode_combine(cmp, slc, win, gates, union=not gated, out_dtype=q.dtype)

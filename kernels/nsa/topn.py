@@ -27,6 +27,7 @@ Semantics (equal to select.top_n's former torch.topk version except for ties):
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import triton
@@ -101,23 +102,30 @@ def _top_n_in_registers_kernel(
     scores, idx, NS,  # as _top_n_kernel: scores [R, NS] float; idx [R, NSEL] int32; R programs
     counts,  # COUNT: [R] int32, the valid entries of each row of idx
     NSEL: tl.constexpr, BSEL: tl.constexpr, BNS: tl.constexpr, COUNT: tl.constexpr,
+    SORT: tl.constexpr,
 ):  # fmt: skip
-    """One row per program, held in registers: n rounds of (max, drop it). For few rows
-    (decode: batch x H_kv) where the tournament's dependent refreshes, each an L2 round trip,
-    set the time; a round here is a register and shuffle reduction."""
+    """One row per program, held in registers. For few rows (decode: batch x H_kv), where the
+    tournament's dependent refreshes, each an L2 round trip, set the time. SORT: Triton's
+    bitonic top-k over the keys (keys are unique, so it is exact); else n dependent rounds of
+    (max, drop it), each a register and shuffle reduction."""
     row = tl.program_id(0).to(tl.int64)
     j = tl.arange(0, BNS)
     m = j < NS
     none = tl.full([1], -2147483647, tl.int32).to(tl.int64) << 32
     keys = tl.where(m, _order_keys(tl.load(scores + row * NS + j, mask=m, other=0.0), j), none)
     o = tl.arange(0, BSEL)
-    b_out = tl.full([BSEL], -1, tl.int32)
-    for r in range(NSEL):
-        best = tl.max(keys, 0)
+    if SORT:
+        best = tl.topk(keys, BSEL)  # [BSEL], descending
         blk = 0x7FFFFFFF - (best - ((best >> 32) << 32)).to(tl.int32)
-        found = (best >> 32) > _NEG_INF_KEY
-        b_out = tl.where(o == r, tl.where(found, blk, -1), b_out)
-        keys = tl.where(keys == best, none, keys)
+        b_out = tl.where((best >> 32) > _NEG_INF_KEY, blk, -1)
+    else:
+        b_out = tl.full([BSEL], -1, tl.int32)
+        for r in range(NSEL):
+            best = tl.max(keys, 0)
+            blk = 0x7FFFFFFF - (best - ((best >> 32) << 32)).to(tl.int32)
+            found = (best >> 32) > _NEG_INF_KEY
+            b_out = tl.where(o == r, tl.where(found, blk, -1), b_out)
+            keys = tl.where(keys == best, none, keys)
     tl.store(idx + row * NSEL + o, b_out, mask=o < NSEL)
     if COUNT:
         tl.store(counts + row, tl.sum(((o < NSEL) & (b_out >= 0)).to(tl.int32), 0))
@@ -125,6 +133,13 @@ def _top_n_in_registers_kernel(
 
 REGISTER_ROWS = 4096  # at most this many rows (and 4096 blocks a row): one row per program
 REGISTER_BLOCKS_PER_WARP = 1024  # 32 int64 keys per thread
+# the register kernel's top-n: Triton's bitonic tl.topk (log^2 compare-exchange stages, all
+# independent across the row) where this Triton has it, else n dependent max rounds. H200,
+# 64k, decode (bench/kernels.py --parts decode_topn): 4.3-4.7 us against 7.4-7.9 for the
+# rounds. Not under the interpreter (CPU), which runs the sort ~50x slower than the rounds
+# (2-3 s a row of 1024 blocks); the tests run it there on a few rows.
+REGISTER_SORT = hasattr(tl, "topk") and os.environ.get("TRITON_INTERPRET") != "1"
+REGISTER_SORT_WARPS = 4
 
 
 def _tiles(NS: int, max_rows: int = MAX_ROWS) -> tuple[int, int, int, int]:
@@ -163,10 +178,13 @@ def top_n_blocks(
     if in_registers is None:
         in_registers = R <= REGISTER_ROWS and BNS <= 4 * REGISTER_BLOCKS_PER_WARP
     if in_registers:
+        BSEL = triton.next_power_of_2(n)
+        warps = max(1, BNS // REGISTER_BLOCKS_PER_WARP)
+        if REGISTER_SORT:  # the sort wants at least n keys, and spreads over more warps
+            BNS, warps = max(BNS, BSEL), max(warps, REGISTER_SORT_WARPS)
         _top_n_in_registers_kernel[(R,)](
             scores.contiguous(), out, NS, out if counts is None else counts, NSEL=n,
-            BSEL=triton.next_power_of_2(n), BNS=BNS, COUNT=counts is not None,
-            num_warps=max(1, BNS // REGISTER_BLOCKS_PER_WARP),
+            BSEL=BSEL, BNS=BNS, COUNT=counts is not None, SORT=REGISTER_SORT, num_warps=warps,
         )  # fmt: skip
         return out
     ROWS, NG, KS, CS = _tiles(NS, max_rows)
