@@ -735,7 +735,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
     p.add_argument("--combine", default="gated", choices=["gated", "union"])
     extra = "also: split, launch, module_profile, decode_profile, decode_splits, decode_scores, "
-    extra += "decode_combine, decode_topn, "
+    extra += "decode_combine, decode_topn, decode_fusion, decode_cmp, "
     extra += "slc_real (with --selections)"
     p.add_argument("--parts", default="tune,prefill,decode,breakdown", help=extra)
     p.add_argument("--reps", type=int, default=5)
@@ -850,6 +850,19 @@ def main(argv: list[str]) -> None:
             knobs = {"REGISTER_SORT": (True, False), "REGISTER_SORT_WARPS": (1, 2, 4, 8)}
             rows = sweep_decode_knobs(name, max(lengths), cfg, a.reps, topn_mod, knobs)
             result.setdefault("decode_topn", []).extend(rows)
+        if "decode_fusion" in parts:  # decode's fused launches, each on and off
+            from nsa_assist.kernels.nsa import decode as decode_mod
+
+            knobs = {"DECODE_FUSED_LOCAL": (True, False), "DECODE_FUSED_SELECT": (True, False)}
+            rows = sweep_decode_knobs(name, max(lengths), cfg, a.reps, decode_mod, knobs)
+            result.setdefault("decode_fusion", []).extend(rows)
+        if "decode_cmp" in parts:  # decode's compressed pass: keys a step x warps x stages
+            from nsa_assist.kernels.nsa import decode as decode_mod
+
+            knobs = {"DECODE_CMP_KEYS": (64, 128), "DECODE_CMP_WARPS": (4, 8),
+                     "DECODE_CMP_STAGES": (2, 3, 4)}  # fmt: skip
+            rows = sweep_decode_knobs(name, max(lengths), cfg, a.reps, decode_mod, knobs)
+            result.setdefault("decode_cmp", []).extend(rows)
         if "decode_profile" in parts:
             for batch in DECODE_BATCHES:
                 row = profile_decode(name, max(lengths), batch, cfg, a.reps * 4)
