@@ -9,12 +9,11 @@ import os
 
 import pytest
 import torch
-import triton.language as tl
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from nsa_assist.kernels.nsa import NSAConfig, nsa_attention, nsa_decode, topn
+from nsa_assist.kernels.nsa import NSAConfig, nsa_attention, nsa_decode
 from nsa_assist.kernels.nsa import attention as nsa_attention_mod
 from nsa_assist.kernels.nsa import decode as nsa_decode_mod
 from nsa_assist.kernels.nsa import select as nsa_select_mod
@@ -24,9 +23,8 @@ from nsa_assist.kernels.nsa.decode import (
     completed_blocks,
     update_compressed_cache,
 )
-from nsa_assist.kernels.nsa.decode_scores import decode_scores, decode_select, fused_select_fits
+from nsa_assist.kernels.nsa.decode_scores import decode_scores
 from nsa_assist.kernels.nsa.select import slc_scores
-from nsa_assist.kernels.nsa.topn import top_n_blocks_torch
 from nsa_assist.kernels.nsa.varlen import decode_meta
 from nsa_assist.kernels.reference import nsa_reference
 
@@ -168,43 +166,3 @@ def test_decode_scores_equal_the_prefill_scores_pass(G, blocks_per_program):
     assert got.shape == want.shape == (B, H_kv, cfg.num_slc_blocks(S))
     assert not got.isnan().any()
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
-
-
-needs_topk = pytest.mark.skipif(not hasattr(tl, "topk"), reason="this Triton has no tl.topk")
-
-
-@needs_topk
-@pytest.mark.parametrize("G", [6, 16])
-def test_fused_select_equals_scores_then_top_n(G, monkeypatch):
-    """decode_select (scores and top-n in one program per row) picks the blocks, in order, and
-    the counts that decode_scores then top_n_blocks_torch give, ties to the lower block; its
-    logits the compressed pass did not write stay NaN. Forced on under the interpreter."""
-    monkeypatch.setattr(topn, "REGISTER_SORT", True)
-    cfg, H_kv, Dk = NSAConfig(**SMALL), 2, 16
-    k_cache, _, kc_cache, vc_cache = _grow_caches(LENGTHS, H_kv, Dk, 8, cfg)
-    B, S, S_c = len(LENGTHS), k_cache.shape[1], kc_cache.shape[1]
-    q = torch.randn(B, G * H_kv, Dk, device=DEVICE)
-    meta = decode_meta(torch.tensor(LENGTHS, dtype=torch.int32, device=DEVICE), S, S_c, cfg)
-    kc, vc = kc_cache.reshape(B * S_c, H_kv, Dk), vc_cache.reshape(B * S_c, H_kv, 8)
-    logits = torch.full((B, G * H_kv, S_c), float("nan"), device=DEVICE)
-    _, lse_part = attn_fwd(
-        q, kc, vc, meta, cfg, MODE_CMP, 0.25, splits=3, block_m=16, with_output=False,
-        logits=logits,
-    )  # fmt: skip
-    assert fused_select_fits(cfg, meta)
-    idx, counts = decode_select(logits, lse_part, meta, cfg, H_kv)
-    want = top_n_blocks_torch(decode_scores(logits, lse_part, meta, cfg, H_kv), cfg.n_selected)
-    assert torch.equal(idx.cpu(), want.cpu())
-    assert torch.equal(counts.cpu(), (want >= 0).sum(-1, dtype=torch.int32).cpu())
-    assert (counts.cpu() < cfg.n_selected).any()  # a sequence with fewer blocks than n
-
-
-@needs_topk
-def test_decode_with_fused_select_equals_reference(monkeypatch):
-    """A whole step through decode_select (the GPU's way) equals the reference."""
-    monkeypatch.setattr(topn, "REGISTER_SORT", True)
-    seen = []
-    real = nsa_decode_mod.decode_select
-    monkeypatch.setattr(nsa_decode_mod, "decode_select", lambda *a: seen.append(1) or real(*a))
-    _check_decode(6, 2, "gated", None)
-    assert seen == [1]

@@ -25,7 +25,7 @@ from ..errors import KernelsUserError
 from .attention import MODE_CMP, MODE_SLC, MODE_WIN, Launch, attn_fwd
 from .combine import decode_combine
 from .config import NSAConfig
-from .decode_scores import decode_scores, decode_select, fused_select_fits
+from .decode_scores import decode_scores
 from .select import selection_per_query
 from .topn import top_n_blocks
 from .varlen import decode_meta
@@ -42,8 +42,6 @@ NARROW_KV = 256
 DEFAULT_SMS = 132  # an H200's, where no GPU is visible (the interpreter)
 # the selected and window passes in one launch (attn_fwd's win_splits)
 DECODE_FUSED_LOCAL = True
-# block scores and top-n in one launch (decode_scores.decode_select) where it fits
-DECODE_FUSED_SELECT = True
 # the compressed pass's keys per step, warps and pipeline stages (0: attention._plan's)
 DECODE_CMP_KEYS = 0
 DECODE_CMP_WARPS = 0
@@ -161,12 +159,9 @@ def nsa_decode(
         q, kc, vc, meta, cfg, MODE_CMP, scale, splits=n_split(0, cfg.num_compressed(S)),
         with_output=gated, logits=logits, block_n=DECODE_CMP_KEYS, launch=cmp_launch, **run,
     )  # fmt: skip
-    if DECODE_FUSED_SELECT and fused_select_fits(cfg, meta):
-        idx, ucount = decode_select(logits, cmp[1], meta, cfg, H_kv)
-    else:  # the scores merge the splits' lse themselves
-        scores = decode_scores(logits, cmp[1], meta, cfg, H_kv)
-        ucount = torch.empty(B, H_kv, device=q.device, dtype=torch.int32)
-        idx = top_n_blocks(scores, cfg.n_selected, counts=ucount)
+    scores = decode_scores(logits, cmp[1], meta, cfg, H_kv)  # merges the splits' lse itself
+    ucount = torch.empty(B, H_kv, device=q.device, dtype=torch.int32)
+    idx = top_n_blocks(scores, cfg.n_selected, counts=ucount)
     sel = selection_per_query(idx, ucount, meta, q.shape[1] // H_kv, DECODE_BLOCK_M)
     slc_splits = min(n_split(1, cfg.n_selected * cfg.slc_block), cfg.n_selected)
     win_splits = n_split(2, cfg.window)

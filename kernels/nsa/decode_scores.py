@@ -20,11 +20,9 @@ import torch
 import triton
 import triton.language as tl
 
-from . import topn
 from .attention import _LOG2E
 from .config import NSAConfig
 from .select import _check_units
-from .topn import _NEG_INF_KEY, _order_keys
 from .varlen import SeqMeta
 
 # selection blocks per program and warps: bench/kernels.py --parts decode_scores (H200, 64k,
@@ -32,10 +30,6 @@ from .varlen import SeqMeta
 # ms in two measurements) and within 5% of qwen-1.5b's best (32 x 4); 8 warps cost up to 20%
 DECODE_SCORE_BLOCKS = 64
 DECODE_SCORE_WARPS = 4
-# scores and top-n in one launch (decode_select) for rows of up to this many blocks (4096:
-# 256k tokens at l' = 64; the row lives in registers), on this many warps
-DECODE_SELECT_MAX_BLOCKS = 4096
-DECODE_SELECT_WARPS = 8
 
 
 @triton.jit
@@ -49,14 +43,17 @@ def _probs(logits, row, lse2, c, t, cl,
 
 
 @triton.jit
-def _block_scores(
-    logits, lse_part, b, hkv, j, t, cl, B, C,
-    H: tl.constexpr, G: tl.constexpr, GP: tl.constexpr, S: tl.constexpr, BS: tl.constexpr,
+def _decode_scores_kernel(
+    logits, lse_part, scores,  # logits [B, H, C] fp32, log2 units; lse_part [S, B, H]
+    q_pos0, c_len, B, C, NS,  # scores [B, H_KV, NS]
+    H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, GP: tl.constexpr,
+    S: tl.constexpr, BS: tl.constexpr, BJ: tl.constexpr,
     CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr, SLC_BLOCK: tl.constexpr,
     L_UNITS: tl.constexpr, R_UNITS: tl.constexpr, SPILL: tl.constexpr, BSPILL: tl.constexpr,
 ):  # fmt: skip
-    """Scores [BJ] of selection blocks j for the token at position t of sequence b (cl
-    compressed tokens) and KV head hkv: forced blocks +inf, future ones -inf."""
+    b = tl.program_id(0)
+    hkv = tl.program_id(1)
+    jc = tl.program_id(2)
     g = tl.arange(0, GP)
     row_head = b.to(tl.int64) * H + hkv * G + g  # [GP]
     # the compressed log-sum-exp of each head (log2 units), merged over the S key splits
@@ -67,6 +64,9 @@ def _block_scores(
     safe = tl.where(mx == float("-inf"), 0.0, mx)
     lse2 = safe * _LOG2E + tl.log2(tl.sum(tl.exp2((b_lse - safe[None, :]) * _LOG2E), 0))
     lse2 = tl.where(mx == float("-inf"), 0.0, lse2)  # no visible token: every p is masked
+    t = tl.load(q_pos0 + b)
+    cl = tl.load(c_len + b)
+    j = jc * BJ + tl.arange(0, BJ)  # [BJ] selection blocks
     u = tl.arange(0, R_UNITS)
     c = j[:, None] * R_UNITS + u[None, :]  # [BJ, R]: the compressed tokens starting in block j
     # Eq. 9 with l <= l': the token at unit u of block j lies min(L, R - u) units inside it;
@@ -74,8 +74,8 @@ def _block_scores(
     k = tl.arange(0, BSPILL)
     c_prev = j[:, None] * R_UNITS - SPILL + k[None, :]  # [BJ, BSPILL]
     c_prev = tl.where(k[None, :] < SPILL, c_prev, -1)
-    own = tl.zeros(c.shape, dtype=tl.float32)
-    prev = tl.zeros(c_prev.shape, dtype=tl.float32)
+    own = tl.zeros([BJ, R_UNITS], dtype=tl.float32)
+    prev = tl.zeros([BJ, BSPILL], dtype=tl.float32)
     # head by head (Eq. 10 sums them): each a contiguous row, the loads independent and unrolled
     for h in tl.static_range(G):
         row = (b.to(tl.int64) * H + hkv * G + h) * C
@@ -87,70 +87,8 @@ def _block_scores(
     score = tl.sum(own * w_in[None, :], 1) + tl.sum(prev * (k + 1).to(tl.float32)[None, :], 1)
     cur = t // SLC_BLOCK
     score = tl.where((j == 0) | (j == cur) | (j == cur - 1), float("inf"), score)
-    return tl.where(j > cur, float("-inf"), score)
-
-
-@triton.jit
-def _decode_scores_kernel(
-    logits, lse_part, scores,  # logits [B, H, C] fp32, log2 units; lse_part [S, B, H]
-    q_pos0, c_len, B, C, NS,  # scores [B, H_KV, NS]
-    H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, GP: tl.constexpr,
-    S: tl.constexpr, BS: tl.constexpr, BJ: tl.constexpr,
-    CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr, SLC_BLOCK: tl.constexpr,
-    L_UNITS: tl.constexpr, R_UNITS: tl.constexpr, SPILL: tl.constexpr, BSPILL: tl.constexpr,
-):  # fmt: skip
-    b = tl.program_id(0)
-    hkv = tl.program_id(1)
-    j = tl.program_id(2) * BJ + tl.arange(0, BJ)  # [BJ] selection blocks
-    score = _block_scores(
-        logits, lse_part, b, hkv, j, tl.load(q_pos0 + b), tl.load(c_len + b), B, C, H, G, GP,
-        S, BS, CMP_BLOCK, CMP_STRIDE, SLC_BLOCK, L_UNITS, R_UNITS, SPILL, BSPILL,
-    )  # fmt: skip
+    score = tl.where(j > cur, float("-inf"), score)
     tl.store(scores + (b.to(tl.int64) * H_KV + hkv) * NS + j, score, mask=j < NS)
-
-
-@triton.jit
-def _decode_select_kernel(
-    logits, lse_part, idx, counts,  # idx [B, H_KV, NSEL] int32, counts [B, H_KV] int32
-    q_pos0, c_len, B, C, NS,
-    H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, GP: tl.constexpr,
-    S: tl.constexpr, BS: tl.constexpr, BNS: tl.constexpr, NSEL: tl.constexpr,
-    BSEL: tl.constexpr, CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr,
-    SLC_BLOCK: tl.constexpr, L_UNITS: tl.constexpr, R_UNITS: tl.constexpr,
-    SPILL: tl.constexpr, BSPILL: tl.constexpr,
-):  # fmt: skip
-    """One (sequence, KV head) a program: the whole row of scores in registers, then
-    topn's keys and Triton's bitonic top-k; the score table never goes to memory."""
-    b = tl.program_id(0)
-    hkv = tl.program_id(1)
-    j = tl.arange(0, BNS)
-    score = _block_scores(
-        logits, lse_part, b, hkv, j, tl.load(q_pos0 + b), tl.load(c_len + b), B, C, H, G, GP,
-        S, BS, CMP_BLOCK, CMP_STRIDE, SLC_BLOCK, L_UNITS, R_UNITS, SPILL, BSPILL,
-    )  # fmt: skip
-    none = tl.full([1], -2147483647, tl.int32).to(tl.int64) << 32
-    keys = tl.where(j < NS, _order_keys(score, j), none)
-    best = tl.topk(keys, BSEL)  # [BSEL], descending
-    blk = 0x7FFFFFFF - (best - ((best >> 32) << 32)).to(tl.int32)
-    b_out = tl.where((best >> 32) > _NEG_INF_KEY, blk, -1)
-    o = tl.arange(0, BSEL)
-    row = b.to(tl.int64) * H_KV + hkv
-    tl.store(idx + row * NSEL + o, b_out, mask=o < NSEL)
-    tl.store(counts + row, tl.sum(((o < NSEL) & (b_out >= 0)).to(tl.int32), 0))
-
-
-def _unit_consts(cfg: NSAConfig) -> dict:
-    L, R = _check_units(cfg)
-    return dict(CMP_BLOCK=cfg.cmp_block, CMP_STRIDE=cfg.cmp_stride, SLC_BLOCK=cfg.slc_block,
-                L_UNITS=L, R_UNITS=R, SPILL=L - 1,
-                BSPILL=max(1, triton.next_power_of_2(L - 1)))  # fmt: skip
-
-
-def _split_consts(logits: torch.Tensor, lse_part: torch.Tensor, H_KV: int) -> dict:
-    H, S = logits.shape[1], lse_part.shape[0]
-    G = H // H_KV
-    return dict(H=H, H_KV=H_KV, G=G, GP=triton.next_power_of_2(G), S=S,
-                BS=triton.next_power_of_2(S))  # fmt: skip
 
 
 def decode_scores(
@@ -167,40 +105,18 @@ def decode_scores(
     """
     blocks_per_program = blocks_per_program or DECODE_SCORE_BLOCKS
     num_warps = num_warps or DECODE_SCORE_WARPS
-    B, _, C = logits.shape
+    L, R = _check_units(cfg)
+    B, H, C = logits.shape
+    S = lse_part.shape[0]
+    G = H // H_KV
     NS = max(cfg.num_slc_blocks(n) for n in meta.k_lens)
     BJ = min(blocks_per_program, triton.next_power_of_2(NS))
     scores = torch.empty(B, H_KV, NS, device=logits.device, dtype=torch.float32)
     _decode_scores_kernel[(B, H_KV, triton.cdiv(NS, BJ))](
-        logits, lse_part, scores, meta.q_pos0, meta.c_len, B, C, NS, BJ=BJ,
-        **_split_consts(logits, lse_part, H_KV), **_unit_consts(cfg), num_warps=num_warps,
+        logits, lse_part, scores, meta.q_pos0, meta.c_len, B, C, NS,
+        H=H, H_KV=H_KV, G=G, GP=triton.next_power_of_2(G), S=S,
+        BS=triton.next_power_of_2(S), BJ=BJ, CMP_BLOCK=cfg.cmp_block,
+        CMP_STRIDE=cfg.cmp_stride, SLC_BLOCK=cfg.slc_block, L_UNITS=L, R_UNITS=R,
+        SPILL=L - 1, BSPILL=max(1, triton.next_power_of_2(L - 1)), num_warps=num_warps,
     )  # fmt: skip
     return scores
-
-
-def fused_select_fits(cfg: NSAConfig, meta: SeqMeta) -> bool:
-    """Whether decode_select can take this step: Triton has tl.topk, not the interpreter
-    (whose sort is slow, topn.REGISTER_SORT), and a row of scores fits in registers."""
-    NS = max(cfg.num_slc_blocks(n) for n in meta.k_lens)
-    return topn.REGISTER_SORT and triton.next_power_of_2(NS) <= DECODE_SELECT_MAX_BLOCKS
-
-
-def decode_select(
-    logits: torch.Tensor, lse_part: torch.Tensor, meta: SeqMeta, cfg: NSAConfig, H_KV: int
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """decode_scores and topn.top_n_blocks(counts=) in one launch: (idx [B, H_kv, n] int32,
-    counts [B, H_kv] int32), the same blocks in the same order (ties to the lower block).
-    Only where fused_select_fits."""
-    B, _, C = logits.shape
-    NS = max(cfg.num_slc_blocks(n) for n in meta.k_lens)
-    n = cfg.n_selected
-    BSEL = triton.next_power_of_2(n)
-    idx = torch.empty(B, H_KV, n, device=logits.device, dtype=torch.int32)
-    counts = torch.empty(B, H_KV, device=logits.device, dtype=torch.int32)
-    _decode_select_kernel[(B, H_KV)](
-        logits, lse_part, idx, counts, meta.q_pos0, meta.c_len, B, C, NS,
-        BNS=max(BSEL, triton.next_power_of_2(NS)), NSEL=n, BSEL=BSEL,
-        **_split_consts(logits, lse_part, H_KV), **_unit_consts(cfg),
-        num_warps=DECODE_SELECT_WARPS,
-    )  # fmt: skip
-    return idx, counts
