@@ -856,6 +856,9 @@ def main(argv: list[str]) -> None:
             knobs = {"DECODE_FUSED_LOCAL": (True, False)}
             rows = sweep_decode_knobs(name, max(lengths), cfg, a.reps, decode_mod, knobs)
             result.setdefault("decode_fusion", []).extend(rows)
+            knobs = {"DECODE_LOCAL_WARPS": (4, 8), "DECODE_LOCAL_STAGES": (1, 2, 3)}
+            rows = sweep_decode_knobs(name, max(lengths), cfg, a.reps, decode_mod, knobs)
+            result.setdefault("decode_fusion", []).extend(rows)
         if "decode_cmp" in parts:  # decode's compressed pass: keys a step x warps x stages
             from nsa_assist.kernels.nsa import decode as decode_mod
 

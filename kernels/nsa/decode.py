@@ -46,6 +46,9 @@ DECODE_FUSED_LOCAL = True
 DECODE_CMP_KEYS = 0
 DECODE_CMP_WARPS = 0
 DECODE_CMP_STAGES = 0
+# the fused selected + window launch's warps and stages (0: attention._plan's)
+DECODE_LOCAL_WARPS = 0
+DECODE_LOCAL_STAGES = 0
 
 
 @functools.cache
@@ -168,7 +171,7 @@ def nsa_decode(
     if DECODE_FUSED_LOCAL:  # one launch, the window's splits after the selection's
         o, lse = attn_fwd(
             q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, splits=slc_splits,
-            win_splits=win_splits, **run,
+            win_splits=win_splits, launch=Launch(DECODE_LOCAL_WARPS, DECODE_LOCAL_STAGES), **run,
         )  # fmt: skip
         slc, win = (o[:slc_splits], lse[:slc_splits]), (o[slc_splits:], lse[slc_splits:])
     else:
