@@ -46,9 +46,12 @@ DECODE_FUSED_LOCAL = True
 DECODE_CMP_KEYS = 0
 DECODE_CMP_WARPS = 0
 DECODE_CMP_STAGES = 0
-# the fused selected + window launch's warps and stages (0: attention._plan's)
+# the fused selected + window launch's warps and stages (0: attention._plan's). Two stages
+# (bench/kernels.py --parts decode_fusion, H200, 64k, batch 32, one call): qwen-1.5b 0.0846
+# -> 0.0747 ms (32 KB of K + V a stage: three stages held two programs an SM), qwen-0.5b
+# 0.0529 -> 0.0543, paper 0.1635 either way (its plan already took two)
 DECODE_LOCAL_WARPS = 0
-DECODE_LOCAL_STAGES = 0
+DECODE_LOCAL_STAGES = 2
 
 
 @functools.cache
