@@ -5,12 +5,15 @@ kc_cache [B, S_cmp, H_kv, Dk], vc_cache [B, S_cmp, H_kv, Dv]; lengths[b] counts 
 sequence b including the new one. Each branch is split over its keys (flash-decoding) so a
 batch of one still fills the GPU; partial results are merged by their log-sum-exp.
 
-A step is seven launches, none waiting on the host (so it can be captured in a CUDA graph):
+A step is six launches, none waiting on the host (so it can be captured in a CUDA graph):
 offsets (varlen.decode_meta), the compressed pass (which keeps its logits), block scores
-from those logits (decode_scores), top-n with its counts, the selected and window passes,
-and one kernel that merges every branch's splits and combines them (combine.decode_combine).
-The window pass was tried on a side stream, overlapping the compressed pass (H200, 64k,
-batch 32, same run): paper 0.1775 -> 0.1736 ms, qwen-1.5b 0.0871 -> 0.0925; not kept.
+from those logits (decode_scores), top-n with its counts, the selected and window passes in
+one launch (their splits side by side in one grid), and one kernel that merges every
+branch's splits and combines them (combine.decode_combine).
+Tried, not kept (H200, 64k, same run): the window pass on a side stream, overlapping the
+compressed pass (batch 32: paper 0.1775 -> 0.1736 ms, qwen-1.5b 0.0871 -> 0.0925); scores and
+top-n in one program per (sequence, KV head) (7.5-19 us against 2-12 for the scores plus
+4.3-4.7 for top-n: one program reads all G heads' logits of a row alone).
 """
 
 from __future__ import annotations
