@@ -850,10 +850,10 @@ def main(argv: list[str]) -> None:
             knobs = {"REGISTER_SORT": (True, False), "REGISTER_SORT_WARPS": (1, 2, 4, 8)}
             rows = sweep_decode_knobs(name, max(lengths), cfg, a.reps, topn_mod, knobs)
             result.setdefault("decode_topn", []).extend(rows)
-        if "decode_fusion" in parts:  # the launch decode's window pass rides on
+        if "decode_fusion" in parts:  # decode's selected and window passes fused or apart
             from nsa_assist.kernels.nsa import decode as decode_mod
 
-            knobs = {"DECODE_WINDOW_WITH": ("selected", "compressed", "")}
+            knobs = {"DECODE_FUSED_LOCAL": (True, False)}
             rows = sweep_decode_knobs(name, max(lengths), cfg, a.reps, decode_mod, knobs)
             result.setdefault("decode_fusion", []).extend(rows)
             knobs = {"DECODE_LOCAL_WARPS": (4, 8), "DECODE_LOCAL_STAGES": (1, 2, 3)}

@@ -83,14 +83,12 @@ def test_decode_equals_reference_at_last_position(G, H_kv, combine, splits):
     _check_decode(G, H_kv, combine, splits)
 
 
-@pytest.mark.parametrize("window_with", ["compressed", ""], ids=["on-compressed", "alone"])
 @pytest.mark.parametrize("combine", ["gated", "union"])
-def test_window_pass_on_other_launches(window_with, combine, monkeypatch):
-    """The window pass riding on the compressed pass's launch, or in its own, gives the
-    reference's output as the step's default (on the selected pass's launch) does; in union
-    mode the compressed programs store no values but the window's do."""
-    monkeypatch.setattr(nsa_decode_mod, "DECODE_WINDOW_WITH", window_with)
-    _check_decode(6, 2, combine, (2, 2, 3))
+def test_selected_and_window_passes_launched_apart(combine, monkeypatch):
+    """The selected and window passes as two launches (decode.DECODE_FUSED_LOCAL off) give
+    the same output as the one fused launch the step uses."""
+    monkeypatch.setattr(nsa_decode_mod, "DECODE_FUSED_LOCAL", False)
+    _check_decode(6, 2, combine, (None, 2, 3))
 
 
 @pytest.mark.parametrize(

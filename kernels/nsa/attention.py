@@ -244,38 +244,11 @@ def _dense_fwd_loop(
 
 
 @triton.jit
-def _own_fwd_loop(
-    k, v, logits, sel, ulist, ucount, U, tile, hkv, row, head, valid, t, t_lo, t_hi, kbase,
-    split, b_q, b_q2, acc, m_i, l_i, scale_log2, window,
-    H: tl.constexpr, H_KV: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr,
-    BDK: tl.constexpr, BDK2: tl.constexpr, BDV: tl.constexpr, BN: tl.constexpr,
-    MODE: tl.constexpr, UNION: tl.constexpr, CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr,
-    SLC_BLOCK: tl.constexpr, NSEL: tl.constexpr, BSEL: tl.constexpr, SPLITS: tl.constexpr,
-    WITH_V: tl.constexpr, LOGITS: tl.constexpr,
-):  # fmt: skip
-    """The launch's own branch (MODE) over split `split`."""
-    if MODE == 1:
-        acc, m_i, l_i = _slc_fwd_loop(
-            k, v, sel, ulist, ucount, U, tile, hkv, row, valid, t, t_hi, kbase, split,
-            b_q, b_q2, acc, m_i, l_i, scale_log2, window, H_KV, DK, DV, BDK, BDK2, BDV,
-            BN, SLC_BLOCK, NSEL, BSEL, SPLITS, UNION, WITH_V,
-        )  # fmt: skip
-    else:
-        acc, m_i, l_i = _dense_fwd_loop(
-            k, v, logits, row, head, valid, t, t_lo, t_hi, kbase, hkv, split,
-            b_q, b_q2, acc, m_i, l_i, scale_log2, window, H, H_KV, DK, DV, BDK, BDK2, BDV,
-            BN, MODE, CMP_BLOCK, CMP_STRIDE, SPLITS, WITH_V, LOGITS,
-        )  # fmt: skip
-    return acc, m_i, l_i
-
-
-@triton.jit
 def _attn_fwd_kernel(
     q, k, v, o, lse,  # q [N, H, DK]; k/v [*, H_KV, D]; o [S, N, H, DV]; lse [S, N, H]
     logits,  # CMP with LOGITS: [N, H, LOGITS] fp32, q.k * scale * log2(e) of every token read
     tile_seq, tile_i0, q_start, q_len, q_pos0, kv_start,  # kv_start: k_start or c_start
     sel, ulist, ucount, U,  # MODE_SLC only
-    win_k, win_v, win_kv_start,  # WIN_SPLITS > 0: the window branch's keys, values, k_start
     N, scale_log2, window,
     H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, BT: tl.constexpr, BM: tl.constexpr,
     BN: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
@@ -284,12 +257,11 @@ def _attn_fwd_kernel(
     SLC_BLOCK: tl.constexpr, NSEL: tl.constexpr, BSEL: tl.constexpr, SPLITS: tl.constexpr,
     WITH_V: tl.constexpr,  # False: log-sum-exp only (the compressed branch in union mode)
     LOGITS: tl.constexpr = 0,  # > 0: store the logits, rows of this many tokens (decode)
-    WIN_SPLITS: tl.constexpr = 0,  # > 0: programs of split >= SPLITS run the window branch
+    WIN_SPLITS: tl.constexpr = 0,  # SLC: programs of split >= SPLITS run the window branch
 ):  # fmt: skip
-    """Grid (tile, KV head, split). With WIN_SPLITS > 0 (decode) the window branch rides on
-    this launch (the compressed or the selection branch's): after this branch's SPLITS splits
-    come the window's WIN_SPLITS, stored as splits SPLITS .. SPLITS + WIN_SPLITS - 1 of o and
-    lse (always with their values)."""
+    """Grid (tile, KV head, split). With WIN_SPLITS > 0 (decode) one launch runs both branches
+    that read K/V: the selection's SPLITS splits, then the window's WIN_SPLITS, stored as
+    splits SPLITS .. SPLITS + WIN_SPLITS - 1 of o and lse."""
     tile = tl.program_id(0)
     hkv = tl.program_id(1)
     split = tl.program_id(2)
@@ -311,38 +283,32 @@ def _attn_fwd_kernel(
     acc = tl.zeros([BM, BDV], dtype=tl.float32)
     m_i = tl.full([BM], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BM], dtype=tl.float32)
-    if WIN_SPLITS > 0:
+    if MODE == 1:
         if split < SPLITS:
-            acc, m_i, l_i = _own_fwd_loop(
-                k, v, logits, sel, ulist, ucount, U, tile, hkv, row, head, valid, t, t_lo, t_hi,
-                kbase, split, b_q, b_q2, acc, m_i, l_i, scale_log2, window, H, H_KV, DK, DV,
-                BDK, BDK2, BDV, BN, MODE, UNION, CMP_BLOCK, CMP_STRIDE, SLC_BLOCK, NSEL, BSEL,
-                SPLITS, WITH_V, LOGITS,
+            acc, m_i, l_i = _slc_fwd_loop(
+                k, v, sel, ulist, ucount, U, tile, hkv, row, valid, t, t_hi, kbase, split,
+                b_q, b_q2, acc, m_i, l_i, scale_log2, window, H_KV, DK, DV, BDK, BDK2, BDV,
+                BN, SLC_BLOCK, NSEL, BSEL, SPLITS, UNION, WITH_V,
             )  # fmt: skip
-        else:
+        elif WIN_SPLITS > 0:
             acc, m_i, l_i = _dense_fwd_loop(
-                win_k, win_v, logits, row, head, valid, t, t_lo, t_hi,
-                tl.load(win_kv_start + b), hkv, split - SPLITS, b_q, b_q2, acc, m_i, l_i,
-                scale_log2, window, H, H_KV, DK, DV, BDK, BDK2, BDV, BN, 2, CMP_BLOCK,
-                CMP_STRIDE, WIN_SPLITS, True, 0,
+                k, v, logits, row, head, valid, t, t_lo, t_hi, kbase, hkv, split - SPLITS,
+                b_q, b_q2, acc, m_i, l_i, scale_log2, window, H, H_KV, DK, DV, BDK, BDK2,
+                BDV, BN, 2, CMP_BLOCK, CMP_STRIDE, WIN_SPLITS, WITH_V, 0,
             )  # fmt: skip
     else:
-        acc, m_i, l_i = _own_fwd_loop(
-            k, v, logits, sel, ulist, ucount, U, tile, hkv, row, head, valid, t, t_lo, t_hi,
-            kbase, split, b_q, b_q2, acc, m_i, l_i, scale_log2, window, H, H_KV, DK, DV, BDK,
-            BDK2, BDV, BN, MODE, UNION, CMP_BLOCK, CMP_STRIDE, SLC_BLOCK, NSEL, BSEL, SPLITS,
-            WITH_V, LOGITS,
+        acc, m_i, l_i = _dense_fwd_loop(
+            k, v, logits, row, head, valid, t, t_lo, t_hi, kbase, hkv, split,
+            b_q, b_q2, acc, m_i, l_i, scale_log2, window, H, H_KV, DK, DV, BDK, BDK2, BDV,
+            BN, MODE, CMP_BLOCK, CMP_STRIDE, SPLITS, WITH_V, LOGITS,
         )  # fmt: skip
     seen = l_i > 0
     out = acc / tl.where(seen, l_i, 1.0)[:, None]
     b_lse = tl.where(seen, (m_i + tl.log2(tl.where(seen, l_i, 1.0))) * _LN2, float("-inf"))
     flat = split.to(tl.int64) * N * H + row.to(tl.int64) * H + head  # [BM]
     o_ptr = o + flat[:, None] * DV + dv[None, :]
-    if WITH_V or WIN_SPLITS > 0:
-        first = 0 if WITH_V else SPLITS  # the window's splits always have values
-        keep = valid & (split + r * 0 >= first)  # split as a row vector: the interpreter
-        # stores with a mask of a scalar and a vector condition anded as an unsupported dtype
-        tl.store(o_ptr, out.to(o.dtype.element_ty), mask=keep[:, None] & (dv[None, :] < DV))
+    if WITH_V:
+        tl.store(o_ptr, out.to(o.dtype.element_ty), mask=valid[:, None] & (dv[None, :] < DV))
     tl.store(lse + flat, b_lse, mask=valid)
 
 
@@ -614,40 +580,36 @@ def attn_fwd(
     scale: float, sel: Selection | None = None, splits: int = 1, block_m: int = 64,
     block_n: int = 0, out_dtype: torch.dtype | None = None, with_output: bool = True,
     split_dk: bool = False, launch: Launch | None = None, logits: torch.Tensor | None = None,
-    win_splits: int = 0, win_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+    win_splits: int = 0,
 ) -> tuple[torch.Tensor | None, torch.Tensor]:  # fmt: skip
     """One branch forward. Returns o [S, N, H, Dv] and lse [S, N, H] (fp32) for S splits;
     with_output=False skips the values and returns (None, lse). split_dk: tiles over Dk in
     two power-of-two parts (head_parts) instead of one padded tile. logits [N, H, C] (CMP
     only): also stores each row's q.k * scale * log2(e) for the compressed tokens it reads, so
-    the block scores need not read Kc again (decode; select.slc_scores). win_splits (CMP or
-    SLC): the same launch also runs the window branch over win_kv (k, v; default this call's
-    k, v) in that many splits, returned with values as splits `splits` .. `splits + win_splits
-    - 1` (decode: one launch instead of two); o is then returned even without with_output
-    (its first splits unwritten)."""
+    the block scores need not read Kc again (decode; select.slc_scores). win_splits (SLC
+    only): the same launch also runs the window branch in that many splits, returned as
+    splits `splits` .. `splits + win_splits - 1` (decode: one launch instead of two)."""
     assert logits is None or mode == MODE_CMP, "logits are the compressed branch's"
-    assert not win_splits or mode != MODE_WIN, "the window rides on another branch's launch"
-    win_k, win_v = win_kv or (k, v)
+    assert not win_splits or mode == MODE_SLC, "the window rides on the selection's launch"
     d = _dims(q, k, v, split_dk)
     BM, BT = tile_rows(d["G"], block_m)
     BN, opts = _plan("fwd", cfg, mode, d, BM, block_n, launch)
     tile_seq, tile_i0, idx, ulist, ucount, U = _tiles(meta, mode, BT, sel, q.device)
     N = q.shape[0]
     S = splits + win_splits
-    o_shape = (S, N, d["H"], d["DV"]) if with_output or win_splits else (1,)
+    o_shape = (S, N, d["H"], d["DV"]) if with_output else (1,)
     o = torch.empty(o_shape, device=q.device, dtype=out_dtype or q.dtype)
     lse = torch.empty(S, N, d["H"], device=q.device, dtype=torch.float32)
     kv_start = meta.c_start if mode == MODE_CMP else meta.k_start
     grid = (tile_seq.numel(), d["H_KV"], S)
     _attn_fwd_kernel[grid](
         q, k, v, o, lse, lse if logits is None else logits, tile_seq, tile_i0, meta.q_start,
-        meta.q_len, meta.q_pos0, kv_start, idx, ulist, ucount, U, win_k, win_v, meta.k_start,
-        N, scale * LOG2E, cfg.window,
+        meta.q_len, meta.q_pos0, kv_start, idx, ulist, ucount, U, N, scale * LOG2E, cfg.window,
         BT=BT, BM=BM, BN=BN, SPLITS=splits, WITH_V=with_output,
         LOGITS=0 if logits is None else logits.shape[-1], WIN_SPLITS=win_splits, **d,
         **_consts(cfg, mode), **opts,
     )  # fmt: skip
-    return (o if with_output or win_splits else None), lse
+    return (o if with_output else None), lse
 
 
 def attn_dq(

@@ -43,9 +43,8 @@ DECODE_BLOCK_M = 16  # one query per sequence: the smallest tile (16 rows) waste
 # 0.0626, 2 0.0744; at batch 1 every config is within 6% of its best of 1..64 splits
 NARROW_KV = 256
 DEFAULT_SMS = 132  # an H200's, where no GPU is visible (the interpreter)
-# the launch the window pass rides on (attn_fwd's win_splits): "selected", "compressed" or
-# "" (its own)
-DECODE_WINDOW_WITH = "selected"
+# the selected and window passes in one launch (attn_fwd's win_splits)
+DECODE_FUSED_LOCAL = True
 # the compressed pass's keys per step, warps and pipeline stages (0: attention._plan's)
 DECODE_CMP_KEYS = 0
 DECODE_CMP_WARPS = 0
@@ -165,30 +164,23 @@ def nsa_decode(
     # the compressed pass keeps its logits (B x H x S_cmp floats), so the block scores read
     # them instead of all of Kc again (H200, paper config, batch 32 at 64k: 201 MB of Kc)
     logits = torch.empty(B, q.shape[1], S_cmp, device=q.device, dtype=torch.float32)
-    win_splits = n_split(2, cfg.window)
-    cmp_win = win_splits if DECODE_WINDOW_WITH == "compressed" else 0
-    o, lse = attn_fwd(
+    cmp = attn_fwd(
         q, kc, vc, meta, cfg, MODE_CMP, scale, splits=n_split(0, cfg.num_compressed(S)),
-        with_output=gated, logits=logits, block_n=DECODE_CMP_KEYS, launch=cmp_launch,
-        win_splits=cmp_win, win_kv=(k, v), **run,
+        with_output=gated, logits=logits, block_n=DECODE_CMP_KEYS, launch=cmp_launch, **run,
     )  # fmt: skip
-    s_cmp = lse.shape[0] - cmp_win
-    cmp = (o[:s_cmp] if gated else None), lse[:s_cmp]
-    win = (o[s_cmp:], lse[s_cmp:]) if cmp_win else None
     scores = decode_scores(logits, cmp[1], meta, cfg, H_kv)  # merges the splits' lse itself
     ucount = torch.empty(B, H_kv, device=q.device, dtype=torch.int32)
     idx = top_n_blocks(scores, cfg.n_selected, counts=ucount)
     sel = selection_per_query(idx, ucount, meta, q.shape[1] // H_kv, DECODE_BLOCK_M)
     slc_splits = min(n_split(1, cfg.n_selected * cfg.slc_block), cfg.n_selected)
-    slc_win = win_splits if DECODE_WINDOW_WITH == "selected" else 0
-    local = Launch(DECODE_LOCAL_WARPS, DECODE_LOCAL_STAGES) if slc_win else None
-    o, lse = attn_fwd(
-        q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, splits=slc_splits, win_splits=slc_win,
-        launch=local, **run,
-    )  # fmt: skip
-    slc = o[:slc_splits], lse[:slc_splits]
-    if slc_win:
-        win = o[slc_splits:], lse[slc_splits:]
-    elif win is None:
+    win_splits = n_split(2, cfg.window)
+    if DECODE_FUSED_LOCAL:  # one launch, the window's splits after the selection's
+        o, lse = attn_fwd(
+            q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, splits=slc_splits,
+            win_splits=win_splits, launch=Launch(DECODE_LOCAL_WARPS, DECODE_LOCAL_STAGES), **run,
+        )  # fmt: skip
+        slc, win = (o[:slc_splits], lse[:slc_splits]), (o[slc_splits:], lse[slc_splits:])
+    else:
+        slc = attn_fwd(q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, splits=slc_splits, **run)
         win = attn_fwd(q, k, v, meta, cfg, MODE_WIN, scale, splits=win_splits, **run)
     return decode_combine(cmp, slc, win, gates, union=not gated, out_dtype=q.dtype)
