@@ -740,7 +740,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--parts", default="tune,prefill,decode,breakdown", help=extra)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--padded-head-dim", action="store_true", help="pad Dk, do not split it")
-    p.add_argument("--sweep", help="launch part: only these stages (e.g. scores,slc_attn)")
+    p.add_argument("--sweep", help="launch part: only these stages (e.g. scores,slc_attn); "
+                   "decode_combine part: 'cols' sweeps Dv columns a program")  # fmt: skip
     p.add_argument("--split-settings", help="decode_splits part: a Python list of settings, "
                    "e.g. '[None, (None, 16, None)]' (None: the rule's)")  # fmt: skip
     p.add_argument("--out", default="bench/results/kernels-h200.json")
@@ -842,6 +843,8 @@ def main(argv: list[str]) -> None:
             from nsa_assist.kernels.nsa import combine as combine_mod
 
             knobs = {"DECODE_COMBINE_ROWS": (1, 2, 4, 8), "DECODE_COMBINE_WARPS": (1, 2, 4)}
+            if a.sweep == "cols":  # Dv columns a program instead, at one row
+                knobs = {"DECODE_COMBINE_COLS": (16, 32, 64, 128), "DECODE_COMBINE_WARPS": (1, 4)}
             rows = sweep_decode_knobs(name, max(lengths), cfg, a.reps, combine_mod, knobs)
             result.setdefault("decode_combine", []).extend(rows)
         if "decode_topn" in parts:  # decode's top-n: bitonic sort or max rounds x warps

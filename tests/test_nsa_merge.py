@@ -38,12 +38,16 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("rows", [1, 4, 16], ids=lambda r: f"{r}-rows")
+@pytest.mark.parametrize("rows,cols", [(1, 128), (4, 16), (16, 32)], ids=lambda x: str(x))
 @pytest.mark.parametrize("splits,N,H,DV", CASES)
-def test_gated_matches_torch(splits, N, H, DV, rows):
+def test_gated_matches_torch(splits, N, H, DV, rows, cols):
+    """Rows and columns of Dv (48 in three 16-column programs, 128 in four of 32, ...) per
+    program."""
     cmp, slc, win = (_parts(S, N, H, DV, seed=S * 100 + i) for i, S in enumerate(splits))
     gates = torch.rand(N, H, 3, device=DEVICE, dtype=torch.bfloat16)
-    got = decode_combine(cmp, slc, win, gates, False, torch.bfloat16, rows_per_program=rows)
+    got = decode_combine(
+        cmp, slc, win, gates, False, torch.bfloat16, rows_per_program=rows, cols_per_program=cols
+    )
     merged = [merge_splits_torch(*part)[0] for part in (cmp, slc, win)]
     want = sum(gates[..., c, None].float() * merged[c] for c in range(3))
     assert got.dtype == torch.bfloat16 and got.shape == (N, H, DV)
@@ -52,10 +56,13 @@ def test_gated_matches_torch(splits, N, H, DV, rows):
     assert torch.equal(got[1, 0].float(), torch.zeros(DV, device=DEVICE))
 
 
+@pytest.mark.parametrize("cols", [128, 16])
 @pytest.mark.parametrize("splits,N,H,DV", CASES)
-def test_union_matches_one_softmax_over_both_key_sets(splits, N, H, DV):
+def test_union_matches_one_softmax_over_both_key_sets(splits, N, H, DV, cols):
     _, slc, win = (_parts(S, N, H, DV, seed=S * 7 + i) for i, S in enumerate(splits))
-    got = decode_combine((None, slc[1]), slc, win, None, union=True, out_dtype=torch.float32)
+    got = decode_combine(
+        (None, slc[1]), slc, win, None, union=True, out_dtype=torch.float32, cols_per_program=cols
+    )
     # the union of disjoint key sets is one merge over all their partial results
     want, _ = merge_splits_torch(torch.cat((slc[0], win[0])), torch.cat((slc[1], win[1])))
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

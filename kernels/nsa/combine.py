@@ -126,6 +126,8 @@ MERGE_SPLITS_PER_STEP = 16
 # qwen-1.5b 0.033 vs 0.043) and within 1-2% of the best at batch 32
 DECODE_COMBINE_ROWS = 1
 DECODE_COMBINE_WARPS = 4
+# Dv columns per program (a power of two >= 16; the whole row when it is wider than Dv)
+DECODE_COMBINE_COLS = 128
 
 
 @triton.jit
@@ -165,9 +167,10 @@ def _decode_combine_kernel(
     DV: tl.constexpr, BDV: tl.constexpr, BS: tl.constexpr, BR: tl.constexpr,
     UNION: tl.constexpr,
 ):  # fmt: skip
+    """Grid (row blocks, column blocks): BR rows x BDV of the DV columns a program."""
     r = tl.program_id(0) * BR + tl.arange(0, BR)
     rm = r < R
-    c = tl.arange(0, BDV)
+    c = tl.program_id(1) * BDV + tl.arange(0, BDV)
     a, la = _merge_rows(o_slc, lse_slc, r, rm, R, c, S_SLC, DV, BS)
     b, lb = _merge_rows(o_win, lse_win, r, rm, R, c, S_WIN, DV, BS)
     if UNION:  # one softmax over the (disjoint) selected and window keys
@@ -193,13 +196,14 @@ Parts = tuple[torch.Tensor | None, torch.Tensor]  # o [S, N, H, Dv] (or None), l
 def decode_combine(
     cmp: Parts, slc: Parts, win: Parts, gates: torch.Tensor | None, union: bool,
     out_dtype: torch.dtype, rows_per_program: int | None = None,
+    cols_per_program: int | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """A decode step's output o [N, H, Dv] from each branch's split partial results (each
     merged by its log-sum-exp), gated (gates [N, H, 3]) or, with union, as one softmax over
     the selected and window keys (cmp unused). One launch where a merge per branch and a
     combine took four to five (~26 us of a 238 us step: paper config, batch 32, H200).
-    rows_per_program: default DECODE_COMBINE_ROWS; it and DECODE_COMBINE_WARPS are read at
-    each call (bench/kernels.py's sweep sets them)."""
+    rows_per_program / cols_per_program (of Dv): default DECODE_COMBINE_ROWS / _COLS; they and
+    DECODE_COMBINE_WARPS are read at each call (bench/kernels.py's sweep sets them)."""
     o_slc, lse_slc = slc
     N, H, DV = o_slc.shape[1:]
     out = torch.empty(N, H, DV, device=o_slc.device, dtype=out_dtype)
@@ -208,10 +212,11 @@ def decode_combine(
     splits = (lse_cmp.shape[0], lse_slc.shape[0], win[1].shape[0])
     BS = min(MERGE_SPLITS_PER_STEP, triton.next_power_of_2(max(splits)))
     BR = rows_per_program or DECODE_COMBINE_ROWS
-    _decode_combine_kernel[(triton.cdiv(N * H, BR),)](
+    BC = min(_pad(DV), cols_per_program or DECODE_COMBINE_COLS)
+    _decode_combine_kernel[(triton.cdiv(N * H, BR), triton.cdiv(DV, BC))](
         o_cmp.contiguous(), lse_cmp.contiguous(), o_slc.contiguous(), lse_slc.contiguous(),
         win[0].contiguous(), win[1].contiguous(), o_slc if gates is None else gates.contiguous(),
-        out, N * H, *splits, DV=DV, BDV=_pad(DV), BS=BS, BR=BR, UNION=union,
+        out, N * H, *splits, DV=DV, BDV=BC, BS=BS, BR=BR, UNION=union,
         num_warps=DECODE_COMBINE_WARPS,
     )  # fmt: skip
     return out
