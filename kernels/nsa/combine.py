@@ -125,9 +125,12 @@ MERGE_SPLITS_PER_STEP = 16
 # (H200, 64k): 1 row is the fastest at batch 1 (paper 0.038 vs 0.048 ms a step with 4 rows,
 # qwen-1.5b 0.033 vs 0.043) and within 1-2% of the best at batch 32
 DECODE_COMBINE_ROWS = 1
-DECODE_COMBINE_WARPS = 4
-# Dv columns per program (a power of two >= 16; the whole row when it is wider than Dv)
-DECODE_COMBINE_COLS = 128
+# Dv columns per program (a power of two >= 16; the whole row when wider than Dv) and warps:
+# --parts decode_combine --sweep cols (16..128 x 1, 4 warps): 64 on 1 warp was within the
+# noise of the best for every config and batch (qwen-1.5b batch 32 0.0759-0.0775 -> 0.0738
+# ms, the kernel 4.8 -> 2.3 us); 16 columns cost the paper config 5% at batch 32
+DECODE_COMBINE_WARPS = 1
+DECODE_COMBINE_COLS = 64
 
 
 @triton.jit
