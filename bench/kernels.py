@@ -741,8 +741,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--padded-head-dim", action="store_true", help="pad Dk, do not split it")
     p.add_argument("--sweep", help="launch part: only these stages (e.g. scores,slc_attn); "
-                   "decode_combine part: 'cols' sweeps Dv columns a program; decode_fusion "
-                   "part: 'fusion' only the fusions")  # fmt: skip
+                   "decode_combine part: 'cols' sweeps Dv columns a program")  # fmt: skip
     p.add_argument("--split-settings", help="decode_splits part: a Python list of settings, "
                    "e.g. '[None, (None, 16, None)]' (None: the rule's)")  # fmt: skip
     p.add_argument("--out", default="bench/results/kernels-h200.json")
@@ -854,16 +853,15 @@ def main(argv: list[str]) -> None:
             knobs = {"REGISTER_SORT": (True, False), "REGISTER_SORT_WARPS": (1, 2, 4, 8)}
             rows = sweep_decode_knobs(name, max(lengths), cfg, a.reps, topn_mod, knobs)
             result.setdefault("decode_topn", []).extend(rows)
-        if "decode_fusion" in parts:  # decode's fused launches, each on and off
+        if "decode_fusion" in parts:  # decode's selected and window passes fused or apart
             from nsa_assist.kernels.nsa import decode as decode_mod
 
-            knobs = {"DECODE_FUSED_LOCAL": (True, False), "DECODE_META_IN_CMP": (True, False)}
+            knobs = {"DECODE_FUSED_LOCAL": (True, False)}
             rows = sweep_decode_knobs(name, max(lengths), cfg, a.reps, decode_mod, knobs)
             result.setdefault("decode_fusion", []).extend(rows)
-            if a.sweep != "fusion":  # also the fused launch's warps and stages
-                knobs = {"DECODE_LOCAL_WARPS": (4, 8), "DECODE_LOCAL_STAGES": (1, 2, 3)}
-                rows = sweep_decode_knobs(name, max(lengths), cfg, a.reps, decode_mod, knobs)
-                result.setdefault("decode_fusion", []).extend(rows)
+            knobs = {"DECODE_LOCAL_WARPS": (4, 8), "DECODE_LOCAL_STAGES": (1, 2, 3)}
+            rows = sweep_decode_knobs(name, max(lengths), cfg, a.reps, decode_mod, knobs)
+            result.setdefault("decode_fusion", []).extend(rows)
         if "decode_cmp" in parts:  # decode's compressed pass: keys a step x warps x stages
             from nsa_assist.kernels.nsa import decode as decode_mod
 

@@ -166,24 +166,3 @@ def test_decode_scores_equal_the_prefill_scores_pass(G, blocks_per_program):
     assert got.shape == want.shape == (B, H_kv, cfg.num_slc_blocks(S))
     assert not got.isnan().any()
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
-
-
-def test_compressed_pass_fills_the_offsets_it_derives():
-    """decode_meta(filled_by_first_launch=True) launches nothing: the compressed pass derives
-    each sequence's offsets from its length, writes the rows decode_meta's kernel would (the
-    NaN-free int rows start as garbage), and attends as it does with the kernel's meta."""
-    cfg, H_kv, Dk, G = NSAConfig(**SMALL), 2, 16, 6
-    k_cache, _, kc_cache, vc_cache = _grow_caches(LENGTHS, H_kv, Dk, 8, cfg)
-    B, S, S_c = len(LENGTHS), k_cache.shape[1], kc_cache.shape[1]
-    q = torch.randn(B, G * H_kv, Dk, device=DEVICE)
-    lengths = torch.tensor(LENGTHS, dtype=torch.int32, device=DEVICE)
-    kc, vc = kc_cache.reshape(B * S_c, H_kv, Dk), vc_cache.reshape(B * S_c, H_kv, 8)
-    want_meta = decode_meta(lengths, S, S_c, cfg)
-    meta = decode_meta(lengths, S, S_c, cfg, filled_by_first_launch=True)
-    meta.fill_from[1].fill_(-12345)
-    run = dict(splits=3, block_m=16)
-    o, lse = attn_fwd(q, kc, vc, meta, cfg, MODE_CMP, 0.25, **run)
-    want_o, want_lse = attn_fwd(q, kc, vc, want_meta, cfg, MODE_CMP, 0.25, **run)
-    for name in ("q_start", "q_len", "q_pos0", "k_start", "c_start", "c_len", "tile_i0"):
-        assert torch.equal(getattr(meta, name), getattr(want_meta, name)), name
-    assert torch.equal(lse, want_lse) and torch.equal(o, want_o)

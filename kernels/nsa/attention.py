@@ -30,7 +30,7 @@ import triton
 import triton.language as tl
 
 from .config import NSAConfig
-from .varlen import SeqMeta, device_i32, make_tiles, query_tiles, store_decode_offsets
+from .varlen import SeqMeta, device_i32, make_tiles, query_tiles
 
 MODE_CMP, MODE_SLC, MODE_WIN = 0, 1, 2
 # dK/dV of the compressed branch: early key tiles are read by every later query, so one
@@ -249,7 +249,6 @@ def _attn_fwd_kernel(
     logits,  # CMP with LOGITS: [N, H, LOGITS] fp32, q.k * scale * log2(e) of every token read
     tile_seq, tile_i0, q_start, q_len, q_pos0, kv_start,  # kv_start: k_start or c_start
     sel, ulist, ucount, U,  # MODE_SLC only
-    fill_lengths, fill_rows, cache_len, cmp_cache_len,  # FILL_META only
     N, scale_log2, window,
     H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, BT: tl.constexpr, BM: tl.constexpr,
     BN: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDV: tl.constexpr,
@@ -259,38 +258,22 @@ def _attn_fwd_kernel(
     WITH_V: tl.constexpr,  # False: log-sum-exp only (the compressed branch in union mode)
     LOGITS: tl.constexpr = 0,  # > 0: store the logits, rows of this many tokens (decode)
     WIN_SPLITS: tl.constexpr = 0,  # SLC: programs of split >= SPLITS run the window branch
-    FILL_META: tl.constexpr = 0,  # CMP at decode: offsets from the lengths, stored for later
 ):  # fmt: skip
     """Grid (tile, KV head, split). With WIN_SPLITS > 0 (decode) one launch runs both branches
     that read K/V: the selection's SPLITS splits, then the window's WIN_SPLITS, stored as
-    splits SPLITS .. SPLITS + WIN_SPLITS - 1 of o and lse. With FILL_META (decode's compressed
-    pass, varlen.decode_meta(filled_by_first_launch=True)) tile b is sequence b, its offsets
-    come from fill_lengths, and the programs of KV head 0, split 0 write fill_rows."""
+    splits SPLITS .. SPLITS + WIN_SPLITS - 1 of o and lse."""
     tile = tl.program_id(0)
     hkv = tl.program_id(1)
     split = tl.program_id(2)
-    if FILL_META:
-        b = tile
-        n = tl.load(fill_lengths + b)
-        i0 = n * 0
-        ql = i0 + 1
-        pos0 = n - 1
-        kbase = b * cmp_cache_len
-        q0 = b
-        if (hkv == 0) & (split == 0):
-            store_decode_offsets(fill_rows, N, b, n, cache_len, cmp_cache_len, True,
-                                 CMP_BLOCK, CMP_STRIDE)  # fmt: skip
-    else:
-        b = tl.load(tile_seq + tile)
-        i0 = tl.load(tile_i0 + tile)
-        ql = tl.load(q_len + b)
-        pos0 = tl.load(q_pos0 + b)
-        kbase = tl.load(kv_start + b)
-        q0 = tl.load(q_start + b)
+    b = tl.load(tile_seq + tile)
+    i0 = tl.load(tile_i0 + tile)
+    ql = tl.load(q_len + b)
+    pos0 = tl.load(q_pos0 + b)
+    kbase = tl.load(kv_start + b)
     r = tl.arange(0, BM)
     i = r // G
     valid = (i < BT) & (i0 + i < ql)
-    row = q0 + i0 + i  # [BM]
+    row = tl.load(q_start + b) + i0 + i  # [BM]
     head = hkv * G + r % G
     t = pos0 + i0 + i  # absolute position of each row
     t_lo = pos0 + i0
@@ -619,16 +602,12 @@ def attn_fwd(
     lse = torch.empty(S, N, d["H"], device=q.device, dtype=torch.float32)
     kv_start = meta.c_start if mode == MODE_CMP else meta.k_start
     grid = (tile_seq.numel(), d["H_KV"], S)
-    fill = meta.fill_from is not None and mode == MODE_CMP  # decode's first launch
-    fill_lengths, fill_rows = meta.fill_from if fill else (tile_seq, tile_seq)
-    cache_lens = (meta.k_lens[0], meta.c_lens[0]) if fill else (0, 0)
     _attn_fwd_kernel[grid](
         q, k, v, o, lse, lse if logits is None else logits, tile_seq, tile_i0, meta.q_start,
-        meta.q_len, meta.q_pos0, kv_start, idx, ulist, ucount, U, fill_lengths, fill_rows,
-        *cache_lens, N, scale * LOG2E, cfg.window,
+        meta.q_len, meta.q_pos0, kv_start, idx, ulist, ucount, U, N, scale * LOG2E, cfg.window,
         BT=BT, BM=BM, BN=BN, SPLITS=splits, WITH_V=with_output,
-        LOGITS=0 if logits is None else logits.shape[-1], WIN_SPLITS=win_splits, FILL_META=fill,
-        **d, **_consts(cfg, mode), **opts,
+        LOGITS=0 if logits is None else logits.shape[-1], WIN_SPLITS=win_splits, **d,
+        **_consts(cfg, mode), **opts,
     )  # fmt: skip
     return (o if with_output else None), lse
 

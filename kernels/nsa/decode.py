@@ -5,9 +5,8 @@ kc_cache [B, S_cmp, H_kv, Dk], vc_cache [B, S_cmp, H_kv, Dv]; lengths[b] counts 
 sequence b including the new one. Each branch is split over its keys (flash-decoding) so a
 batch of one still fills the GPU; partial results are merged by their log-sum-exp.
 
-A step is five launches, none waiting on the host (so it can be captured in a CUDA graph):
-the compressed pass (which keeps its logits, and derives and stores each sequence's offsets
-from its length: varlen.decode_meta's filled_by_first_launch), block scores
+A step is six launches, none waiting on the host (so it can be captured in a CUDA graph):
+offsets (varlen.decode_meta), the compressed pass (which keeps its logits), block scores
 from those logits (decode_scores), top-n with its counts, the selected and window passes in
 one launch (their splits side by side in one grid), and one kernel that merges every
 branch's splits and combines them (combine.decode_combine).
@@ -47,9 +46,6 @@ NARROW_KV = 256
 DEFAULT_SMS = 132  # an H200's, where no GPU is visible (the interpreter)
 # the selected and window passes in one launch (attn_fwd's win_splits)
 DECODE_FUSED_LOCAL = True
-# the offsets derived and stored by the compressed pass, not a launch of their own
-# (varlen.decode_meta's filled_by_first_launch)
-DECODE_META_IN_CMP = True
 # the compressed pass's keys per step, warps and pipeline stages (0: attention._plan's)
 DECODE_CMP_KEYS = 0
 DECODE_CMP_WARPS = 0
@@ -156,7 +152,7 @@ def nsa_decode(
     B, S, H_kv, _ = k_cache.shape
     S_cmp = kc_cache.shape[1]
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    meta = decode_meta(lengths, S, S_cmp, cfg, filled_by_first_launch=DECODE_META_IN_CMP)
+    meta = decode_meta(lengths, S, S_cmp, cfg)
     q = q.contiguous()
     k, v = k_cache.reshape(B * S, H_kv, -1), v_cache.reshape(B * S, H_kv, -1)
     kc, vc = kc_cache.reshape(B * S_cmp, H_kv, -1), vc_cache.reshape(B * S_cmp, H_kv, -1)

@@ -40,9 +40,6 @@ class SeqMeta:
     single_query: bool = False
     tile_seq: torch.Tensor | None = None
     tile_i0: torch.Tensor | None = None
-    # decode_meta(filled_by_first_launch=True): (lengths, the [7, B] rows) that the first
-    # launch given this meta writes
-    fill_from: tuple[torch.Tensor, torch.Tensor] | None = None
     _derived: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -97,51 +94,38 @@ def prefill_meta(cu_seqlens: list[int], cfg: NSAConfig, device) -> SeqMeta:
 
 
 @triton.jit
-def store_decode_offsets(out, B, b, n, cache_len, cmp_cache_len, mask,
-                         CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr):  # fmt: skip
-    """out [7, B] int32 at sequences b (a scalar or a vector; n their lengths): q_start (also
-    each tile's sequence), q_len, q_pos0, k_start, c_start, c_len, tile_i0."""
-    n_cmp = tl.where(n >= CMP_BLOCK, (n - CMP_BLOCK) // CMP_STRIDE + 1, 0)
-    tl.store(out + b, b, mask=mask)
-    tl.store(out + B + b, b * 0 + 1, mask=mask)
-    tl.store(out + 2 * B + b, n - 1, mask=mask)
-    tl.store(out + 3 * B + b, b * cache_len, mask=mask)
-    tl.store(out + 4 * B + b, b * cmp_cache_len, mask=mask)
-    tl.store(out + 5 * B + b, n_cmp, mask=mask)
-    tl.store(out + 6 * B + b, b * 0, mask=mask)
-
-
-@triton.jit
 def _decode_meta_kernel(
     lengths, out, B, cache_len, cmp_cache_len,
     CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr, BB: tl.constexpr,
 ):  # fmt: skip
+    """out [7, B] int32: q_start (also each tile's sequence), q_len, q_pos0, k_start, c_start,
+    c_len, tile_i0."""
     b = tl.program_id(0) * BB + tl.arange(0, BB)
     m = b < B
     n = tl.load(lengths + b, mask=m, other=1)
-    store_decode_offsets(out, B, b, n, cache_len, cmp_cache_len, m, CMP_BLOCK, CMP_STRIDE)
+    n_cmp = tl.where(n >= CMP_BLOCK, (n - CMP_BLOCK) // CMP_STRIDE + 1, 0)
+    tl.store(out + b, b, mask=m)
+    tl.store(out + B + b, b * 0 + 1, mask=m)
+    tl.store(out + 2 * B + b, n - 1, mask=m)
+    tl.store(out + 3 * B + b, b * cache_len, mask=m)
+    tl.store(out + 4 * B + b, b * cmp_cache_len, mask=m)
+    tl.store(out + 5 * B + b, n_cmp, mask=m)
+    tl.store(out + 6 * B + b, b * 0, mask=m)
 
 
 def decode_meta(
-    lengths: torch.Tensor, cache_len: int, cmp_cache_len: int, cfg: NSAConfig,
-    filled_by_first_launch: bool = False,
-) -> SeqMeta:  # fmt: skip
+    lengths: torch.Tensor, cache_len: int, cmp_cache_len: int, cfg: NSAConfig
+) -> SeqMeta:
     """One query per sequence at position lengths[b] - 1 (lengths: int32 [B] on the device);
     caches padded to cache_len / cmp_cache_len rows per sequence. One small kernel (it was
-    eight torch ops, each a node of a decode step's CUDA graph) and no sync.
-
-    filled_by_first_launch: no kernel; the rows are written by the compressed pass that the
-    meta is first given to (attention.attn_fwd reads meta.fill_from: the lengths), which
-    derives its own offsets from the lengths; every launch after it reads the rows (decode:
-    one launch fewer a step)."""
+    eight torch ops, each a node of a decode step's CUDA graph) and no sync."""
     B = lengths.shape[0]
     out = torch.empty(7, B, device=lengths.device, dtype=torch.int32)
-    if not filled_by_first_launch:
-        BB = min(1024, max(16, triton.next_power_of_2(B)))
-        _decode_meta_kernel[(triton.cdiv(B, BB),)](
-            lengths, out, B, cache_len, cmp_cache_len,
-            CMP_BLOCK=cfg.cmp_block, CMP_STRIDE=cfg.cmp_stride, BB=BB,
-        )  # fmt: skip
+    BB = min(1024, max(16, triton.next_power_of_2(B)))
+    _decode_meta_kernel[(triton.cdiv(B, BB),)](
+        lengths, out, B, cache_len, cmp_cache_len,
+        CMP_BLOCK=cfg.cmp_block, CMP_STRIDE=cfg.cmp_stride, BB=BB,
+    )  # fmt: skip
     *rows, tile_i0 = out.unbind(0)  # SeqMeta's six device rows, in field order
     return SeqMeta(
         *rows,
@@ -151,7 +135,6 @@ def decode_meta(
         single_query=True,
         tile_seq=rows[0],  # q_start: one tile per sequence, tile b is sequence b
         tile_i0=tile_i0,
-        fill_from=(lengths, out) if filled_by_first_launch else None,
     )
 
 
