@@ -14,7 +14,9 @@ Tried, not kept (H200, 64k, same run): the window pass on a side stream, overlap
 compressed pass (batch 32: paper 0.1775 -> 0.1736 ms, qwen-1.5b 0.0871 -> 0.0925); scores and
 top-n in one program per (sequence, KV head) (7.5-19 us against 2-12 for the scores plus
 4.3-4.7 for top-n: one program reads all G heads' logits of a row alone); the window pass on
-the compressed pass's launch (batch 32: as slow as its own launch, 5-10% behind this one).
+the compressed pass's launch (batch 32: as slow as its own launch, 5-10% behind this one);
+the offsets computed by the compressed pass instead of a launch of their own (qwen 1-5%
+faster, paper 3-10% slower).
 """
 
 from __future__ import annotations
