@@ -14,8 +14,10 @@ KernelTuning.split_head_dim), plus the whole module's forward and backward, side
     python bench/kernels.py --configs paper --lengths 65536 --parts split --reps 3
 
 Other parts: `launch` (per-stage launch sweep), `module_profile` / `decode_profile` (GPU time
-per kernel), `decode_splits` / `decode_scores` / `decode_combine` (decode sweeps), `slc_real`
-(the selection kernels on a real model's selections, saved by bench/selection_locality.py):
+per kernel), `decode_splits` and the decode knob sweeps of DECODE_SWEEPS (`decode_scores`,
+`decode_combine`, `decode_topn`, `decode_fusion`, `decode_cmp`; `--sweep` picks knob groups),
+`slc_real` (the selection kernels on a real model's selections, saved by
+bench/selection_locality.py):
 
     python bench/kernels.py --configs qwen-0.5b --parts slc_real --selections FILE --reps 3
 
@@ -512,6 +514,30 @@ def sweep_decode_knobs(name, T, cfg, reps, module, knobs: dict[str, tuple]) -> l
     return rows
 
 
+# decode sweeps (CUDA-graph steps under module constants): part -> (module of kernels/nsa,
+# {group: knobs}); each group is swept over its own product, `--sweep` picks groups
+DECODE_SWEEPS = {
+    "decode_scores": ("decode_scores", {  # blocks a program x warps
+        "tiles": {"DECODE_SCORE_BLOCKS": (16, 32, 64, 128), "DECODE_SCORE_WARPS": (2, 4, 8)},
+    }),
+    "decode_combine": ("combine", {  # rows or Dv columns a program x warps
+        "rows": {"DECODE_COMBINE_ROWS": (1, 2, 4, 8), "DECODE_COMBINE_WARPS": (1, 2, 4)},
+        "cols": {"DECODE_COMBINE_COLS": (16, 32, 64, 128), "DECODE_COMBINE_WARPS": (1, 4)},
+    }),
+    "decode_topn": ("topn", {  # bitonic sort or max rounds x warps
+        "sort": {"REGISTER_SORT": (True, False), "REGISTER_SORT_WARPS": (1, 2, 4, 8)},
+    }),
+    "decode_fusion": ("decode", {  # selected + window in one launch, and its pipeline
+        "fused": {"DECODE_FUSED_LOCAL": (True, False)},
+        "stages": {"DECODE_LOCAL_WARPS": (4, 8), "DECODE_LOCAL_STAGES": (1, 2, 3)},
+    }),
+    "decode_cmp": ("decode", {  # the compressed pass: keys a step x warps x stages
+        "launch": {"DECODE_CMP_KEYS": (64, 128), "DECODE_CMP_WARPS": (4, 8),
+                   "DECODE_CMP_STAGES": (2, 3, 4)},
+    }),
+}  # fmt: skip
+
+
 def _time_or_inf(fn, reps: int, what: str) -> float:
     """fn's time, or inf for a launch that does not fit (shared memory, registers) or fails."""
     try:
@@ -735,13 +761,13 @@ def main(argv: list[str]) -> None:
     p.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
     p.add_argument("--combine", default="gated", choices=["gated", "union"])
     extra = "also: split, launch, module_profile, decode_profile, decode_splits, decode_scores, "
-    extra += "decode_combine, decode_topn, decode_fusion, decode_cmp, "
+    extra += ", ".join(DECODE_SWEEPS) + ", "
     extra += "slc_real (with --selections)"
     p.add_argument("--parts", default="tune,prefill,decode,breakdown", help=extra)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--padded-head-dim", action="store_true", help="pad Dk, do not split it")
     p.add_argument("--sweep", help="launch part: only these stages (e.g. scores,slc_attn); "
-                   "decode_combine part: 'cols' sweeps Dv columns a program")  # fmt: skip
+                   "decode sweeps: only these knob groups (DECODE_SWEEPS, e.g. cols)")  # fmt: skip
     p.add_argument("--split-settings", help="decode_splits part: a Python list of settings, "
                    "e.g. '[None, (None, 16, None)]' (None: the rule's)")  # fmt: skip
     p.add_argument("--out", default="bench/results/kernels-h200.json")
@@ -833,42 +859,14 @@ def main(argv: list[str]) -> None:
         if "slc_real" in parts:
             row = bench_real_selections(name, Path(a.selections), cfg, a.reps)
             result.setdefault("slc_real", []).append(row)
-        if "decode_scores" in parts:  # decode's scores pass: blocks per program x warps
-            from nsa_assist.kernels.nsa import decode_scores as scores_mod
-
-            knobs = {"DECODE_SCORE_BLOCKS": (16, 32, 64, 128), "DECODE_SCORE_WARPS": (2, 4, 8)}
-            rows = sweep_decode_knobs(name, max(lengths), cfg, a.reps, scores_mod, knobs)
-            result.setdefault("decode_scores", []).extend(rows)
-        if "decode_combine" in parts:  # decode's merge-and-combine: rows per program x warps
-            from nsa_assist.kernels.nsa import combine as combine_mod
-
-            knobs = {"DECODE_COMBINE_ROWS": (1, 2, 4, 8), "DECODE_COMBINE_WARPS": (1, 2, 4)}
-            if a.sweep == "cols":  # Dv columns a program instead, at one row
-                knobs = {"DECODE_COMBINE_COLS": (16, 32, 64, 128), "DECODE_COMBINE_WARPS": (1, 4)}
-            rows = sweep_decode_knobs(name, max(lengths), cfg, a.reps, combine_mod, knobs)
-            result.setdefault("decode_combine", []).extend(rows)
-        if "decode_topn" in parts:  # decode's top-n: bitonic sort or max rounds x warps
-            from nsa_assist.kernels.nsa import topn as topn_mod
-
-            knobs = {"REGISTER_SORT": (True, False), "REGISTER_SORT_WARPS": (1, 2, 4, 8)}
-            rows = sweep_decode_knobs(name, max(lengths), cfg, a.reps, topn_mod, knobs)
-            result.setdefault("decode_topn", []).extend(rows)
-        if "decode_fusion" in parts:  # decode's selected and window passes fused or apart
-            from nsa_assist.kernels.nsa import decode as decode_mod
-
-            knobs = {"DECODE_FUSED_LOCAL": (True, False)}
-            rows = sweep_decode_knobs(name, max(lengths), cfg, a.reps, decode_mod, knobs)
-            result.setdefault("decode_fusion", []).extend(rows)
-            knobs = {"DECODE_LOCAL_WARPS": (4, 8), "DECODE_LOCAL_STAGES": (1, 2, 3)}
-            rows = sweep_decode_knobs(name, max(lengths), cfg, a.reps, decode_mod, knobs)
-            result.setdefault("decode_fusion", []).extend(rows)
-        if "decode_cmp" in parts:  # decode's compressed pass: keys a step x warps x stages
-            from nsa_assist.kernels.nsa import decode as decode_mod
-
-            knobs = {"DECODE_CMP_KEYS": (64, 128), "DECODE_CMP_WARPS": (4, 8),
-                     "DECODE_CMP_STAGES": (2, 3, 4)}  # fmt: skip
-            rows = sweep_decode_knobs(name, max(lengths), cfg, a.reps, decode_mod, knobs)
-            result.setdefault("decode_cmp", []).extend(rows)
+        for part, (module_name, groups) in DECODE_SWEEPS.items():
+            if part not in parts:
+                continue
+            module = importlib.import_module(f"nsa_assist.kernels.nsa.{module_name}")
+            for label, knobs in groups.items():
+                if not a.sweep or label in a.sweep.split(","):
+                    rows = sweep_decode_knobs(name, max(lengths), cfg, a.reps, module, knobs)
+                    result.setdefault(part, []).extend(rows)
         if "decode_profile" in parts:
             for batch in DECODE_BATCHES:
                 row = profile_decode(name, max(lengths), batch, cfg, a.reps * 4)
