@@ -15,8 +15,7 @@ KernelTuning.split_head_dim), plus the whole module's forward and backward, side
 
 Other parts: `launch` (per-stage launch sweep), `module_profile` / `decode_profile` (GPU time
 per kernel), `decode_splits` and the decode knob sweeps of DECODE_SWEEPS (`decode_scores`,
-`decode_combine`, `decode_topn`, `decode_fusion`, `decode_pdl`, `decode_cmp`; `--sweep` picks
-knob groups),
+`decode_combine`, `decode_topn`, `decode_fusion`, `decode_cmp`; `--sweep` picks knob groups),
 `slc_real` (the selection kernels on a real model's selections, saved by
 bench/selection_locality.py):
 
@@ -531,9 +530,6 @@ DECODE_SWEEPS = {
     "decode_fusion": ("decode", {  # selected + window in one launch, and its pipeline
         "fused": {"DECODE_FUSED_LOCAL": (True, False)},
         "stages": {"DECODE_LOCAL_WARPS": (4, 8), "DECODE_LOCAL_STAGES": (1, 2, 3)},
-    }),
-    "decode_pdl": ("pdl", {  # programmatic dependent launch of the step's kernels
-        "pdl": {"DECODE_PDL": (True, False)},
     }),
     "decode_cmp": ("decode", {  # the compressed pass: keys a step x warps x stages
         "launch": {"DECODE_CMP_KEYS": (64, 128), "DECODE_CMP_WARPS": (4, 8),

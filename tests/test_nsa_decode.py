@@ -16,7 +16,6 @@ if not torch.cuda.is_available():
 from nsa_assist.kernels.nsa import NSAConfig, nsa_attention, nsa_decode
 from nsa_assist.kernels.nsa import attention as nsa_attention_mod
 from nsa_assist.kernels.nsa import decode as nsa_decode_mod
-from nsa_assist.kernels.nsa import pdl as nsa_pdl
 from nsa_assist.kernels.nsa import select as nsa_select_mod
 from nsa_assist.kernels.nsa.attention import MODE_CMP, attn_fwd
 from nsa_assist.kernels.nsa.compress import compress_mean
@@ -59,14 +58,6 @@ def _grow_caches(lengths, H_kv, Dk, Dv, cfg, S=80):
         update_compressed_cache(k_cache, kc_cache, grown, cfg)
         update_compressed_cache(v_cache, vc_cache, grown, cfg)
     return k_cache, v_cache, kc_cache, vc_cache
-
-
-def test_programmatic_dependent_launch_stays_off_where_it_cannot_run():
-    """PDL needs a Hopper GPU and Triton's launch option; on the CPU (the interpreter) the
-    decode kernels launch plainly (tests/test_nsa_gpu.py checks it on a GPU)."""
-    assert nsa_pdl.DECODE_PDL and not nsa_pdl.pdl_enabled(torch.device("cpu"))
-    assert nsa_pdl.launch_options(False) == {}
-    assert nsa_pdl.launch_options(True) == {"launch_pdl": True}
 
 
 def test_completed_blocks():

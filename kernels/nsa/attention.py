@@ -30,7 +30,6 @@ import triton
 import triton.language as tl
 
 from .config import NSAConfig
-from .pdl import launch_options, wait_for_previous
 from .varlen import SeqMeta, device_i32, make_tiles, query_tiles
 
 MODE_CMP, MODE_SLC, MODE_WIN = 0, 1, 2
@@ -259,12 +258,10 @@ def _attn_fwd_kernel(
     WITH_V: tl.constexpr,  # False: log-sum-exp only (the compressed branch in union mode)
     LOGITS: tl.constexpr = 0,  # > 0: store the logits, rows of this many tokens (decode)
     WIN_SPLITS: tl.constexpr = 0,  # SLC: programs of split >= SPLITS run the window branch
-    PDL: tl.constexpr = False,  # launched with programmatic dependent launch (decode, pdl.py)
 ):  # fmt: skip
     """Grid (tile, KV head, split). With WIN_SPLITS > 0 (decode) one launch runs both branches
     that read K/V: the selection's SPLITS splits, then the window's WIN_SPLITS, stored as
     splits SPLITS .. SPLITS + WIN_SPLITS - 1 of o and lse."""
-    wait_for_previous(PDL)
     tile = tl.program_id(0)
     hkv = tl.program_id(1)
     split = tl.program_id(2)
@@ -583,7 +580,7 @@ def attn_fwd(
     scale: float, sel: Selection | None = None, splits: int = 1, block_m: int = 64,
     block_n: int = 0, out_dtype: torch.dtype | None = None, with_output: bool = True,
     split_dk: bool = False, launch: Launch | None = None, logits: torch.Tensor | None = None,
-    win_splits: int = 0, pdl: bool = False,
+    win_splits: int = 0,
 ) -> tuple[torch.Tensor | None, torch.Tensor]:  # fmt: skip
     """One branch forward. Returns o [S, N, H, Dv] and lse [S, N, H] (fp32) for S splits;
     with_output=False skips the values and returns (None, lse). split_dk: tiles over Dk in
@@ -591,8 +588,7 @@ def attn_fwd(
     only): also stores each row's q.k * scale * log2(e) for the compressed tokens it reads, so
     the block scores need not read Kc again (decode; select.slc_scores). win_splits (SLC
     only): the same launch also runs the window branch in that many splits, returned as
-    splits `splits` .. `splits + win_splits - 1` (decode: one launch instead of two). pdl:
-    programmatic dependent launch (pdl.py)."""
+    splits `splits` .. `splits + win_splits - 1` (decode: one launch instead of two)."""
     assert logits is None or mode == MODE_CMP, "logits are the compressed branch's"
     assert not win_splits or mode == MODE_SLC, "the window rides on the selection's launch"
     d = _dims(q, k, v, split_dk)
@@ -610,8 +606,8 @@ def attn_fwd(
         q, k, v, o, lse, lse if logits is None else logits, tile_seq, tile_i0, meta.q_start,
         meta.q_len, meta.q_pos0, kv_start, idx, ulist, ucount, U, N, scale * LOG2E, cfg.window,
         BT=BT, BM=BM, BN=BN, SPLITS=splits, WITH_V=with_output,
-        LOGITS=0 if logits is None else logits.shape[-1], WIN_SPLITS=win_splits, PDL=pdl, **d,
-        **_consts(cfg, mode), **opts, **launch_options(pdl),
+        LOGITS=0 if logits is None else logits.shape[-1], WIN_SPLITS=win_splits, **d,
+        **_consts(cfg, mode), **opts,
     )  # fmt: skip
     return (o if with_output else None), lse
 

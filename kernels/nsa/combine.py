@@ -9,8 +9,6 @@ import torch
 import triton
 import triton.language as tl
 
-from .pdl import launch_options, wait_for_previous
-
 ROWS_PER_PROGRAM = 32
 
 
@@ -170,10 +168,9 @@ def _decode_combine_kernel(
     gates, out, R,  # gates [R, 3]; out [R, DV]
     S_CMP: tl.constexpr, S_SLC: tl.constexpr, S_WIN: tl.constexpr,
     DV: tl.constexpr, BDV: tl.constexpr, BS: tl.constexpr, BR: tl.constexpr,
-    UNION: tl.constexpr, PDL: tl.constexpr,
+    UNION: tl.constexpr,
 ):  # fmt: skip
     """Grid (row blocks, column blocks): BR rows x BDV of the DV columns a program."""
-    wait_for_previous(PDL)
     r = tl.program_id(0) * BR + tl.arange(0, BR)
     rm = r < R
     c = tl.program_id(1) * BDV + tl.arange(0, BDV)
@@ -202,15 +199,14 @@ Parts = tuple[torch.Tensor | None, torch.Tensor]  # o [S, N, H, Dv] (or None), l
 def decode_combine(
     cmp: Parts, slc: Parts, win: Parts, gates: torch.Tensor | None, union: bool,
     out_dtype: torch.dtype, rows_per_program: int | None = None,
-    cols_per_program: int | None = None, pdl: bool = False,
+    cols_per_program: int | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """A decode step's output o [N, H, Dv] from each branch's split partial results (each
     merged by its log-sum-exp), gated (gates [N, H, 3]) or, with union, as one softmax over
     the selected and window keys (cmp unused). One launch where a merge per branch and a
     combine took four to five (~26 us of a 238 us step: paper config, batch 32, H200).
     rows_per_program / cols_per_program (of Dv): default DECODE_COMBINE_ROWS / _COLS; they and
-    DECODE_COMBINE_WARPS are read at each call (bench/kernels.py's sweep sets them). pdl:
-    programmatic dependent launch (pdl.py)."""
+    DECODE_COMBINE_WARPS are read at each call (bench/kernels.py's sweep sets them)."""
     o_slc, lse_slc = slc
     N, H, DV = o_slc.shape[1:]
     out = torch.empty(N, H, DV, device=o_slc.device, dtype=out_dtype)
@@ -223,8 +219,8 @@ def decode_combine(
     _decode_combine_kernel[(triton.cdiv(N * H, BR), triton.cdiv(DV, BC))](
         o_cmp.contiguous(), lse_cmp.contiguous(), o_slc.contiguous(), lse_slc.contiguous(),
         win[0].contiguous(), win[1].contiguous(), o_slc if gates is None else gates.contiguous(),
-        out, N * H, *splits, DV=DV, BDV=BC, BS=BS, BR=BR, UNION=union, PDL=pdl,
-        num_warps=DECODE_COMBINE_WARPS, **launch_options(pdl),
+        out, N * H, *splits, DV=DV, BDV=BC, BS=BS, BR=BR, UNION=union,
+        num_warps=DECODE_COMBINE_WARPS,
     )  # fmt: skip
     return out
 

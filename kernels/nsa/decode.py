@@ -9,8 +9,7 @@ A step is six launches, none waiting on the host (so it can be captured in a CUD
 offsets (varlen.decode_meta), the compressed pass (which keeps its logits), block scores
 from those logits (decode_scores), top-n with its counts, the selected and window passes in
 one launch (their splits side by side in one grid), and one kernel that merges every
-branch's splits and combines them (combine.decode_combine). On Hopper each launches with
-programmatic dependent launch (pdl.py), so the next grid is placed while one drains.
+branch's splits and combines them (combine.decode_combine).
 Tried, not kept (H200, 64k, same run): the window pass on a side stream, overlapping the
 compressed pass (batch 32: paper 0.1775 -> 0.1736 ms, qwen-1.5b 0.0871 -> 0.0925); scores and
 top-n in one program per (sequence, KV head) (7.5-19 us against 2-12 for the scores plus
@@ -33,7 +32,6 @@ from .attention import MODE_CMP, MODE_SLC, MODE_WIN, Launch, attn_fwd
 from .combine import decode_combine
 from .config import NSAConfig
 from .decode_scores import decode_scores
-from .pdl import pdl_enabled
 from .select import selection_per_query
 from .topn import top_n_blocks
 from .varlen import decode_meta
@@ -156,12 +154,11 @@ def nsa_decode(
     B, S, H_kv, _ = k_cache.shape
     S_cmp = kc_cache.shape[1]
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    pdl = pdl_enabled(q.device)
-    meta = decode_meta(lengths, S, S_cmp, cfg, pdl=pdl)
+    meta = decode_meta(lengths, S, S_cmp, cfg)
     q = q.contiguous()
     k, v = k_cache.reshape(B * S, H_kv, -1), v_cache.reshape(B * S, H_kv, -1)
     kc, vc = kc_cache.reshape(B * S_cmp, H_kv, -1), vc_cache.reshape(B * S_cmp, H_kv, -1)
-    run = dict(block_m=DECODE_BLOCK_M, out_dtype=torch.float32, split_dk=split_head_dim, pdl=pdl)
+    run = dict(block_m=DECODE_BLOCK_M, out_dtype=torch.float32, split_dk=split_head_dim)
     cmp_launch = Launch(DECODE_CMP_WARPS, DECODE_CMP_STAGES)
     per_branch = splits if isinstance(splits, tuple) else (splits,) * 3
     kv_width = k_cache.shape[-1] + v_cache.shape[-1]
@@ -174,10 +171,9 @@ def nsa_decode(
         q, kc, vc, meta, cfg, MODE_CMP, scale, splits=n_split(0, cfg.num_compressed(S)),
         with_output=gated, logits=logits, block_n=DECODE_CMP_KEYS, launch=cmp_launch, **run,
     )  # fmt: skip
-    # the scores kernel merges the compressed splits' log-sum-exps itself
-    scores = decode_scores(logits, cmp[1], meta, cfg, H_kv, pdl=pdl)
+    scores = decode_scores(logits, cmp[1], meta, cfg, H_kv)  # merges the splits' lse itself
     ucount = torch.empty(B, H_kv, device=q.device, dtype=torch.int32)
-    idx = top_n_blocks(scores, cfg.n_selected, counts=ucount, pdl=pdl)
+    idx = top_n_blocks(scores, cfg.n_selected, counts=ucount)
     sel = selection_per_query(idx, ucount, meta, q.shape[1] // H_kv, DECODE_BLOCK_M)
     slc_splits = min(n_split(1, cfg.n_selected * cfg.slc_block), cfg.n_selected)
     win_splits = n_split(2, cfg.window)
@@ -190,4 +186,4 @@ def nsa_decode(
     else:
         slc = attn_fwd(q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, splits=slc_splits, **run)
         win = attn_fwd(q, k, v, meta, cfg, MODE_WIN, scale, splits=win_splits, **run)
-    return decode_combine(cmp, slc, win, gates, union=not gated, out_dtype=q.dtype, pdl=pdl)
+    return decode_combine(cmp, slc, win, gates, union=not gated, out_dtype=q.dtype)

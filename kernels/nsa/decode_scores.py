@@ -22,7 +22,6 @@ import triton.language as tl
 
 from .attention import _LOG2E
 from .config import NSAConfig
-from .pdl import launch_options, wait_for_previous
 from .select import _check_units
 from .varlen import SeqMeta
 
@@ -51,9 +50,7 @@ def _decode_scores_kernel(
     S: tl.constexpr, BS: tl.constexpr, BJ: tl.constexpr,
     CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr, SLC_BLOCK: tl.constexpr,
     L_UNITS: tl.constexpr, R_UNITS: tl.constexpr, SPILL: tl.constexpr, BSPILL: tl.constexpr,
-    PDL: tl.constexpr,
 ):  # fmt: skip
-    wait_for_previous(PDL)
     b = tl.program_id(0)
     hkv = tl.program_id(1)
     jc = tl.program_id(2)
@@ -96,7 +93,7 @@ def _decode_scores_kernel(
 
 def decode_scores(
     logits: torch.Tensor, lse_part: torch.Tensor, meta: SeqMeta, cfg: NSAConfig, H_KV: int,
-    blocks_per_program: int | None = None, num_warps: int | None = None, pdl: bool = False,
+    blocks_per_program: int | None = None, num_warps: int | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """Block scores [B, H_kv, N_slc] fp32 of each sequence's newest token (forced +inf, future
     -inf), equal to select.slc_scores at that position.
@@ -104,8 +101,7 @@ def decode_scores(
     logits [B, H, C]: the compressed pass's q.k * scale * log2(e) per compressed token (only
     the visible ones are read); lse_part [S, B, H]: its per-split log-sum-exps (natural log).
     blocks_per_program and num_warps (default DECODE_SCORE_BLOCKS / _WARPS, read at each call
-    so bench/kernels.py's sweep can set them for a whole decode step). pdl: programmatic
-    dependent launch (pdl.py).
+    so bench/kernels.py's sweep can set them for a whole decode step).
     """
     blocks_per_program = blocks_per_program or DECODE_SCORE_BLOCKS
     num_warps = num_warps or DECODE_SCORE_WARPS
@@ -121,7 +117,6 @@ def decode_scores(
         H=H, H_KV=H_KV, G=G, GP=triton.next_power_of_2(G), S=S,
         BS=triton.next_power_of_2(S), BJ=BJ, CMP_BLOCK=cfg.cmp_block,
         CMP_STRIDE=cfg.cmp_stride, SLC_BLOCK=cfg.slc_block, L_UNITS=L, R_UNITS=R,
-        SPILL=L - 1, BSPILL=max(1, triton.next_power_of_2(L - 1)), PDL=pdl,
-        num_warps=num_warps, **launch_options(pdl),
+        SPILL=L - 1, BSPILL=max(1, triton.next_power_of_2(L - 1)), num_warps=num_warps,
     )  # fmt: skip
     return scores

@@ -33,8 +33,6 @@ import torch
 import triton
 import triton.language as tl
 
-from .pdl import launch_options, wait_for_previous
-
 SEGMENT = 8  # contiguous blocks of a group: 32 bytes of fp32, one DRAM sector
 SWEEP_ELEMENTS = 4096  # scores per sweep step of a program (rows x NG x SEGMENT)
 MAX_ROWS = 16  # rows per program: more rows, more independent refreshes in flight
@@ -104,13 +102,12 @@ def _top_n_in_registers_kernel(
     scores, idx, NS,  # as _top_n_kernel: scores [R, NS] float; idx [R, NSEL] int32; R programs
     counts,  # COUNT: [R] int32, the valid entries of each row of idx
     NSEL: tl.constexpr, BSEL: tl.constexpr, BNS: tl.constexpr, COUNT: tl.constexpr,
-    SORT: tl.constexpr, PDL: tl.constexpr = False,
+    SORT: tl.constexpr,
 ):  # fmt: skip
     """One row per program, held in registers. For few rows (decode: batch x H_kv), where the
     tournament's dependent refreshes, each an L2 round trip, set the time. SORT: Triton's
     bitonic top-k over the keys (keys are unique, so it is exact); else n dependent rounds of
     (max, drop it), each a register and shuffle reduction."""
-    wait_for_previous(PDL)
     row = tl.program_id(0).to(tl.int64)
     j = tl.arange(0, BNS)
     m = j < NS
@@ -157,7 +154,7 @@ def _tiles(NS: int, max_rows: int = MAX_ROWS) -> tuple[int, int, int, int]:
 
 def top_n_blocks(
     scores: torch.Tensor, n: int, max_rows: int = MAX_ROWS, num_warps: int = NUM_WARPS,
-    in_registers: bool | None = None, counts: torch.Tensor | None = None, pdl: bool = False,
+    in_registers: bool | None = None, counts: torch.Tensor | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """idx [.., n] int32: the n best blocks of each row of scores [.., N_slc], best first.
 
@@ -167,7 +164,6 @@ def top_n_blocks(
     the tournament; None picks it for up to REGISTER_ROWS rows of up to 4096 blocks (decode).
     counts: an int32 tensor of the rows' shape that receives each row's valid entries (the
     register kernel writes them; decode needs them and would spend two more kernels).
-    pdl: launch the register kernel with programmatic dependent launch (pdl.py; decode).
     """
     *lead, NS = scores.shape
     out = torch.empty(*lead, n, device=scores.device, dtype=torch.int32)
@@ -188,8 +184,7 @@ def top_n_blocks(
             BNS, warps = max(BNS, BSEL), max(warps, REGISTER_SORT_WARPS)
         _top_n_in_registers_kernel[(R,)](
             scores.contiguous(), out, NS, out if counts is None else counts, NSEL=n,
-            BSEL=BSEL, BNS=BNS, COUNT=counts is not None, SORT=REGISTER_SORT, PDL=pdl,
-            num_warps=warps, **launch_options(pdl),
+            BSEL=BSEL, BNS=BNS, COUNT=counts is not None, SORT=REGISTER_SORT, num_warps=warps,
         )  # fmt: skip
         return out
     ROWS, NG, KS, CS = _tiles(NS, max_rows)

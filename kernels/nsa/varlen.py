@@ -17,7 +17,6 @@ import triton
 import triton.language as tl
 
 from .config import NSAConfig
-from .pdl import launch_options, wait_for_previous
 
 
 @dataclass(frozen=True)
@@ -97,11 +96,10 @@ def prefill_meta(cu_seqlens: list[int], cfg: NSAConfig, device) -> SeqMeta:
 @triton.jit
 def _decode_meta_kernel(
     lengths, out, B, cache_len, cmp_cache_len,
-    CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr, BB: tl.constexpr, PDL: tl.constexpr,
+    CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr, BB: tl.constexpr,
 ):  # fmt: skip
     """out [7, B] int32: q_start (also each tile's sequence), q_len, q_pos0, k_start, c_start,
     c_len, tile_i0."""
-    wait_for_previous(PDL)
     b = tl.program_id(0) * BB + tl.arange(0, BB)
     m = b < B
     n = tl.load(lengths + b, mask=m, other=1)
@@ -116,19 +114,17 @@ def _decode_meta_kernel(
 
 
 def decode_meta(
-    lengths: torch.Tensor, cache_len: int, cmp_cache_len: int, cfg: NSAConfig, pdl: bool = False
+    lengths: torch.Tensor, cache_len: int, cmp_cache_len: int, cfg: NSAConfig
 ) -> SeqMeta:
     """One query per sequence at position lengths[b] - 1 (lengths: int32 [B] on the device);
     caches padded to cache_len / cmp_cache_len rows per sequence. One small kernel (it was
-    eight torch ops, each a node of a decode step's CUDA graph) and no sync. pdl: launch it
-    with programmatic dependent launch (pdl.py)."""
+    eight torch ops, each a node of a decode step's CUDA graph) and no sync."""
     B = lengths.shape[0]
     out = torch.empty(7, B, device=lengths.device, dtype=torch.int32)
     BB = min(1024, max(16, triton.next_power_of_2(B)))
     _decode_meta_kernel[(triton.cdiv(B, BB),)](
         lengths, out, B, cache_len, cmp_cache_len,
-        CMP_BLOCK=cfg.cmp_block, CMP_STRIDE=cfg.cmp_stride, BB=BB, PDL=pdl,
-        **launch_options(pdl),
+        CMP_BLOCK=cfg.cmp_block, CMP_STRIDE=cfg.cmp_stride, BB=BB,
     )  # fmt: skip
     *rows, tile_i0 = out.unbind(0)  # SeqMeta's six device rows, in field order
     return SeqMeta(
