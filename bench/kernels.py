@@ -14,7 +14,7 @@ KernelTuning.split_head_dim), plus the whole module's forward and backward, side
     python bench/kernels.py --configs paper --lengths 65536 --parts split --reps 3
 
 Other parts: `launch` (per-stage launch sweep), `module_profile` / `decode_profile` (GPU time
-per kernel), `decode_splits` and the decode knob sweeps of DECODE_SWEEPS (`decode_scores`,
+per kernel; decode's also times a plain read of each big pass's bytes), `decode_splits` and the decode knob sweeps of DECODE_SWEEPS (`decode_scores`,
 `decode_combine`, `decode_topn`, `decode_fusion`, `decode_cmp`; `--sweep` picks knob groups),
 `slc_real` (the selection kernels on a real model's selections, saved by
 bench/selection_locality.py):
@@ -278,9 +278,33 @@ def profile_decode(name, T, batch, cfg, reps) -> dict:
     lengths = torch.full((batch,), T, device="cuda", dtype=torch.int32)
     step = lambda: nsa_decode(q, k_cache, v_cache, kc, vc, lengths, cfg, gates)
     top, by_launch = gpu_time_by_kernel(step, reps)
-    return {"config": name, "T": T, "batch": batch, "kernels": len(top),
+    pass_bytes = decode_pass_bytes(name, T, batch, cfg)
+    floor = {k: read_floor_us(b, reps) for k, b in pass_bytes.items()}
+    return {"config": name, "T": T, "batch": batch, "combine": cfg.combine, "kernels": len(top),
             "gpu_us_per_step": sum(top.values()), "us_per_step": top,
-            "us_per_launch": by_launch}  # fmt: skip
+            "us_per_launch": by_launch, "pass_mb": {k: b / 1e6 for k, b in pass_bytes.items()},
+            "read_floor_us": floor}  # fmt: skip
+
+
+def decode_pass_bytes(name, T, batch, cfg) -> dict[str, int]:
+    """Bytes of K/V cache the two big passes of a decode step at length T must read: the
+    compressed pass every compressed token's Kc (and Vc when gated), the selected + window
+    pass n blocks and the window of K and V (where they overlap, twice: two branches)."""
+    _, H_kv, Dk, Dv = CONFIGS[name]
+    cmp_width = Dk + (Dv if cfg.combine == "gated" else 0)
+    local_keys = min(T, cfg.n_selected * cfg.slc_block) + min(T, cfg.window)
+    return {
+        "compressed pass": batch * H_kv * cfg.num_compressed(T) * cmp_width * 2,
+        "selected + window": batch * H_kv * local_keys * (Dk + Dv) * 2,
+    }
+
+
+def read_floor_us(n_bytes: int, reps: int) -> float:
+    """GPU time in us of torch's sum over n_bytes of contiguous bf16: how long merely reading
+    that many bytes takes on this GPU, a floor for a pass that must read them."""
+    x = torch.randn(n_bytes // 2, device="cuda", dtype=torch.bfloat16)
+    top, _ = gpu_time_by_kernel(lambda: x.sum(dtype=torch.float32), reps)
+    return sum(top.values())
 
 
 def profile_module(name, T, cfg, tuning, reps) -> dict:
