@@ -190,13 +190,8 @@ def _slc_fwd_loop(
     NSEL: tl.constexpr, BSEL: tl.constexpr, SPLITS: tl.constexpr, UNION: tl.constexpr,
     WITH_V: tl.constexpr,
 ):  # fmt: skip
-    """The selection branch's online softmax over split `split` of the tile's block union.
-    Under UNION the keys inside every row's window (s > t_hi - w; the two local blocks
-    always) are masked out for all rows, so they are not read either."""
+    """The selection branch's online softmax over split `split` of the tile's block union."""
     dv = tl.arange(0, BDV)
-    s_last = t_hi
-    if UNION:
-        s_last = t_hi - window
     n_u = tl.load(ucount + tile * H_KV + hkv)
     per = tl.cdiv(n_u, SPLITS)
     u_hi = tl.minimum(n_u, (split + 1) * per)
@@ -208,7 +203,7 @@ def _slc_fwd_loop(
         member = tl.sum((b_sel == j).to(tl.int32), 1) > 0  # [BM]
         for sub in tl.static_range(0, SLC_BLOCK, BN):
             s = j * SLC_BLOCK + sub + tl.arange(0, BN)
-            kvalid = (s < (j + 1) * SLC_BLOCK) & (s <= s_last)
+            kvalid = (s < (j + 1) * SLC_BLOCK) & (s <= t_hi)
             b_k, b_k2 = _load_parts(k, kbase + s, hkv, kvalid, H_KV, DK, BDK, BDK2)
             b_v = _load_keys(v, kbase + s, hkv, dv, kvalid & WITH_V, H_KV, DV)
             mask = _slc_mask(s, t, member, valid, kvalid, window, UNION)
@@ -353,9 +348,6 @@ def _attn_dq_kernel(
     b_delta = tl.load(delta + flat, mask=valid, other=0.0)
     acc, acc2 = _zeros_parts(BM, BDK, BDK2)  # dQ [BM, BDK], [BM, BDK2]
     if MODE == 1:
-        s_last = t_hi
-        if UNION:  # keys inside every row's window: masked for all rows, so not read
-            s_last = t_hi - window
         n_u = tl.load(ucount + tile * H_KV + hkv)
         ns = tl.arange(0, BSEL)
         sel_ptr = sel + (row.to(tl.int64) * H_KV + hkv)[:, None] * NSEL + ns[None, :]
@@ -365,7 +357,7 @@ def _attn_dq_kernel(
             member = tl.sum((b_sel == j).to(tl.int32), 1) > 0
             for sub in tl.static_range(0, SLC_BLOCK, BN):
                 s = j * SLC_BLOCK + sub + tl.arange(0, BN)
-                kvalid = (s < (j + 1) * SLC_BLOCK) & (s <= s_last)
+                kvalid = (s < (j + 1) * SLC_BLOCK) & (s <= t_hi)
                 b_k, b_k2 = _load_parts(k, kbase + s, hkv, kvalid, H_KV, DK, BDK, BDK2)
                 b_v = _load_keys(v, kbase + s, hkv, dv, kvalid, H_KV, DV)
                 mask = _slc_mask(s, t, member, valid, kvalid, window, UNION)
