@@ -14,8 +14,9 @@ KernelTuning.split_head_dim), plus the whole module's forward and backward, side
     python bench/kernels.py --configs paper --lengths 65536 --parts split --reps 3
 
 Other parts: `launch` (per-stage launch sweep), `module_profile` / `decode_profile` (GPU time
-per kernel; decode's also times a plain read of each big pass's bytes), `decode_splits` and the decode knob sweeps of DECODE_SWEEPS (`decode_scores`,
-`decode_combine`, `decode_topn`, `decode_fusion`, `decode_cmp`; `--sweep` picks knob groups),
+per kernel; decode's also times a plain read of each big pass's bytes), `decode_splits` and
+the decode knob sweeps of DECODE_SWEEPS (`decode_scores`, `decode_combine`, `decode_topn`,
+`decode_fusion`, `decode_cmp`; `--sweep` picks knob groups),
 `slc_real` (the selection kernels on a real model's selections, saved by
 bench/selection_locality.py):
 
