@@ -510,7 +510,7 @@ def sweep_scores(T, cfg, tuning, reps, st: dict, out: dict, save) -> None:
     for warps in (4, 8):
         for stages_ in (1, 2, 3):
             for rows in (64, 128):
-                for bj in (8, 16):
+                for bj in (16, 32):  # blocks a step: tl.dot needs K >= 16
                     label = f"w{warps}_s{stages_}_rows{rows}_bj{bj}"
                     kw = dict(score_rows=rows, block_j=bj, launch=Launch(warps, stages_))
                     times[label] = _time_or_inf(lambda kw=kw: run(**kw), reps, f"scores {label}")
