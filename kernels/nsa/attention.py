@@ -294,7 +294,7 @@ def _attn_fwd_kernel(
             acc, m_i, l_i = _dense_fwd_loop(
                 k, v, logits, row, head, valid, t, t_lo, t_hi, kbase, hkv, split - SPLITS,
                 b_q, b_q2, acc, m_i, l_i, scale_log2, window, H, H_KV, DK, DV, BDK, BDK2,
-                BDV, BN, 2, CMP_BLOCK, CMP_STRIDE, WIN_SPLITS, WITH_V, 0,
+                BDV, BN, 2, CMP_BLOCK, CMP_STRIDE, WIN_SPLITS, WITH_V, 0,  # MODE 2: the window
             )  # fmt: skip
     else:
         acc, m_i, l_i = _dense_fwd_loop(
