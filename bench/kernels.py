@@ -17,8 +17,9 @@ Other parts: `launch` (per-stage launch sweep), `module_profile` / `decode_profi
 per kernel; decode's also times a plain read of each big pass's bytes), `decode_splits` and
 the decode knob sweeps of DECODE_SWEEPS (`decode_scores`, `decode_combine`, `decode_topn`,
 `decode_fusion`, `decode_cmp`; `--sweep` picks knob groups),
-`slc_real` (the selection kernels on a real model's selections, saved by
-bench/selection_locality.py):
+`slc_walk` (the selection forward walked by query tile and by block, stage by stage and in
+the whole module, side by side), `slc_real` (the selection kernels on a real model's
+selections, saved by bench/selection_locality.py):
 
     python bench/kernels.py --configs qwen-0.5b --parts slc_real --selections FILE --reps 3
 
@@ -62,6 +63,12 @@ from nsa_assist.kernels.nsa.combine import gated_combine
 from nsa_assist.kernels.nsa.compress import compress_mean
 from nsa_assist.kernels.nsa.op import KernelTuning, _branch_args
 from nsa_assist.kernels.nsa.select import build_selection, slc_scores, slc_work, top_n
+from nsa_assist.kernels.nsa.slc_by_block import (
+    merge_slots,
+    per_position_selection,
+    positions_per_step,
+    slc_fwd_by_block,
+)
 from nsa_assist.kernels.nsa.varlen import cmp_cu_seqlens, prefill_meta
 from nsa_assist.kernels.reference import nsa_reference
 
@@ -463,6 +470,67 @@ def bench_real_selections(name, path: Path, cfg, reps) -> dict:
     return {"config": name, "T": T, "model": saved["model"], "rows": rows}
 
 
+def _time_merge(n: int, o: torch.Tensor, lse: torch.Tensor, reps: int) -> float:
+    """merge_slots alone on random partials of n slots shaped like o / lse."""
+    o_part = torch.randn(n, *o.shape, device="cuda", dtype=o.dtype)
+    lse_part = torch.randn(n, *lse.shape, device="cuda")
+    return time_ms(lambda: merge_slots(o_part, lse_part), reps)
+
+
+def compare_slc_walk(name, T, cfg, tuning, reps, rows_per_step=(64,)) -> dict:
+    """The selection forward walked by query tile (block unions + attn_fwd) and by block
+    (slc_by_block.py: work lists + kernel + merge), each stage timed, their outputs compared,
+    then the whole module both ways in alternating order (ms)."""
+    st = _setup(name, T, cfg)
+    q, k, v, meta, scale, idx, G = (st[x] for x in ("q", "k", "v", "meta", "scale", "idx", "G"))
+    split = tuning.split_head_dim
+    args = _branch_args(tuning, MODE_SLC)
+    by_query = lambda: attn_fwd(
+        q, k, v, meta, cfg, MODE_SLC, scale,
+        sel=build_selection(idx, meta, cfg, G, tuning.block_m_slc), **args,
+    )  # fmt: skip
+    sel = build_selection(idx, meta, cfg, G, tuning.block_m_slc)
+    out = {"config": name, "T": T, "combine": cfg.combine, "ms": {}}
+    ms = out["ms"]
+    ms["by_query_unions"] = time_ms(
+        lambda: build_selection(idx, meta, cfg, G, tuning.block_m_slc), reps
+    )
+    ms["by_query_attn"] = time_ms(
+        lambda: attn_fwd(q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, **args), reps
+    )
+    ms["by_query_total"] = time_ms(by_query, reps)
+    o_q, lse_q = (x[0] for x in by_query())
+    pos = per_position_selection(idx, meta)
+    for rows in rows_per_step:
+        P = positions_per_step(G, rows)
+        work = slc_work(pos, meta, cfg, k.shape[1], P)
+        run = lambda work=work, rows=rows: slc_fwd_by_block(
+            q, k, v, pos, work, meta, cfg, scale, split, rows=rows
+        )
+        full = lambda P=P, rows=rows: slc_fwd_by_block(
+            q, k, v, pos, slc_work(pos, meta, cfg, k.shape[1], P), meta, cfg, scale, split,
+            rows=rows,
+        )  # fmt: skip
+        ms[f"by_block{rows}_work"] = time_ms(
+            lambda P=P: slc_work(pos, meta, cfg, k.shape[1], P), reps
+        )
+        ms[f"by_block{rows}_kernel_merge"] = time_ms(run, reps)
+        ms[f"by_block{rows}_total"] = time_ms(full, reps)
+        o_b, lse_b = run()
+        out[f"by_block{rows}_vs_by_query"] = {
+            "o_rel": ((o_b.float() - o_q.float()).norm() / o_q.float().norm()).item(),
+            "lse_max_abs": (lse_b - lse_q).nan_to_num(0.0, 0.0, 0.0).abs().max().item(),
+            "work_items": int(work[0].numel()),
+        }
+    ms["by_block_merge_alone"] = _time_merge(cfg.n_selected, o_q, lse_q, reps)
+    for walk in ("query", "block", "query", "block"):
+        fb = time_nsa(name, T, cfg, replace(tuning, slc_by_block=walk == "block"), reps)
+        out.setdefault(f"module_by_{walk}", []).append(fb)
+    print(name, T, {x: round(y, 3) for x, y in ms.items()}, out["module_by_query"],
+          out["module_by_block"], flush=True)  # fmt: skip
+    return out
+
+
 # the attention stages whose launch options and key-step width `--parts launch` sweeps,
 # the largest first (so a run cut short still has them)
 LAUNCH_STAGES = (
@@ -787,7 +855,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--combine", default="gated", choices=["gated", "union"])
     extra = "also: split, launch, module_profile, decode_profile, decode_splits, decode_scores, "
     extra += ", ".join(DECODE_SWEEPS) + ", "
-    extra += "slc_real (with --selections)"
+    extra += "slc_walk, slc_real (with --selections)"
     p.add_argument("--parts", default="tune,prefill,decode,breakdown", help=extra)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--padded-head-dim", action="store_true", help="pad Dk, do not split it")
@@ -881,6 +949,11 @@ def main(argv: list[str]) -> None:
             result.setdefault("module_profile", []).append(row)
             print(name, "module GPU ms: fwd", round(row["fwd_gpu_ms"], 2), "bwd",
                   round(row["bwd_gpu_ms"], 2), flush=True)  # fmt: skip
+        if "slc_walk" in parts:
+            for T in lengths:
+                row = compare_slc_walk(name, T, cfg, tuning, a.reps, (32, 64, 128))
+                result.setdefault("slc_walk", []).append(row)
+                save()
         if "slc_real" in parts:
             row = bench_real_selections(name, Path(a.selections), cfg, a.reps)
             result.setdefault("slc_real", []).append(row)

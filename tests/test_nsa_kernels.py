@@ -25,7 +25,9 @@ from nsa_assist.kernels.nsa import (
 )
 from nsa_assist.kernels.nsa import attention as nsa_attention_mod
 from nsa_assist.kernels.nsa import select as nsa_select_mod
+from nsa_assist.kernels.nsa import slc_by_block as by_block_mod
 from nsa_assist.kernels.nsa.attention import head_parts, slc_step_tiles
+from nsa_assist.kernels.nsa.combine import merge_splits_torch
 from nsa_assist.kernels.nsa.compress import compress_mean
 from nsa_assist.kernels.nsa.select import slc_scores
 from nsa_assist.kernels.nsa.varlen import cmp_cu_seqlens, prefill_meta
@@ -83,6 +85,64 @@ def test_selection_dkdv_gathering_several_tiles_per_step(group, combine, poisone
     tuning = replace(TEST_TUNING, block_m_slc=16)
     assert slc_step_tiles(group[0], tuning.block_m_slc) == 4
     _check_against_reference(group, combine, tuning)
+
+
+# the selection forward both ways, against the default (by block for G < 16): G = 16 by
+# block with the paper's split Dk, G = 6 / 7 by query tile, and by block with a step of more
+# rows than G packs evenly (G = 3: 21 positions x 3 heads in 64 rows)
+WALK_CASES = [
+    ((16, 1), "gated", True, 192, 64),
+    ((16, 1), "union", True, 16, 8),
+    ((6, 2), "union", False, 16, 8),
+    ((7, 1), "gated", False, 48, 16),
+    ((3, 2), "gated", True, 16, 8),
+]
+
+
+@pytest.mark.parametrize(
+    "group,combine,by_block,Dk,Dv",
+    WALK_CASES,
+    ids=[f"G{c[0][0]}-{c[1]}-{'block' if c[2] else 'query'}" for c in WALK_CASES],
+)
+def test_selection_forward_walked_by_block_or_by_query(group, combine, by_block, Dk, Dv,
+                                                       monkeypatch, poisoned):  # fmt: skip
+    """Either walk of the selection forward gives the reference's output and gradients, and
+    the one asked for is the one that ran (by block: its kernel launched, tiles built later
+    for the backward)."""
+    launches = []
+    real = by_block_mod.slc_fwd_by_block
+    monkeypatch.setattr(
+        "nsa_assist.kernels.nsa.op.slc_fwd_by_block",
+        lambda *a, **kw: launches.append(1) or real(*a, **kw),
+    )
+    tuning = replace(TEST_TUNING, slc_by_block=by_block, split_head_dim=Dk == 192)
+    _check_against_reference(group, combine, tuning, Dk, Dv)
+    assert len(launches) == int(by_block)
+
+
+def test_default_walk_is_by_block_below_g16():
+    assert [KernelTuning().for_group(G).slc_by_block for G in (1, 6, 7, 15, 16)] == [
+        True, True, True, True, False
+    ]  # fmt: skip
+
+
+def test_merge_slots_skips_empty_slots():
+    """The per-block partials merge like flash-decoding splits; a slot left -inf (a block
+    not chosen) is never read, even when its o_part holds NaN."""
+    gen = torch.Generator().manual_seed(5)
+    n, N, H, Dv = 5, 7, 3, 24
+    o_part = torch.randn(n, N, H, Dv, generator=gen).to(DEVICE)
+    lse2 = (torch.randn(n, N, H, generator=gen) * 3).to(DEVICE)
+    empty = torch.rand(n, N, H, generator=gen).to(DEVICE) < 0.4
+    empty[:, 0, 0] = True  # a row that read nothing
+    lse2 = lse2.masked_fill(empty, float("-inf"))
+    o_part = o_part.masked_fill(empty[..., None], float("nan"))
+    o, lse = by_block_mod.merge_slots(o_part, lse2)
+    want_o, want_lse = merge_splits_torch(o_part.nan_to_num(), lse2 * 0.6931471805599453)
+    assert torch.equal(lse[0, 0].cpu(), torch.tensor(float("-inf")))
+    assert torch.equal(o[0, 0].cpu(), torch.zeros(Dv))
+    torch.testing.assert_close(o, want_o, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(lse, want_lse, rtol=1e-5, atol=1e-5)
 
 
 # head dims that are not powers of two, split in two tiles (Dk = BD + BD2), with Dv != Dk:

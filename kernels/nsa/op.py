@@ -28,6 +28,7 @@ from .attention import (
 from .combine import gated_combine, gated_combine_bwd, row_dot, union_merge
 from .config import NSAConfig
 from .select import build_selection, slc_scores, slc_work, top_n
+from .slc_by_block import per_position_selection, positions_per_step, slc_fwd_by_block
 from .varlen import cmp_cu_seqlens, prefill_meta
 
 
@@ -49,6 +50,10 @@ class KernelTuning:
 
     block_n: keys per step; 0 takes attention._plan's choice for the kernel and head widths
     (with its measured launch options).
+
+    slc_by_block: run the selection forward walked by block (slc_by_block.py: each block's
+    K/V read once, the queries that chose it gathered) instead of by query tile. None picks
+    it for G < 16, where a tile's positions share few blocks.
     """
 
     block_m_cmp: int = 128
@@ -57,12 +62,16 @@ class KernelTuning:
     block_n: int = 0
     dkdv_query_steps: int = DKDV_QUERY_STEPS
     split_head_dim: bool = True
+    slc_by_block: bool | None = None
 
     def for_group(self, G: int) -> KernelTuning:
-        """This tuning with block_m_slc resolved for group size G."""
-        if self.block_m_slc:
-            return self
-        return replace(self, block_m_slc=16 if G >= 6 else 64)
+        """This tuning with block_m_slc and slc_by_block resolved for group size G."""
+        out = self
+        if not out.block_m_slc:
+            out = replace(out, block_m_slc=16 if G >= 6 else 64)
+        if out.slc_by_block is None:
+            out = replace(out, slc_by_block=G < 16)
+        return out
 
 
 DEFAULT_TUNING = KernelTuning()
@@ -96,11 +105,11 @@ class NSAFunction(torch.autograd.Function):
         lse_cmp = lse_cmp[0]
         scores = slc_scores(q, kc, lse_cmp, meta, cfg, scale, split_dk=tuning.split_head_dim)
         idx = top_n(scores, cfg)
-        sel = build_selection(idx, meta, cfg, G, tuning.block_m_slc)
-        slc_args, win_args = _branch_args(tuning, MODE_SLC), _branch_args(tuning, MODE_WIN)
-        o_slc, lse_slc = attn_fwd(q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, **slc_args)
-        o_win, lse_win = attn_fwd(q, k, v, meta, cfg, MODE_WIN, scale, **win_args)
-        o_slc, lse_slc, o_win, lse_win = o_slc[0], lse_slc[0], o_win[0], lse_win[0]
+        o_slc, lse_slc, sel = _selection_forward(q, k, v, idx, meta, cfg, scale, tuning)
+        o_win, lse_win = attn_fwd(
+            q, k, v, meta, cfg, MODE_WIN, scale, **_branch_args(tuning, MODE_WIN)
+        )
+        o_win, lse_win = o_win[0], lse_win[0]
         if cfg.combine == "union":
             o, lse = union_merge(o_slc, lse_slc, o_win, lse_win)
             ctx.save_for_backward(q, k, v, kc, vc, o, lse)
@@ -111,6 +120,7 @@ class NSAFunction(torch.autograd.Function):
                 q, k, v, kc, vc, gates, o_cmp, lse_cmp, o_slc, lse_slc, o_win, lse_win
             )
         ctx.meta, ctx.sel, ctx.cfg, ctx.scale, ctx.tuning = meta, sel, cfg, scale, tuning
+        ctx.idx = idx
         ctx.mark_non_differentiable(idx)
         return o, idx
 
@@ -123,6 +133,9 @@ class NSAFunction(torch.autograd.Function):
         dk = torch.zeros(k.shape, device=q.device, dtype=torch.float32)
         dv = torch.zeros(v.shape, device=q.device, dtype=torch.float32)
         G = q.shape[1] // k.shape[1]
+        # the query tiles' block unions: built here when the forward walked by block
+        if sel is None:
+            sel = build_selection(ctx.idx, meta, cfg, G, tuning.block_m_slc)
         work = slc_work(sel, meta, cfg, k.shape[1], slc_step_tiles(G, tuning.block_m_slc))
 
         def branch(mode, keys, values, d_o, lse, delta, dkeys, dvalues):
@@ -151,6 +164,22 @@ class NSAFunction(torch.autograd.Function):
             dkc, dvc, dgates = dkc.to(kc.dtype), dvc.to(vc.dtype), dgates.to(gates.dtype)
         return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dkc, dvc, dgates,
                 None, None, None, None)  # fmt: skip
+
+
+def _selection_forward(q, k, v, idx, meta, cfg, scale, tuning):
+    """The selection branch's o [N, H, Dv] and lse [N, H], and the query tiles' Selection
+    when the forward built it (by query tile; None by block, which builds its own lists)."""
+    if tuning.slc_by_block:
+        G = q.shape[1] // k.shape[1]
+        pos = per_position_selection(idx, meta)
+        work = slc_work(pos, meta, cfg, k.shape[1], positions_per_step(G))
+        o, lse = slc_fwd_by_block(q, k, v, pos, work, meta, cfg, scale, tuning.split_head_dim)
+        return o, lse, None
+    sel = build_selection(idx, meta, cfg, q.shape[1] // k.shape[1], tuning.block_m_slc)
+    o, lse = attn_fwd(
+        q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, **_branch_args(tuning, MODE_SLC)
+    )
+    return o[0], lse[0], sel
 
 
 def _validate(q, k, v, kc, vc, gates, cfg: NSAConfig, cu_seqlens) -> None:

@@ -1,0 +1,184 @@
+"""The selection branch's forward walked by block: one program reads a selected block's keys
+and values once and attends every query that chose it.
+
+Why: with G < 16 a query tile holds a few positions whose blocks barely overlap (random
+selections: 27.9 distinct blocks for two positions at G = 6), so the query-major forward
+(attention._slc_fwd_loop) gathers a block's K/V again for nearly every position it serves:
+~60 GB at 64k for qwen-1.5b, read at L2's speed (kernels/NOTES.md, "The two numbers"). Walked
+by block, K/V are read once per work item and the queries are gathered instead (G x Dk per
+position, 3.2 GB there), at the price of one partial result per (query, selected block):
+o_part [n, N, H, Dv] in the inputs' dtype and its log-sum-exp, written here and merged by
+`merge_slots` into the branch's o and lse.
+
+A step packs P = BM // G positions x G heads into BM rows (no head padding: 60 of 64 rows
+for G = 6), from a work list of one-position tiles (select.slc_work over
+`per_position_selection`), so every row of a step chose the step's block.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .attention import (
+    _LN2,
+    LOG2E,
+    Selection,
+    _dims,
+    _dot_qk,
+    _load_keys,
+    _load_parts,
+    _pad,
+    _slc_mask,
+)
+from .config import NSAConfig
+from .varlen import SeqMeta, device_i32, query_tiles
+
+ROWS_PER_STEP = 64  # BM: positions x G heads gathered per step
+MERGE_ROWS = 32  # rows (query heads) per program of merge_slots
+
+
+@triton.jit
+def _slc_fwd_by_block_kernel(
+    q, k, v, idx, o_part, lse_part,  # idx [N, H_KV, NSEL]; o/lse_part [NSEL, N, H, (DV)]
+    tile_i0, q_start, q_pos0, k_start, k_len,
+    w_seq, w_blk, w_hkv, w_start, w_len, w_tiles,  # select.slc_work over one-position tiles
+    N, scale_log2, window,
+    H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, P: tl.constexpr, BM: tl.constexpr,
+    BN: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDK2: tl.constexpr,
+    BDV: tl.constexpr, SLC_BLOCK: tl.constexpr, NSEL: tl.constexpr, BSEL: tl.constexpr,
+    UNION: tl.constexpr,
+):  # fmt: skip
+    """Grid (work items): block w_blk of KV head w_hkv for w_len positions of sequence w_seq.
+    lse_part is in log2 units; slots no program writes must hold -inf beforehand."""
+    pid = tl.program_id(0)
+    n_pos = tl.load(w_len + pid)
+    b = tl.load(w_seq + pid)
+    j = tl.load(w_blk + pid)
+    hkv = tl.load(w_hkv + pid)
+    first = tl.load(w_start + pid)
+    qbase = tl.load(q_start + b)
+    pos0 = tl.load(q_pos0 + b)
+    kbase = tl.load(k_start + b)
+    s = j * SLC_BLOCK + tl.arange(0, BN)
+    k_end = tl.minimum((j + 1) * SLC_BLOCK, tl.load(k_len + b))
+    kvalid = s < tl.where(n_pos > 0, k_end, 0)  # an empty item (past the real ones) reads none
+    dv = tl.arange(0, BDV)
+    b_k, b_k2 = _load_parts(k, kbase + s, hkv, kvalid, H_KV, DK, BDK, BDK2)
+    b_v = _load_keys(v, kbase + s, hkv, dv, kvalid, H_KV, DV)
+    r = tl.arange(0, BM)
+    head = hkv * G + r % G
+    ns = tl.arange(0, BSEL)
+    for step in range(0, tl.cdiv(n_pos, P)):
+        e = step * P + r // G  # this row's entry of the work item
+        valid = (r // G < P) & (e < n_pos)
+        i0 = tl.load(tile_i0 + tl.load(w_tiles + first + e, mask=valid, other=0), mask=valid)
+        row = qbase + i0
+        t = pos0 + i0
+        b_q, b_q2 = _load_parts(q, row, head, valid, H, DK, BDK, BDK2)
+        sel_ptr = idx + (row.to(tl.int64) * H_KV + hkv)[:, None] * NSEL + ns[None, :]
+        hit = tl.load(sel_ptr, mask=valid[:, None] & (ns[None, :] < NSEL), other=-1) == j
+        slot = tl.sum(tl.where(hit, ns[None, :], 0), 1)  # a block sits in one slot at most
+        member = tl.sum(hit.to(tl.int32), 1) > 0
+        mask = _slc_mask(s, t, member, valid, kvalid, window, UNION)
+        sc = tl.where(mask, _dot_qk(b_q, b_q2, b_k, b_k2, BDK2) * scale_log2, float("-inf"))
+        m = tl.max(sc, 1)
+        m_use = tl.where(m == float("-inf"), 0.0, m)
+        p = tl.exp2(sc - m_use[:, None])
+        l_i = tl.sum(p, 1)
+        seen = l_i > 0
+        out = tl.dot(p.to(b_v.dtype), b_v) / tl.where(seen, l_i, 1.0)[:, None]
+        lse2 = tl.where(seen, m_use + tl.log2(tl.where(seen, l_i, 1.0)), float("-inf"))
+        flat = slot.to(tl.int64) * N * H + row.to(tl.int64) * H + head
+        keep = valid & member
+        o_ptr = o_part + flat[:, None] * DV + dv[None, :]
+        tl.store(o_ptr, out.to(o_part.dtype.element_ty), mask=keep[:, None] & (dv[None, :] < DV))
+        tl.store(lse_part + flat, lse2, mask=keep)
+
+
+@triton.jit
+def _merge_slots_kernel(
+    o_part, lse_part, o, lse, R,  # o_part [NSEL, R, DV], lse_part [NSEL, R] (log2); o [R, DV]
+    NSEL: tl.constexpr, DV: tl.constexpr, BDV: tl.constexpr, BR: tl.constexpr,
+):  # fmt: skip
+    """Rows r of the per-block partial results merged by their log-sum-exp (as flash-decoding
+    merges splits); an empty slot (-inf) is never read, so o_part need not be cleared."""
+    r = tl.program_id(0) * BR + tl.arange(0, BR)
+    rm = r < R
+    c = tl.arange(0, BDV)
+    m = tl.full([BR], float("-inf"), tl.float32)
+    tot = tl.zeros([BR], dtype=tl.float32)
+    acc = tl.zeros([BR, BDV], dtype=tl.float32)
+    for sl in tl.static_range(NSEL):
+        part = sl * R + r.to(tl.int64)
+        b_lse = tl.load(lse_part + part, mask=rm, other=float("-inf"))
+        seen = b_lse > float("-inf")
+        b_o = tl.load(o_part + part[:, None] * DV + c[None, :],
+                      mask=seen[:, None] & (c[None, :] < DV), other=0.0)  # fmt: skip
+        m_new = tl.maximum(m, b_lse)
+        safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.exp2(m - safe)
+        w = tl.exp2(b_lse - safe)
+        tot = tot * alpha + w
+        acc = acc * alpha[:, None] + w[:, None] * b_o.to(tl.float32)
+        m = m_new
+    ok = tot > 0
+    out = acc / tl.where(ok, tot, 1.0)[:, None]
+    tl.store(o + r.to(tl.int64)[:, None] * DV + c[None, :], out.to(o.dtype.element_ty),
+             mask=rm[:, None] & (c[None, :] < DV))  # fmt: skip
+    tl.store(lse + r, tl.where(ok, (m + tl.log2(tl.where(ok, tot, 1.0))) * _LN2, float("-inf")),
+             mask=rm)  # fmt: skip
+
+
+def positions_per_step(G: int, rows: int = ROWS_PER_STEP) -> int:
+    """P: the positions one step packs (all G heads each) into `rows` rows."""
+    return max(1, rows // G)
+
+
+def per_position_selection(idx: torch.Tensor, meta: SeqMeta) -> Selection:
+    """idx as a Selection of one-position tiles (each tile's union is its own blocks, valid
+    ones first as top_n leaves them), the input select.slc_work lists by block."""
+    tile_seq, tile_i0 = query_tiles(meta, 1, idx.device)
+    return Selection(idx, idx, (idx >= 0).sum(-1, dtype=torch.int32), tile_seq, tile_i0, 1)
+
+
+def slc_fwd_by_block(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sel: Selection, work: tuple,
+    meta: SeqMeta, cfg: NSAConfig, scale: float, split_dk: bool = False,
+    rows: int = ROWS_PER_STEP,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The selection branch forward: o [N, H, Dv] (q's dtype) and lse [N, H] (fp32, natural
+    log, -inf where a row read nothing). sel: per_position_selection; work: select.slc_work
+    over it with tiles_per_step = positions_per_step(G, rows)."""
+    assert sel.rows_per_tile == 1, "work lists of one-position tiles"
+    d = _dims(q, k, v, split_dk)
+    N, H, NSEL = q.shape[0], d["H"], cfg.n_selected
+    o_part = torch.empty(NSEL, N, H, d["DV"], device=q.device, dtype=q.dtype)
+    lse_part = torch.full((NSEL, N, H), float("-inf"), device=q.device, dtype=torch.float32)
+    w_seq, w_blk, w_hkv, w_start, w_len, w_tiles = work
+    k_len = meta.derived(("lens", meta.k_lens), lambda: device_i32(meta.k_lens, q.device))
+    wide = d["BDK"] + d["BDK2"] + d["BDV"] > 256
+    if w_seq.numel():
+        _slc_fwd_by_block_kernel[(w_seq.numel(),)](
+            q, k, v, sel.idx, o_part, lse_part, sel.tile_i0, meta.q_start, meta.q_pos0,
+            meta.k_start, k_len, w_seq, w_blk, w_hkv, w_start, w_len, w_tiles,
+            N, scale * LOG2E, cfg.window, P=positions_per_step(d["G"], rows), BM=rows,
+            BN=_pad(cfg.slc_block), SLC_BLOCK=cfg.slc_block, NSEL=NSEL,
+            BSEL=triton.next_power_of_2(NSEL), UNION=cfg.combine == "union",
+            num_warps=8 if wide or rows >= 128 else 4, **d,
+        )  # fmt: skip
+    return merge_slots(o_part, lse_part)
+
+
+def merge_slots(o_part: torch.Tensor, lse_part: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """o [N, H, Dv], lse [N, H] (natural log) from the per-slot partials [n, N, H, ...]."""
+    NSEL, N, H, DV = o_part.shape
+    o = torch.empty(N, H, DV, device=o_part.device, dtype=o_part.dtype)
+    lse = torch.empty(N, H, device=o_part.device, dtype=torch.float32)
+    R = N * H
+    if R:
+        _merge_slots_kernel[(triton.cdiv(R, MERGE_ROWS),)](
+            o_part, lse_part, o, lse, R, NSEL=NSEL, DV=DV, BDV=_pad(DV), BR=MERGE_ROWS
+        )
+    return o, lse
