@@ -67,6 +67,7 @@ from nsa_assist.kernels.nsa.slc_by_block import (
     merge_slots,
     per_position_selection,
     positions_per_step,
+    slc_bwd_by_block,
     slc_fwd_by_block,
 )
 from nsa_assist.kernels.nsa.varlen import cmp_cu_seqlens, prefill_meta
@@ -478,9 +479,10 @@ def _time_merge(n: int, o: torch.Tensor, lse: torch.Tensor, reps: int) -> float:
 
 
 def compare_slc_walk(name, T, cfg, tuning, reps, rows_per_step=(64,)) -> dict:
-    """The selection forward walked by query tile (block unions + attn_fwd) and by block
-    (slc_by_block.py: work lists + kernel + merge), each stage timed, their outputs compared,
-    then the whole module both ways in alternating order (ms)."""
+    """The selection branch walked by query tile (block unions + attn_fwd; backward work
+    lists, dQ, dK/dV) and by block (slc_by_block.py: work lists + kernel + merge; one backward
+    kernel + slot sum), each stage timed, the forward outputs compared, then the whole module
+    both ways in alternating order (ms)."""
     st = _setup(name, T, cfg)
     q, k, v, meta, scale, idx, G = (st[x] for x in ("q", "k", "v", "meta", "scale", "idx", "G"))
     split = tuning.split_head_dim
@@ -500,6 +502,22 @@ def compare_slc_walk(name, T, cfg, tuning, reps, rows_per_step=(64,)) -> dict:
     )
     ms["by_query_total"] = time_ms(by_query, reps)
     o_q, lse_q = (x[0] for x in by_query())
+    do, delta = torch.randn_like(o_q), torch.randn(lse_q.shape, device="cuda")
+    dq = torch.zeros(q.shape, device="cuda")
+    dk, dv = torch.zeros(k.shape, device="cuda"), torch.zeros(v.shape, device="cuda")
+    bwd = _branch_args(tuning, MODE_SLC, backward=True)
+    tiles = slc_step_tiles(G, tuning.block_m_slc)
+    work_q = slc_work(sel, meta, cfg, k.shape[1], tiles)
+    ms["by_query_bwd_work"] = time_ms(lambda: slc_work(sel, meta, cfg, k.shape[1], tiles), reps)
+    ms["by_query_dq"] = time_ms(
+        lambda: attn_dq(q, k, v, do, lse_q, delta, dq, meta, cfg, MODE_SLC, scale, sel=sel, **bwd),
+        reps,
+    )  # fmt: skip
+    ms["by_query_dkdv"] = time_ms(
+        lambda: attn_dkdv(q, k, v, do, lse_q, delta, dk, dv, meta, cfg, MODE_SLC, scale,
+                          sel=sel, work=work_q, **bwd),
+        reps,
+    )  # fmt: skip
     pos = per_position_selection(idx, meta)
     for rows in rows_per_step:
         P = positions_per_step(G, rows)
@@ -517,6 +535,13 @@ def compare_slc_walk(name, T, cfg, tuning, reps, rows_per_step=(64,)) -> dict:
         ms[f"by_block{rows}_kernel_merge"] = time_ms(run, reps)
         ms[f"by_block{rows}_total"] = time_ms(full, reps)
         o_b, lse_b = run()
+        ms[f"by_block{rows}_bwd"] = time_ms(
+            lambda work=work, rows=rows: slc_bwd_by_block(
+                q, k, v, do, lse_q, delta, dq, dk, dv, pos, work, meta, cfg, scale, split,
+                rows=rows,
+            ),
+            reps,
+        )  # fmt: skip
         out[f"by_block{rows}_vs_by_query"] = {
             "o_rel": ((o_b.float() - o_q.float()).norm() / o_q.float().norm()).item(),
             "lse_max_abs": (lse_b - lse_q).nan_to_num(0.0, 0.0, 0.0).abs().max().item(),

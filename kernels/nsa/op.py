@@ -28,7 +28,12 @@ from .attention import (
 from .combine import gated_combine, gated_combine_bwd, row_dot, union_merge
 from .config import NSAConfig
 from .select import build_selection, slc_scores, slc_work, top_n
-from .slc_by_block import per_position_selection, positions_per_step, slc_fwd_by_block
+from .slc_by_block import (
+    per_position_selection,
+    positions_per_step,
+    slc_bwd_by_block,
+    slc_fwd_by_block,
+)
 from .varlen import cmp_cu_seqlens, prefill_meta
 
 
@@ -106,6 +111,7 @@ class NSAFunction(torch.autograd.Function):
         scores = slc_scores(q, kc, lse_cmp, meta, cfg, scale, split_dk=tuning.split_head_dim)
         idx = top_n(scores, cfg)
         o_slc, lse_slc, sel = _selection_forward(q, k, v, idx, meta, cfg, scale, tuning)
+        ctx.by_block = sel if tuning.slc_by_block else None
         o_win, lse_win = attn_fwd(
             q, k, v, meta, cfg, MODE_WIN, scale, **_branch_args(tuning, MODE_WIN)
         )
@@ -119,8 +125,8 @@ class NSAFunction(torch.autograd.Function):
             ctx.save_for_backward(
                 q, k, v, kc, vc, gates, o_cmp, lse_cmp, o_slc, lse_slc, o_win, lse_win
             )
-        ctx.meta, ctx.sel, ctx.cfg, ctx.scale, ctx.tuning = meta, sel, cfg, scale, tuning
-        ctx.idx = idx
+        ctx.meta, ctx.cfg, ctx.scale, ctx.tuning = meta, cfg, scale, tuning
+        ctx.sel = None if tuning.slc_by_block else sel
         ctx.mark_non_differentiable(idx)
         return o, idx
 
@@ -133,12 +139,16 @@ class NSAFunction(torch.autograd.Function):
         dk = torch.zeros(k.shape, device=q.device, dtype=torch.float32)
         dv = torch.zeros(v.shape, device=q.device, dtype=torch.float32)
         G = q.shape[1] // k.shape[1]
-        # the query tiles' block unions: built here when the forward walked by block
-        if sel is None:
-            sel = build_selection(ctx.idx, meta, cfg, G, tuning.block_m_slc)
-        work = slc_work(sel, meta, cfg, k.shape[1], slc_step_tiles(G, tuning.block_m_slc))
+        work = None
+        if sel is not None:
+            work = slc_work(sel, meta, cfg, k.shape[1], slc_step_tiles(G, tuning.block_m_slc))
 
         def branch(mode, keys, values, d_o, lse, delta, dkeys, dvalues):
+            if mode == MODE_SLC and sel is None:  # the forward's lists, walked by block
+                pos, pos_work = ctx.by_block
+                slc_bwd_by_block(q, keys, values, d_o, lse, delta, dq, dkeys, dvalues, pos,
+                                 pos_work, meta, cfg, scale, tuning.split_head_dim)  # fmt: skip
+                return
             args = _branch_args(tuning, mode, backward=True)
             s = sel if mode == MODE_SLC else None
             attn_dq(q, keys, values, d_o, lse, delta, dq, meta, cfg, mode, scale, sel=s, **args)
@@ -167,14 +177,14 @@ class NSAFunction(torch.autograd.Function):
 
 
 def _selection_forward(q, k, v, idx, meta, cfg, scale, tuning):
-    """The selection branch's o [N, H, Dv] and lse [N, H], and the query tiles' Selection
-    when the forward built it (by query tile; None by block, which builds its own lists)."""
+    """The selection branch's o [N, H, Dv] and lse [N, H], and what its backward walks: the
+    query tiles' Selection, or (by block) the one-position Selection and its work lists."""
     if tuning.slc_by_block:
         G = q.shape[1] // k.shape[1]
         pos = per_position_selection(idx, meta)
         work = slc_work(pos, meta, cfg, k.shape[1], positions_per_step(G))
         o, lse = slc_fwd_by_block(q, k, v, pos, work, meta, cfg, scale, tuning.split_head_dim)
-        return o, lse, None
+        return o, lse, (pos, work)
     sel = build_selection(idx, meta, cfg, q.shape[1] // k.shape[1], tuning.block_m_slc)
     o, lse = attn_fwd(
         q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, **_branch_args(tuning, MODE_SLC)

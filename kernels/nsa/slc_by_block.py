@@ -13,6 +13,12 @@ o_part [n, N, H, Dv] in the inputs' dtype and its log-sum-exp, written here and 
 A step packs P = BM // G positions x G heads into BM rows (no head padding: 60 of 64 rows
 for G = 6), from a work list of one-position tiles (select.slc_work over
 `per_position_selection`), so every row of a step chose the step's block.
+
+The backward walks the same lists in one kernel: dK/dV accumulate in registers over an item
+(added atomically at its end, as attention's dK/dV kernel does) and each row's dQ from the
+block is stored in its slot, dq_part [n, N, H, Dk], which `sum_slots` adds into dQ. The
+query-major backward reads every block's K/V twice more (dQ by query tile, dK/dV by block)
+and packs rows of two positions, of which only the members of a block do work.
 """
 
 from __future__ import annotations
@@ -23,14 +29,20 @@ import triton.language as tl
 
 from .attention import (
     _LN2,
+    _LOG2E,
     LOG2E,
     Selection,
+    _acc_parts,
+    _add_cols,
+    _add_parts,
     _dims,
     _dot_qk,
     _load_keys,
     _load_parts,
+    _load_rows,
     _pad,
     _slc_mask,
+    _zeros_parts,
 )
 from .config import NSAConfig
 from .varlen import SeqMeta, device_i32, query_tiles
@@ -131,6 +143,99 @@ def _merge_slots_kernel(
              mask=rm)  # fmt: skip
 
 
+@triton.jit
+def _store_cols(base, flat, cols, x, valid, D: tl.constexpr):
+    ptr = base + flat[:, None] * D + cols[None, :]
+    tl.store(ptr, x.to(base.dtype.element_ty), mask=valid[:, None] & (cols[None, :] < D))
+
+
+@triton.jit
+def _slc_bwd_by_block_kernel(
+    q, k, v, do, lse, delta, idx, dq_part, dk, dv,  # lse, delta [N, H]; dk/dv fp32, added to
+    tile_i0, q_start, q_pos0, k_start, k_len,
+    w_seq, w_blk, w_hkv, w_start, w_len, w_tiles,
+    N, scale_log2, scale, window,
+    H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, P: tl.constexpr, BM: tl.constexpr,
+    BN: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDK2: tl.constexpr,
+    BDV: tl.constexpr, SLC_BLOCK: tl.constexpr, NSEL: tl.constexpr, BSEL: tl.constexpr,
+    UNION: tl.constexpr,
+):  # fmt: skip
+    """Grid (work items), as the forward. dq_part [NSEL, N, H, DK]: each member row's dQ from
+    this block, in its slot (the scale applied)."""
+    pid = tl.program_id(0)
+    n_pos = tl.load(w_len + pid)
+    b = tl.load(w_seq + pid)
+    j = tl.load(w_blk + pid)
+    hkv = tl.load(w_hkv + pid)
+    first = tl.load(w_start + pid)
+    qbase = tl.load(q_start + b)
+    pos0 = tl.load(q_pos0 + b)
+    kbase = tl.load(k_start + b)
+    s = j * SLC_BLOCK + tl.arange(0, BN)
+    k_end = tl.minimum((j + 1) * SLC_BLOCK, tl.load(k_len + b))
+    kvalid = s < tl.where(n_pos > 0, k_end, 0)
+    dv_cols = tl.arange(0, BDV)
+    b_k, b_k2 = _load_parts(k, kbase + s, hkv, kvalid, H_KV, DK, BDK, BDK2)
+    b_v = _load_keys(v, kbase + s, hkv, dv_cols, kvalid, H_KV, DV)
+    acc_k, acc_k2 = _zeros_parts(BN, BDK, BDK2)
+    acc_v = tl.zeros([BN, BDV], dtype=tl.float32)
+    r = tl.arange(0, BM)
+    head = hkv * G + r % G
+    ns = tl.arange(0, BSEL)
+    for step in range(0, tl.cdiv(n_pos, P)):
+        e = step * P + r // G
+        valid = (r // G < P) & (e < n_pos)
+        i0 = tl.load(tile_i0 + tl.load(w_tiles + first + e, mask=valid, other=0), mask=valid)
+        row = qbase + i0
+        t = pos0 + i0
+        b_q, b_q2 = _load_parts(q, row, head, valid, H, DK, BDK, BDK2)
+        b_do = _load_rows(do, row, head, dv_cols, valid, H, DV)
+        flat = row.to(tl.int64) * H + head
+        b_lse = tl.load(lse + flat, mask=valid, other=0.0)
+        b_lse = tl.where(b_lse == float("-inf"), 0.0, b_lse * _LOG2E)
+        b_delta = tl.load(delta + flat, mask=valid, other=0.0)
+        sel_ptr = idx + (row.to(tl.int64) * H_KV + hkv)[:, None] * NSEL + ns[None, :]
+        hit = tl.load(sel_ptr, mask=valid[:, None] & (ns[None, :] < NSEL), other=-1) == j
+        slot = tl.sum(tl.where(hit, ns[None, :], 0), 1)
+        member = tl.sum(hit.to(tl.int32), 1) > 0
+        mask = _slc_mask(s, t, member, valid, kvalid, window, UNION)
+        qk = _dot_qk(b_q, b_q2, b_k, b_k2, BDK2)
+        p = tl.where(mask, tl.exp2(qk * scale_log2 - b_lse[:, None]), 0.0)
+        acc_v += tl.dot(tl.trans(p).to(b_do.dtype), b_do)
+        ds = (p * (tl.dot(b_do, tl.trans(b_v)) - b_delta[:, None])).to(b_q.dtype)
+        acc_k, acc_k2 = _acc_parts(acc_k, acc_k2, tl.trans(ds), b_q, b_q2, BDK2)
+        part = slot.to(tl.int64) * N * H + flat
+        keep = valid & member
+        _store_cols(dq_part, part, tl.arange(0, BDK), tl.dot(ds, b_k) * scale, keep, DK)
+        if BDK2 > 0:
+            _store_cols(dq_part, part, BDK + tl.arange(0, BDK2), tl.dot(ds, b_k2) * scale,
+                        keep, DK)  # fmt: skip
+    kflat = (kbase + s).to(tl.int64) * H_KV + hkv
+    _add_parts(dk, kflat, acc_k * scale, acc_k2 * scale, kvalid, DK, BDK, BDK2, True)
+    _add_cols(dv, kflat, dv_cols, acc_v, kvalid, DV, True)
+
+
+@triton.jit
+def _sum_slots_kernel(
+    dq_part, idx, dq, R,  # dq_part [NSEL, R, D]; idx [N, H_KV, NSEL]; dq [R, D] fp32, added to
+    H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, NSEL: tl.constexpr,
+    D: tl.constexpr, BD: tl.constexpr, BR: tl.constexpr,
+):  # fmt: skip
+    """dq[r] += the slots of row r that hold a block (idx >= 0; the others are never written)."""
+    r = tl.program_id(0) * BR + tl.arange(0, BR)
+    rm = r < R
+    c = tl.arange(0, BD)
+    sel_row = (r // H).to(tl.int64) * H_KV + (r % H) // G
+    cm = c[None, :] < D
+    ptr = dq + r.to(tl.int64)[:, None] * D + c[None, :]
+    acc = tl.load(ptr, mask=rm[:, None] & cm, other=0.0)
+    for sl in tl.static_range(NSEL):
+        used = tl.load(idx + sel_row * NSEL + sl, mask=rm, other=-1) >= 0
+        part = (sl * R + r.to(tl.int64))[:, None] * D + c[None, :]
+        acc += tl.load(dq_part + part, mask=used[:, None] & cm, other=0.0).to(tl.float32)
+    tl.store(ptr, acc, mask=rm[:, None] & cm)
+
+
 def positions_per_step(G: int, rows: int = ROWS_PER_STEP) -> int:
     """P: the positions one step packs (all G heads each) into `rows` rows."""
     return max(1, rows // G)
@@ -182,3 +287,40 @@ def merge_slots(o_part: torch.Tensor, lse_part: torch.Tensor) -> tuple[torch.Ten
             o_part, lse_part, o, lse, R, NSEL=NSEL, DV=DV, BDV=_pad(DV), BR=MERGE_ROWS
         )
     return o, lse
+
+
+def slc_bwd_by_block(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.Tensor, lse: torch.Tensor,
+    delta: torch.Tensor, dq: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor, sel: Selection,
+    work: tuple, meta: SeqMeta, cfg: NSAConfig, scale: float, split_dk: bool = False,
+    rows: int = ROWS_PER_STEP,
+) -> None:  # fmt: skip
+    """Adds the selection branch's dQ, dK, dV into dq [N, H, Dk], dk, dv (fp32), walking the
+    forward's work lists (sel, work as for slc_fwd_by_block). do [N, H, Dv]; lse, delta
+    [N, H]: the branch's (union: the merged) log-sum-exp and rowsum(do * o)."""
+    d = _dims(q, k, v, split_dk)
+    N, H, NSEL = q.shape[0], d["H"], cfg.n_selected
+    dq_part = torch.empty(NSEL, N, H, d["DK"], device=q.device, dtype=q.dtype)
+    w_seq, w_blk, w_hkv, w_start, w_len, w_tiles = work
+    k_len = meta.derived(("lens", meta.k_lens), lambda: device_i32(meta.k_lens, q.device))
+    if w_seq.numel():
+        _slc_bwd_by_block_kernel[(w_seq.numel(),)](
+            q, k, v, do, lse, delta, sel.idx, dq_part, dk, dv, sel.tile_i0, meta.q_start,
+            meta.q_pos0, meta.k_start, k_len, w_seq, w_blk, w_hkv, w_start, w_len, w_tiles,
+            N, scale * LOG2E, scale, cfg.window, P=positions_per_step(d["G"], rows), BM=rows,
+            BN=_pad(cfg.slc_block), SLC_BLOCK=cfg.slc_block, NSEL=NSEL,
+            BSEL=triton.next_power_of_2(NSEL), UNION=cfg.combine == "union",
+            num_warps=8 if rows >= 128 else 4, **d,
+        )  # fmt: skip
+    sum_slots(dq_part, sel.idx, dq)
+
+
+def sum_slots(dq_part: torch.Tensor, idx: torch.Tensor, dq: torch.Tensor) -> None:
+    """dq [N, H, D] (fp32) += the per-slot dQ parts [n, N, H, D] of the slots idx uses."""
+    NSEL, N, H, D = dq_part.shape
+    R = N * H
+    if R:
+        _sum_slots_kernel[(triton.cdiv(R, MERGE_ROWS),)](
+            dq_part, idx, dq, R, H=H, H_KV=idx.shape[1], G=H // idx.shape[1], NSEL=NSEL,
+            D=D, BD=_pad(D), BR=MERGE_ROWS,
+        )  # fmt: skip
