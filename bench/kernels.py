@@ -532,15 +532,15 @@ def compare_slc_walk(name, T, cfg, tuning, reps, rows_per_step=(64,)) -> dict:
         ms[f"by_block{rows}_work"] = time_ms(
             lambda P=P: slc_work(pos, meta, cfg, k.shape[1], P), reps
         )
-        ms[f"by_block{rows}_kernel_merge"] = time_ms(run, reps)
-        ms[f"by_block{rows}_total"] = time_ms(full, reps)
+        ms[f"by_block{rows}_kernel_merge"] = _time_or_inf(run, reps, f"by_block{rows}")
+        ms[f"by_block{rows}_total"] = _time_or_inf(full, reps, f"by_block{rows}")
         o_b, lse_b = run()
-        ms[f"by_block{rows}_bwd"] = time_ms(
+        ms[f"by_block{rows}_bwd"] = _time_or_inf(
             lambda work=work, rows=rows: slc_bwd_by_block(
                 q, k, v, do, lse_q, delta, dq, dk, dv, pos, work, meta, cfg, scale, split,
                 rows=rows,
             ),
-            reps,
+            reps, f"by_block{rows}_bwd",
         )  # fmt: skip
         out[f"by_block{rows}_vs_by_query"] = {
             "o_rel": ((o_b.float() - o_q.float()).norm() / o_q.float().norm()).item(),
@@ -548,6 +548,18 @@ def compare_slc_walk(name, T, cfg, tuning, reps, rows_per_step=(64,)) -> dict:
             "work_items": int(work[0].numel()),
         }
     ms["by_block_merge_alone"] = _time_merge(cfg.n_selected, o_q, lse_q, reps)
+    work = slc_work(pos, meta, cfg, k.shape[1], positions_per_step(G))
+    sweep = itertools.product((4, 8), (1, 2, 3)) if tuning.slc_by_block else ()
+    for warps, stages in sweep:
+        launch = Launch(warps, stages)
+        out.setdefault("launch_sweep", []).append({
+            "warps": warps, "stages": stages,
+            "fwd": _time_or_inf(lambda launch=launch: slc_fwd_by_block(
+                q, k, v, pos, work, meta, cfg, scale, split, launch=launch), reps, str(launch)),
+            "bwd": _time_or_inf(lambda launch=launch: slc_bwd_by_block(
+                q, k, v, do, lse_q, delta, dq, dk, dv, pos, work, meta, cfg, scale, split,
+                launch=launch), reps, str(launch)),
+        })  # fmt: skip
     for walk in ("query", "block", "query", "block"):
         fb = time_nsa(name, T, cfg, replace(tuning, slc_by_block=walk == "block"), reps)
         out.setdefault(f"module_by_{walk}", []).append(fb)

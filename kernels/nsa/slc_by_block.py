@@ -31,6 +31,7 @@ from .attention import (
     _LN2,
     _LOG2E,
     LOG2E,
+    Launch,
     Selection,
     _acc_parts,
     _add_cols,
@@ -251,11 +252,12 @@ def per_position_selection(idx: torch.Tensor, meta: SeqMeta) -> Selection:
 def slc_fwd_by_block(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sel: Selection, work: tuple,
     meta: SeqMeta, cfg: NSAConfig, scale: float, split_dk: bool = False,
-    rows: int = ROWS_PER_STEP,
+    rows: int = ROWS_PER_STEP, launch: Launch | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """The selection branch forward: o [N, H, Dv] (q's dtype) and lse [N, H] (fp32, natural
     log, -inf where a row read nothing). sel: per_position_selection; work: select.slc_work
-    over it with tiles_per_step = positions_per_step(G, rows)."""
+    over it with tiles_per_step = positions_per_step(G, rows) (another `rows` walks the same
+    lists in other steps). launch: Triton's options, for bench/kernels.py's sweep."""
     assert sel.rows_per_tile == 1, "work lists of one-position tiles"
     d = _dims(q, k, v, split_dk)
     N, H, NSEL = q.shape[0], d["H"], cfg.n_selected
@@ -271,7 +273,7 @@ def slc_fwd_by_block(
             N, scale * LOG2E, cfg.window, P=positions_per_step(d["G"], rows), BM=rows,
             BN=_pad(cfg.slc_block), SLC_BLOCK=cfg.slc_block, NSEL=NSEL,
             BSEL=triton.next_power_of_2(NSEL), UNION=cfg.combine == "union",
-            num_warps=8 if wide or rows >= 128 else 4, **d,
+            **d, **(launch or Launch()).options(8 if wide or rows >= 128 else 4),
         )  # fmt: skip
     return merge_slots(o_part, lse_part)
 
@@ -293,7 +295,7 @@ def slc_bwd_by_block(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.Tensor, lse: torch.Tensor,
     delta: torch.Tensor, dq: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor, sel: Selection,
     work: tuple, meta: SeqMeta, cfg: NSAConfig, scale: float, split_dk: bool = False,
-    rows: int = ROWS_PER_STEP,
+    rows: int = ROWS_PER_STEP, launch: Launch | None = None,
 ) -> None:  # fmt: skip
     """Adds the selection branch's dQ, dK, dV into dq [N, H, Dk], dk, dv (fp32), walking the
     forward's work lists (sel, work as for slc_fwd_by_block). do [N, H, Dv]; lse, delta
@@ -310,7 +312,7 @@ def slc_bwd_by_block(
             N, scale * LOG2E, scale, cfg.window, P=positions_per_step(d["G"], rows), BM=rows,
             BN=_pad(cfg.slc_block), SLC_BLOCK=cfg.slc_block, NSEL=NSEL,
             BSEL=triton.next_power_of_2(NSEL), UNION=cfg.combine == "union",
-            num_warps=8 if rows >= 128 else 4, **d,
+            **d, **(launch or Launch()).options(8 if rows >= 128 else 4),
         )  # fmt: skip
     sum_slots(dq_part, sel.idx, dq)
 
