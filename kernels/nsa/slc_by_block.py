@@ -46,10 +46,17 @@ from .attention import (
     _zeros_parts,
 )
 from .config import NSAConfig
-from .varlen import SeqMeta, device_i32, query_tiles
+from .varlen import SeqMeta, device_i32
 
 ROWS_PER_STEP = 64  # BM: positions x G heads gathered per step
 MERGE_ROWS = 32  # rows (query heads) per program of merge_slots
+# software pipelining of the step loop: bench/kernels.py --parts slc_walk (H200, 64k, 4 warps,
+# 64 rows; bench/results/kernels-slc-walk-sweep-h200.json). Forward: 1 stage, qwen-0.5b
+# 3.5 -> 2.6 ms, qwen-1.5b within noise (4.28 vs 4.23). Backward: 1 stage on rows of
+# Dk + Dv >= 256 (qwen-1.5b 7.76 -> 6.74 ms), Triton's 3 below (qwen-0.5b 3.88 vs 4.38)
+FWD_STAGES = 1
+BWD_STAGES_WIDE = 1
+BWD_STAGES = 3
 
 
 @triton.jit
@@ -245,7 +252,10 @@ def positions_per_step(G: int, rows: int = ROWS_PER_STEP) -> int:
 def per_position_selection(idx: torch.Tensor, meta: SeqMeta) -> Selection:
     """idx as a Selection of one-position tiles (each tile's union is its own blocks, valid
     ones first as top_n leaves them), the input select.slc_work lists by block."""
-    tile_seq, tile_i0 = query_tiles(meta, 1, idx.device)
+    rows = torch.arange(idx.shape[0], device=idx.device, dtype=torch.int32)
+    # tile r is row r; built on the device (make_tiles' host copy of N entries cost ~1 ms)
+    tile_seq = torch.searchsorted(meta.q_start + meta.q_len, rows, right=True).to(torch.int32)
+    tile_i0 = rows - meta.q_start[tile_seq]
     return Selection(idx, idx, (idx >= 0).sum(-1, dtype=torch.int32), tile_seq, tile_i0, 1)
 
 
@@ -273,7 +283,7 @@ def slc_fwd_by_block(
             N, scale * LOG2E, cfg.window, P=positions_per_step(d["G"], rows), BM=rows,
             BN=_pad(cfg.slc_block), SLC_BLOCK=cfg.slc_block, NSEL=NSEL,
             BSEL=triton.next_power_of_2(NSEL), UNION=cfg.combine == "union",
-            **d, **(launch or Launch()).options(8 if wide or rows >= 128 else 4),
+            **d, **(launch or Launch()).options(8 if wide or rows >= 128 else 4, FWD_STAGES),
         )  # fmt: skip
     return merge_slots(o_part, lse_part)
 
@@ -303,6 +313,7 @@ def slc_bwd_by_block(
     d = _dims(q, k, v, split_dk)
     N, H, NSEL = q.shape[0], d["H"], cfg.n_selected
     dq_part = torch.empty(NSEL, N, H, d["DK"], device=q.device, dtype=q.dtype)
+    stages = BWD_STAGES_WIDE if d["DK"] + d["DV"] >= 256 else BWD_STAGES
     w_seq, w_blk, w_hkv, w_start, w_len, w_tiles = work
     k_len = meta.derived(("lens", meta.k_lens), lambda: device_i32(meta.k_lens, q.device))
     if w_seq.numel():
@@ -312,7 +323,7 @@ def slc_bwd_by_block(
             N, scale * LOG2E, scale, cfg.window, P=positions_per_step(d["G"], rows), BM=rows,
             BN=_pad(cfg.slc_block), SLC_BLOCK=cfg.slc_block, NSEL=NSEL,
             BSEL=triton.next_power_of_2(NSEL), UNION=cfg.combine == "union",
-            **d, **(launch or Launch()).options(8 if rows >= 128 else 4),
+            **d, **(launch or Launch()).options(8 if rows >= 128 else 4, stages),
         )  # fmt: skip
     sum_slots(dq_part, sel.idx, dq)
 
