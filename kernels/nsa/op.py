@@ -1,9 +1,10 @@
 """The NSA op: one autograd.Function over the Triton kernels and the public `nsa_attention`.
 
-Forward: compressed attention (o, lse) -> block scores -> top-n -> per-tile block unions ->
-selected-block attention -> sliding window -> combine. Backward reruns each branch's dQ and
-dK/dV kernels; the selection itself is discrete and gets no gradient (as in the paper), so in
-`union` mode the compressed keys/values receive none.
+Forward: compressed attention (o, lse) -> block scores -> top-n -> selected-block attention
+(walked by query tile over each tile's block union, or for G < 16 by block: slc_by_block.py)
+-> sliding window -> combine. Backward reruns each branch's dQ and dK/dV kernels (the block
+walk: one kernel for both); the selection itself is discrete and gets no gradient (as in the
+paper), so in `union` mode the compressed keys/values receive none.
 """
 
 from __future__ import annotations
@@ -56,9 +57,11 @@ class KernelTuning:
     block_n: keys per step; 0 takes attention._plan's choice for the kernel and head widths
     (with its measured launch options).
 
-    slc_by_block: run the selection forward walked by block (slc_by_block.py: each block's
-    K/V read once, the queries that chose it gathered) instead of by query tile. None picks
-    it for G < 16, where a tile's positions share few blocks.
+    slc_by_block: walk the selection branch by block, forward and backward (slc_by_block.py:
+    each block's K/V read once, the queries that chose it gathered) instead of by query tile.
+    None picks it for G < 16, where a tile's positions share few blocks: on the H200 at 64k
+    the qwen-1.5b branch took 5.0 ms forward / 6.7 backward against 8.4 / 16.5 by query tile,
+    while G = 16 (the paper's) lost, 29 / 75 against 24 / 59 (kernels/NOTES.md, v11).
     """
 
     block_m_cmp: int = 128
@@ -110,8 +113,7 @@ class NSAFunction(torch.autograd.Function):
         lse_cmp = lse_cmp[0]
         scores = slc_scores(q, kc, lse_cmp, meta, cfg, scale, split_dk=tuning.split_head_dim)
         idx = top_n(scores, cfg)
-        o_slc, lse_slc, sel = _selection_forward(q, k, v, idx, meta, cfg, scale, tuning)
-        ctx.by_block = sel if tuning.slc_by_block else None
+        o_slc, lse_slc, slc_lists = _selection_forward(q, k, v, idx, meta, cfg, scale, tuning)
         o_win, lse_win = attn_fwd(
             q, k, v, meta, cfg, MODE_WIN, scale, **_branch_args(tuning, MODE_WIN)
         )
@@ -126,13 +128,14 @@ class NSAFunction(torch.autograd.Function):
                 q, k, v, kc, vc, gates, o_cmp, lse_cmp, o_slc, lse_slc, o_win, lse_win
             )
         ctx.meta, ctx.cfg, ctx.scale, ctx.tuning = meta, cfg, scale, tuning
-        ctx.sel = None if tuning.slc_by_block else sel
+        ctx.slc_lists = slc_lists
         ctx.mark_non_differentiable(idx)
         return o, idx
 
     @staticmethod
     def backward(ctx, do, _didx):
-        meta, sel, cfg, scale, tuning = ctx.meta, ctx.sel, ctx.cfg, ctx.scale, ctx.tuning
+        meta, cfg, scale, tuning = ctx.meta, ctx.cfg, ctx.scale, ctx.tuning
+        slc_lists, by_block = ctx.slc_lists, tuning.slc_by_block
         q, k, v, kc, vc = ctx.saved_tensors[:5]
         do = do.contiguous()
         dq = torch.zeros(q.shape, device=q.device, dtype=torch.float32)
@@ -140,17 +143,17 @@ class NSAFunction(torch.autograd.Function):
         dv = torch.zeros(v.shape, device=q.device, dtype=torch.float32)
         G = q.shape[1] // k.shape[1]
         work = None
-        if sel is not None:
-            work = slc_work(sel, meta, cfg, k.shape[1], slc_step_tiles(G, tuning.block_m_slc))
+        if not by_block:  # the dK/dV work lists of the query tiles' unions
+            steps = slc_step_tiles(G, tuning.block_m_slc)
+            work = slc_work(slc_lists, meta, cfg, k.shape[1], steps)
 
         def branch(mode, keys, values, d_o, lse, delta, dkeys, dvalues):
-            if mode == MODE_SLC and sel is None:  # the forward's lists, walked by block
-                pos, pos_work = ctx.by_block
-                slc_bwd_by_block(q, keys, values, d_o, lse, delta, dq, dkeys, dvalues, pos,
-                                 pos_work, meta, cfg, scale, tuning.split_head_dim)  # fmt: skip
+            if mode == MODE_SLC and by_block:  # the forward's work lists, dQ + dK/dV at once
+                slc_bwd_by_block(q, keys, values, d_o, lse, delta, dq, dkeys, dvalues,
+                                 *slc_lists, meta, cfg, scale, tuning.split_head_dim)  # fmt: skip
                 return
             args = _branch_args(tuning, mode, backward=True)
-            s = sel if mode == MODE_SLC else None
+            s = slc_lists if mode == MODE_SLC else None
             attn_dq(q, keys, values, d_o, lse, delta, dq, meta, cfg, mode, scale, sel=s, **args)
             attn_dkdv(q, keys, values, d_o, lse, delta, dkeys, dvalues, meta, cfg, mode, scale,
                       sel=s, work=work, query_steps=tuning.dkdv_query_steps, **args)  # fmt: skip
