@@ -237,6 +237,44 @@ def selection_per_query(
     return Selection(idx, idx, counts, meta.tile_seq, meta.tile_i0, BT)
 
 
+WORK_ITEMS_PER_PROGRAM = 1024
+
+
+@triton.jit
+def _work_items_kernel(
+    counts, seg_end, piece_end, items,  # [n_keys] each; items [5, n_items] int32
+    n_keys, n_items, per_item, H_KV, n_blk,
+    SEARCH_STEPS: tl.constexpr, BI: tl.constexpr,
+):  # fmt: skip
+    """Item i's (sequence, block, KV head, first entry, entries): its key is the first whose
+    piece_end (inclusive prefix sum of the pieces) exceeds i, found by binary search, and its
+    key's entries end at seg_end (inclusive prefix sum of the counts); items
+    past the last piece get 0 entries. One launch where ~20 torch ops each cost the host
+    ~20 us (H200 host, 8k: slc_work's share of a forward's enqueue)."""
+    i = tl.program_id(0) * BI + tl.arange(0, BI)
+    im = i < n_items
+    lo = tl.zeros([BI], dtype=tl.int32)
+    hi = tl.zeros([BI], dtype=tl.int32) + n_keys
+    for _ in tl.static_range(SEARCH_STEPS):  # first key with piece_end > i, in [lo, hi]
+        open_ = lo < hi
+        mid = (lo + hi) // 2
+        right = tl.load(piece_end + mid, mask=open_, other=0) <= i
+        lo = tl.where(open_ & right, mid + 1, lo)
+        hi = tl.where(open_ & ~right, mid, hi)
+    owner = tl.minimum(lo, n_keys - 1)
+    count = tl.load(counts + owner, mask=im, other=0)
+    end = tl.load(piece_end + owner, mask=im, other=0)
+    piece = i - (end - (count + per_item - 1) // per_item)
+    seg_start = tl.load(seg_end + owner, mask=im, other=0) - count
+    n = tl.minimum(tl.maximum(count - piece * per_item, 0), per_item)
+    n = tl.where(i < tl.load(piece_end + n_keys - 1), n, 0)
+    tl.store(items + i, owner // (H_KV * n_blk), mask=im)
+    tl.store(items + n_items + i, owner % n_blk, mask=im)
+    tl.store(items + 2 * n_items + i, owner // n_blk % H_KV, mask=im)
+    tl.store(items + 3 * n_items + i, seg_start + piece * per_item, mask=im)
+    tl.store(items + 4 * n_items + i, n, mask=im)
+
+
 def slc_work(
     sel: Selection, meta: SeqMeta, cfg: NSAConfig, H_KV: int, tiles_per_step: int = 1
 ) -> tuple[torch.Tensor, ...]:
@@ -246,12 +284,12 @@ def slc_work(
     int32; a block read by more than SLC_WORK_TILES x tiles_per_step tiles (the dK/dV kernel's
     steps gather tiles_per_step tiles, attention.slc_step_tiles) is split over several items.
 
-    Built with device ops of fixed sizes and no host sync (one sort, a histogram, prefix sums):
-    W is an upper bound known on the host (one item per (sequence, head, block) plus one per
-    full piece of the most entries the unions can hold), and the items past the real ones have
-    w_len = 0. The v6 version (mask, argsort, unique, repeat_interleave) synced three times;
-    timed alone at 64k on the H200 this one takes 1.16 ms for the paper config (v6 1.78) and
-    0.94 for qwen-1.5b (v6 1.28).
+    Built with device ops of fixed sizes and no host sync (one sort, a histogram, prefix sums,
+    then one kernel that decodes every item): W is an upper bound known on the host (one item
+    per (sequence, head, block) plus one per full piece of the most entries the unions can
+    hold), and the items past the real ones have w_len = 0. The v6 version (mask, argsort,
+    unique, repeat_interleave) synced three times; timed alone at 64k on the H200 the v7 one
+    took 1.16 ms for the paper config (v6 1.78) and 0.94 for qwen-1.5b (v6 1.28).
     """
     per_item = SLC_WORK_TILES * tiles_per_step
     U = sel.ulist.shape[-1]
@@ -268,16 +306,12 @@ def slc_work(
     counts = torch.zeros(n_keys + 1, device=dev, dtype=torch.int32)
     counts.scatter_add_(0, key, torch.ones_like(key))
     counts = counts[:n_keys]
-    seg_start = torch.cumsum(counts, 0, dtype=torch.int32) - counts
-    pieces = (counts + per_item - 1) // per_item
-    piece_end = torch.cumsum(pieces, 0, dtype=torch.int32)
-    n_items = n_keys + triton.cdiv(key.numel(), per_item)  # >= pieces.sum()
-    item = torch.arange(n_items, device=dev, dtype=torch.int32)
-    owner = torch.searchsorted(piece_end, item, right=True).clamp_(max=n_keys - 1)
-    piece = item - (piece_end[owner] - pieces[owner])
-    w_len = (counts[owner] - piece * per_item).clamp(0, per_item)
-    w_len = torch.where(item < piece_end[-1], w_len, 0)
-    i32 = lambda x: x.to(torch.int32).contiguous()
-    return (i32(owner // (H_KV * n_blk)), i32(owner % n_blk), i32(owner // n_blk % H_KV),
-            i32(seg_start[owner] + piece * per_item), i32(w_len),
-            i32(order // (H_KV * U)))  # fmt: skip
+    piece_end = torch.cumsum((counts + per_item - 1) // per_item, 0, dtype=torch.int32)
+    n_items = n_keys + triton.cdiv(key.numel(), per_item)  # >= piece_end[-1]
+    items = torch.empty(5, n_items, device=dev, dtype=torch.int32)
+    _work_items_kernel[(triton.cdiv(n_items, WORK_ITEMS_PER_PROGRAM),)](
+        counts, torch.cumsum(counts, 0, dtype=torch.int32), piece_end, items, n_keys, n_items,
+        per_item, H_KV, n_blk,
+        SEARCH_STEPS=max(1, n_keys.bit_length()), BI=WORK_ITEMS_PER_PROGRAM,
+    )  # fmt: skip
+    return (*items.unbind(0), (order // (H_KV * U)).to(torch.int32))
