@@ -18,8 +18,9 @@ per kernel; decode's also times a plain read of each big pass's bytes), `decode_
 the decode knob sweeps of DECODE_SWEEPS (`decode_scores`, `decode_combine`, `decode_topn`,
 `decode_fusion`, `decode_cmp`; `--sweep` picks knob groups),
 `slc_walk` (the selection forward walked by query tile and by block, stage by stage and in
-the whole module, side by side), `slc_real` (the selection kernels on a real model's
-selections, saved by bench/selection_locality.py):
+the whole module, side by side), `host` (the host's time to enqueue one forward, both walks),
+`slc_real` (the selection kernels on a real model's selections, saved by
+bench/selection_locality.py):
 
     python bench/kernels.py --configs qwen-0.5b --parts slc_real --selections FILE --reps 3
 
@@ -39,6 +40,7 @@ import math
 import platform
 import statistics
 import sys
+import time
 import traceback
 import types
 from dataclasses import replace
@@ -471,6 +473,24 @@ def bench_real_selections(name, path: Path, cfg, reps) -> dict:
     return {"config": name, "T": T, "model": saved["model"], "rows": rows}
 
 
+def host_enqueue(name, T, cfg, tuning, reps) -> dict:
+    """Host time to enqueue one module forward (ms, median), each walk of the selection
+    branch twice in alternating order: at short lengths the host, not the GPU, sets the
+    forward's wall time."""
+    out = {"config": name, "T": T, "combine": cfg.combine}
+    for walk in ("query", "block", "query", "block"):
+        fwd, _ = _module_calls(name, T, cfg, replace(tuning, slc_by_block=walk == "block"))
+        times = []
+        for _ in range(reps + 3):
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            fwd()
+            times.append((time.perf_counter() - start) * 1e3)
+        out.setdefault(f"by_{walk}_ms", []).append(statistics.median(times[3:]))
+    print(name, T, "host enqueue ms", out["by_query_ms"], out["by_block_ms"], flush=True)
+    return out
+
+
 def _time_merge(n: int, o: torch.Tensor, lse: torch.Tensor, reps: int) -> float:
     """merge_slots alone on random partials of n slots shaped like o / lse."""
     o_part = torch.randn(n, *o.shape, device="cuda", dtype=o.dtype)
@@ -892,7 +912,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--combine", default="gated", choices=["gated", "union"])
     extra = "also: split, launch, module_profile, decode_profile, decode_splits, decode_scores, "
     extra += ", ".join(DECODE_SWEEPS) + ", "
-    extra += "slc_walk, slc_real (with --selections)"
+    extra += "slc_walk, host, slc_real (with --selections)"
     p.add_argument("--parts", default="tune,prefill,decode,breakdown", help=extra)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--padded-head-dim", action="store_true", help="pad Dk, do not split it")
@@ -986,6 +1006,9 @@ def main(argv: list[str]) -> None:
             result.setdefault("module_profile", []).append(row)
             print(name, "module GPU ms: fwd", round(row["fwd_gpu_ms"], 2), "bwd",
                   round(row["bwd_gpu_ms"], 2), flush=True)  # fmt: skip
+        if "host" in parts:
+            for T in lengths:
+                result.setdefault("host", []).append(host_enqueue(name, T, cfg, tuning, a.reps))
         if "slc_walk" in parts:
             for T in lengths:
                 row = compare_slc_walk(name, T, cfg, tuning, a.reps, (32, 64, 128))
