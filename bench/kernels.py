@@ -424,6 +424,19 @@ def stage_fns(name, T, cfg, tuning, over: dict | None = None, st: dict | None = 
             sel, meta, cfg, k.shape[1], slc_step_tiles(st["G"], tuning.block_m_slc)
         ),
     }
+    # the selection branch walked by block (slc_by_block.py; the default for G < 16)
+    pos = per_position_selection(idx, meta)
+    P = positions_per_step(st["G"])
+    pos_work = slc_work(pos, meta, cfg, k.shape[1], P)
+    stages["slc_block_lists"] = lambda: slc_work(
+        per_position_selection(idx, meta), meta, cfg, k.shape[1], P
+    )
+    stages["slc_block_fwd"] = lambda: slc_fwd_by_block(
+        q, k, v, pos, pos_work, meta, cfg, scale, split_dk
+    )
+    stages["bwd_slc_block"] = lambda: slc_bwd_by_block(
+        q, k, v, do, lse_c, delta, dq, dk, dv, pos, pos_work, meta, cfg, scale, split_dk
+    )
     for mode, label in ((MODE_CMP, "cmp"), (MODE_SLC, "slc"), (MODE_WIN, "win")):
         kk, vv, dkk, dvv = keys[mode]
         dq_name, dkdv_name = f"bwd_{label}_dq", f"bwd_{label}_dkdv"

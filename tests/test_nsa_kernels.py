@@ -87,43 +87,49 @@ def test_selection_dkdv_gathering_several_tiles_per_step(group, combine, poisone
     _check_against_reference(group, combine, tuning)
 
 
-# the selection forward both ways, against the default (by block for G < 16): G = 16 by
-# block with the paper's split Dk, G = 6 / 7 by query tile, and by block with a step of more
-# rows than G packs evenly (G = 3: 21 positions x 3 heads in 64 rows)
+# the selection branch's walks, forward x backward, against the defaults (forward by block
+# for G < 16, backward by block always): G = 16 by block with the paper's split Dk, G = 6 / 7
+# by query tile, mixed walks (each builds the other's lists), and a step of more rows than G
+# packs evenly (G = 3: 21 positions x 3 heads in 64 rows)
 WALK_CASES = [
-    ((16, 1), "gated", True, 192, 64),
-    ((16, 1), "union", True, 16, 8),
-    ((6, 2), "union", False, 16, 8),
-    ((7, 1), "gated", False, 48, 16),
-    ((3, 2), "gated", True, 16, 8),
+    ((16, 1), "gated", True, True, 192, 64),
+    ((16, 1), "union", False, True, 16, 8),
+    ((6, 2), "union", False, False, 16, 8),
+    ((7, 1), "gated", True, False, 48, 16),
+    ((3, 2), "gated", True, True, 16, 8),
 ]
 
 
+def _walk_id(case) -> str:
+    walk = lambda by_block: "block" if by_block else "query"
+    return f"G{case[0][0]}-{case[1]}-{walk(case[2])}-{walk(case[3])}"
+
+
 @pytest.mark.parametrize(
-    "group,combine,by_block,Dk,Dv",
-    WALK_CASES,
-    ids=[f"G{c[0][0]}-{c[1]}-{'block' if c[2] else 'query'}" for c in WALK_CASES],
+    "group,combine,fwd_block,bwd_block,Dk,Dv", WALK_CASES, ids=map(_walk_id, WALK_CASES)
 )
-def test_selection_forward_walked_by_block_or_by_query(group, combine, by_block, Dk, Dv,
-                                                       monkeypatch, poisoned):  # fmt: skip
-    """Either walk of the selection forward gives the reference's output and gradients, and
-    the one asked for is the one that ran (by block: its kernel launched, tiles built later
-    for the backward)."""
-    launches = []
-    real = by_block_mod.slc_fwd_by_block
-    monkeypatch.setattr(
-        "nsa_assist.kernels.nsa.op.slc_fwd_by_block",
-        lambda *a, **kw: launches.append(1) or real(*a, **kw),
+def test_selection_walked_by_block_or_by_query(group, combine, fwd_block, bwd_block, Dk, Dv,
+                                               monkeypatch, poisoned):  # fmt: skip
+    """Every walk of the selection branch, forward and backward, gives the reference's output
+    and gradients, and the walks asked for are the ones that ran."""
+    ran = []
+    for name in ("slc_fwd_by_block", "slc_bwd_by_block"):
+        real = getattr(by_block_mod, name)
+        monkeypatch.setattr(
+            f"nsa_assist.kernels.nsa.op.{name}",
+            lambda *a, real=real, name=name, **kw: ran.append(name) or real(*a, **kw),
+        )
+    tuning = replace(
+        TEST_TUNING, slc_by_block=fwd_block, slc_bwd_by_block=bwd_block, split_head_dim=Dk == 192
     )
-    tuning = replace(TEST_TUNING, slc_by_block=by_block, split_head_dim=Dk == 192)
     _check_against_reference(group, combine, tuning, Dk, Dv)
-    assert len(launches) == int(by_block)
+    assert ran == ["slc_fwd_by_block"] * fwd_block + ["slc_bwd_by_block"] * bwd_block
 
 
-def test_default_walk_is_by_block_below_g16():
-    assert [KernelTuning().for_group(G).slc_by_block for G in (1, 6, 7, 15, 16)] == [
-        True, True, True, True, False
-    ]  # fmt: skip
+def test_default_walks():
+    walks = [KernelTuning().for_group(G) for G in (1, 6, 7, 15, 16)]
+    assert [t.slc_by_block for t in walks] == [True, True, True, True, False]
+    assert all(t.slc_bwd_by_block for t in walks)
 
 
 def test_merge_slots_skips_empty_slots():
@@ -192,7 +198,7 @@ def test_split_head_dim_matches_reference(group, combine, Dk, Dv, block_m_slc, s
     tuning = replace(TEST_TUNING, block_m_slc=block_m_slc, split_head_dim=True)
     _check_against_reference(group, combine, tuning, Dk, Dv)
     n_launches = 3 + 1 + (6 if combine == "gated" else 4)  # union: no compressed backward
-    n_launches -= tuning.for_group(group[0]).slc_by_block  # its dQ and dK/dV: one launch
+    n_launches -= tuning.for_group(group[0]).slc_bwd_by_block  # its dQ and dK/dV: one launch
     assert len(split_spy) == n_launches
     assert all(d == Dk and split and parts[1] > 0 for d, split, parts in split_spy), split_spy
 
@@ -213,11 +219,10 @@ def test_default_tuning_on_wide_heads(combine, monkeypatch):
 
     monkeypatch.setattr(nsa_attention_mod, "_plan", spy)
     _check_against_reference((16, 1), combine, tuning, Dk=192, Dv=128)
-    # compressed / window: 64 keys forward on 8 warps, 32 backward on 4; the selection branch
-    # steps over its 16-key blocks (SMALL's l') on 4 warps both ways
+    # compressed / window: 64 keys forward on 8 warps, 32 backward on 4; the selection forward
+    # steps over its 16-key blocks (SMALL's l') on 4 warps (its backward walks by block)
     assert {(kind, bn, opts["num_warps"]) for kind, bn, opts in plans} == {
-        ("fwd", 64, 8), ("dq", 32, 4), ("dkdv", 32, 4),
-        ("fwd", 16, 4), ("dq", 16, 4), ("dkdv", 16, 4),
+        ("fwd", 64, 8), ("dq", 32, 4), ("dkdv", 32, 4), ("fwd", 16, 4),
     }  # fmt: skip
 
 

@@ -2,9 +2,10 @@
 
 Forward: compressed attention (o, lse) -> block scores -> top-n -> selected-block attention
 (walked by query tile over each tile's block union, or for G < 16 by block: slc_by_block.py)
--> sliding window -> combine. Backward reruns each branch's dQ and dK/dV kernels (the block
-walk: one kernel for both); the selection itself is discrete and gets no gradient (as in the
-paper), so in `union` mode the compressed keys/values receive none.
+-> sliding window -> combine. Backward reruns each branch's dQ and dK/dV kernels (the
+selection branch by default walked by block, one kernel for both); the selection itself is
+discrete and gets no gradient (as in the paper), so in `union` mode the compressed
+keys/values receive none.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .attention import (
     MODE_CMP,
     MODE_SLC,
     MODE_WIN,
+    Selection,
     attn_dkdv,
     attn_dq,
     attn_fwd,
@@ -57,11 +59,12 @@ class KernelTuning:
     block_n: keys per step; 0 takes attention._plan's choice for the kernel and head widths
     (with its measured launch options).
 
-    slc_by_block: walk the selection branch by block, forward and backward (slc_by_block.py:
-    each block's K/V read once, the queries that chose it gathered) instead of by query tile.
-    None picks it for G < 16, where a tile's positions share few blocks: on the H200 at 64k
-    the qwen-1.5b branch took 5.0 ms forward / 6.7 backward against 8.4 / 16.5 by query tile,
-    while G = 16 (the paper's) lost, 29 / 75 against 24 / 59 (kernels/NOTES.md, v11).
+    slc_by_block / slc_bwd_by_block: walk the selection branch's forward / backward by block
+    (slc_by_block.py: each block's K/V read once, the queries that chose it gathered) instead
+    of by query tile. None: the forward by block for G < 16, where a tile's positions share
+    few blocks, the backward by block always. On the H200 at 64k (kernels/NOTES.md, v11) the
+    qwen-1.5b branch took 5.0 ms forward / 6.7 backward by block against 8.4 / 16.5 by query
+    tile; the paper's (G = 16) 27 / 47 against 24 / 60.
     """
 
     block_m_cmp: int = 128
@@ -71,14 +74,17 @@ class KernelTuning:
     dkdv_query_steps: int = DKDV_QUERY_STEPS
     split_head_dim: bool = True
     slc_by_block: bool | None = None
+    slc_bwd_by_block: bool | None = None
 
     def for_group(self, G: int) -> KernelTuning:
-        """This tuning with block_m_slc and slc_by_block resolved for group size G."""
+        """This tuning with block_m_slc and the selection walks resolved for group size G."""
         out = self
         if not out.block_m_slc:
             out = replace(out, block_m_slc=16 if G >= 6 else 64)
         if out.slc_by_block is None:
             out = replace(out, slc_by_block=G < 16)
+        if out.slc_bwd_by_block is None:
+            out = replace(out, slc_bwd_by_block=True)
         return out
 
 
@@ -135,7 +141,7 @@ class NSAFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, do, _didx):
         meta, cfg, scale, tuning = ctx.meta, ctx.cfg, ctx.scale, ctx.tuning
-        slc_lists, by_block = ctx.slc_lists, tuning.slc_by_block
+        slc_lists, by_block = ctx.slc_lists, tuning.slc_bwd_by_block
         q, k, v, kc, vc = ctx.saved_tensors[:5]
         do = do.contiguous()
         dq = torch.zeros(q.shape, device=q.device, dtype=torch.float32)
@@ -143,12 +149,16 @@ class NSAFunction(torch.autograd.Function):
         dv = torch.zeros(v.shape, device=q.device, dtype=torch.float32)
         G = q.shape[1] // k.shape[1]
         work = None
-        if not by_block:  # the dK/dV work lists of the query tiles' unions
+        if by_block and isinstance(slc_lists, Selection):  # the forward walked by query tile
+            slc_lists = _position_lists(slc_lists.idx, meta, cfg, k.shape[1], G)
+        elif not by_block:  # the query tiles' unions and their dK/dV work lists
+            if not isinstance(slc_lists, Selection):
+                slc_lists = build_selection(slc_lists[0].idx, meta, cfg, G, tuning.block_m_slc)
             steps = slc_step_tiles(G, tuning.block_m_slc)
             work = slc_work(slc_lists, meta, cfg, k.shape[1], steps)
 
         def branch(mode, keys, values, d_o, lse, delta, dkeys, dvalues):
-            if mode == MODE_SLC and by_block:  # the forward's work lists, dQ + dK/dV at once
+            if mode == MODE_SLC and by_block:  # one-position work lists, dQ + dK/dV at once
                 slc_bwd_by_block(q, keys, values, d_o, lse, delta, dq, dkeys, dvalues,
                                  *slc_lists, meta, cfg, scale, tuning.split_head_dim)  # fmt: skip
                 return
@@ -179,15 +189,19 @@ class NSAFunction(torch.autograd.Function):
                 None, None, None, None)  # fmt: skip
 
 
+def _position_lists(idx, meta, cfg, H_kv, G):
+    """The one-position Selection and its work lists, which both by-block kernels walk."""
+    pos = per_position_selection(idx, meta)
+    return pos, slc_work(pos, meta, cfg, H_kv, positions_per_step(G))
+
+
 def _selection_forward(q, k, v, idx, meta, cfg, scale, tuning):
-    """The selection branch's o [N, H, Dv] and lse [N, H], and what its backward walks: the
+    """The selection branch's o [N, H, Dv] and lse [N, H], and the lists it walked: the
     query tiles' Selection, or (by block) the one-position Selection and its work lists."""
     if tuning.slc_by_block:
-        G = q.shape[1] // k.shape[1]
-        pos = per_position_selection(idx, meta)
-        work = slc_work(pos, meta, cfg, k.shape[1], positions_per_step(G))
-        o, lse = slc_fwd_by_block(q, k, v, pos, work, meta, cfg, scale, tuning.split_head_dim)
-        return o, lse, (pos, work)
+        lists = _position_lists(idx, meta, cfg, k.shape[1], q.shape[1] // k.shape[1])
+        o, lse = slc_fwd_by_block(q, k, v, *lists, meta, cfg, scale, tuning.split_head_dim)
+        return o, lse, lists
     sel = build_selection(idx, meta, cfg, q.shape[1] // k.shape[1], tuning.block_m_slc)
     o, lse = attn_fwd(
         q, k, v, meta, cfg, MODE_SLC, scale, sel=sel, **_branch_args(tuning, MODE_SLC)

@@ -60,6 +60,10 @@ MERGE_ROWS = 32  # rows (query heads) per program of merge_slots
 FWD_STAGES = 1
 BWD_STAGES_WIDE = 1
 BWD_STAGES = 3
+# backward rows a step on the paper's 192 + 128 columns (8 warps, 1 stage): 46.9 ms against
+# 64.6 at 64 rows and 53.9 at 32 (H200, 64k, kernels-slc-walk-paper-h200.json; at 3 stages
+# 128 rows overflowed shared memory); qwen's 128 + 128 keep 64 (6.7-7.0 vs 7.1-7.2 at 128)
+BWD_ROWS_WIDE = 128
 
 
 @triton.jit
@@ -308,12 +312,14 @@ def slc_bwd_by_block(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.Tensor, lse: torch.Tensor,
     delta: torch.Tensor, dq: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor, sel: Selection,
     work: tuple, meta: SeqMeta, cfg: NSAConfig, scale: float, split_dk: bool = False,
-    rows: int = ROWS_PER_STEP, launch: Launch | None = None,
+    rows: int = 0, launch: Launch | None = None,
 ) -> None:  # fmt: skip
     """Adds the selection branch's dQ, dK, dV into dq [N, H, Dk], dk, dv (fp32), walking the
     forward's work lists (sel, work as for slc_fwd_by_block). do [N, H, Dv]; lse, delta
-    [N, H]: the branch's (union: the merged) log-sum-exp and rowsum(do * o)."""
+    [N, H]: the branch's (union: the merged) log-sum-exp and rowsum(do * o). rows: per step,
+    0 for BWD_ROWS_WIDE on rows of Dk + Dv > 256, else ROWS_PER_STEP."""
     d = _dims(q, k, v, split_dk)
+    rows = rows or (BWD_ROWS_WIDE if d["DK"] + d["DV"] > 256 else ROWS_PER_STEP)
     N, H, NSEL = q.shape[0], d["H"], cfg.n_selected
     dq_part = torch.empty(NSEL, N, H, d["DK"], device=q.device, dtype=q.dtype)
     stages = BWD_STAGES_WIDE if d["DK"] + d["DV"] >= 256 else BWD_STAGES
