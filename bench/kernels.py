@@ -594,7 +594,8 @@ def compare_slc_walk(name, T, cfg, tuning, reps, rows_per_step=(64,)) -> dict:
                 launch=launch), reps, str(launch)),
         })  # fmt: skip
     for walk in ("query", "block", "query", "block"):
-        fb = time_nsa(name, T, cfg, replace(tuning, slc_by_block=walk == "block"), reps)
+        both = dict(slc_by_block=walk == "block", slc_bwd_by_block=walk == "block")
+        fb = time_nsa(name, T, cfg, replace(tuning, **both), reps)
         out.setdefault(f"module_by_{walk}", []).append(fb)
     print(name, T, {x: round(y, 3) for x, y in ms.items()}, out["module_by_query"],
           out["module_by_block"], flush=True)  # fmt: skip

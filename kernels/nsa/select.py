@@ -248,9 +248,9 @@ def _work_items_kernel(
 ):  # fmt: skip
     """Item i's (sequence, block, KV head, first entry, entries): its key is the first whose
     piece_end (inclusive prefix sum of the pieces) exceeds i, found by binary search, and its
-    key's entries end at seg_end (inclusive prefix sum of the counts); items
-    past the last piece get 0 entries. One launch where ~20 torch ops each cost the host
-    ~20 us (H200 host, 8k: slc_work's share of a forward's enqueue)."""
+    key's entries end at seg_end (inclusive prefix sum of the counts); items past the last
+    piece get 0 entries. One launch where ~20 torch ops were: the host's enqueue of a
+    qwen-1.5b forward at 8k went 2.78 -> 2.05 ms (H200, kernels/NOTES.md v11)."""
     i = tl.program_id(0) * BI + tl.arange(0, BI)
     im = i < n_items
     lo = tl.zeros([BI], dtype=tl.int32)
