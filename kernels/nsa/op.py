@@ -64,7 +64,10 @@ class KernelTuning:
     of by query tile. None: the forward by block for G < 16, where a tile's positions share
     few blocks, the backward by block always. On the H200 at 64k (kernels/NOTES.md, v11) the
     qwen-1.5b branch took 5.0 ms forward / 6.7 backward by block against 8.4 / 16.5 by query
-    tile; the paper's (G = 16) 27 / 47 against 24 / 60.
+    tile; the paper's (G = 16) 27 / 47 against 24 / 60. The block walk holds n partials per
+    query head for one call: n x the branch's output forward and n x dQ backward, in the
+    inputs' dtype (at 64k: 3.2 GB each for qwen-1.5b's heads, 26 GB for the paper's dQ); set
+    them False where GPU memory is short.
     """
 
     block_m_cmp: int = 128
