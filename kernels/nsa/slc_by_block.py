@@ -67,6 +67,52 @@ BWD_ROWS_WIDE = 128
 
 
 @triton.jit
+def _item_block(
+    k, v, q_start, q_pos0, k_start, k_len, w_seq, w_blk, w_hkv, w_start, w_len, dv,
+    H_KV: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr,
+    BDK2: tl.constexpr, BN: tl.constexpr, SLC_BLOCK: tl.constexpr,
+):  # fmt: skip
+    """This program's work item and its block's keys and values, loaded once: (positions,
+    block, KV head, first list entry, q row, position and key row bases, key ids, valid
+    keys, K parts, V). An empty item (past the real ones) loads no key."""
+    pid = tl.program_id(0)
+    n_pos = tl.load(w_len + pid)
+    b = tl.load(w_seq + pid)
+    j = tl.load(w_blk + pid)
+    hkv = tl.load(w_hkv + pid)
+    kbase = tl.load(k_start + b)
+    s = j * SLC_BLOCK + tl.arange(0, BN)
+    k_end = tl.minimum((j + 1) * SLC_BLOCK, tl.load(k_len + b))
+    kvalid = s < tl.where(n_pos > 0, k_end, 0)
+    b_k, b_k2 = _load_parts(k, kbase + s, hkv, kvalid, H_KV, DK, BDK, BDK2)
+    b_v = _load_keys(v, kbase + s, hkv, dv, kvalid, H_KV, DV)
+    first = tl.load(w_start + pid)
+    return (n_pos, j, hkv, first, tl.load(q_start + b), tl.load(q_pos0 + b), kbase, s,
+            kvalid, b_k, b_k2, b_v)  # fmt: skip
+
+
+@triton.jit
+def _step_rows(
+    q, idx, tile_i0, w_tiles, first, n_pos, qbase, pos0, hkv, j, step, r, head,
+    H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, P: tl.constexpr, DK: tl.constexpr,
+    BDK: tl.constexpr, BDK2: tl.constexpr, NSEL: tl.constexpr, BSEL: tl.constexpr,
+):  # fmt: skip
+    """Step `step`'s rows: P list entries x G heads, their q, and the slot block j holds in
+    each row's selection (member: it does; a block sits in one slot at most)."""
+    e = step * P + r // G  # this row's entry of the work item
+    valid = (r // G < P) & (e < n_pos)
+    i0 = tl.load(tile_i0 + tl.load(w_tiles + first + e, mask=valid, other=0), mask=valid)
+    row = qbase + i0
+    b_q, b_q2 = _load_parts(q, row, head, valid, H, DK, BDK, BDK2)
+    ns = tl.arange(0, BSEL)
+    sel_ptr = idx + (row.to(tl.int64) * H_KV + hkv)[:, None] * NSEL + ns[None, :]
+    hit = tl.load(sel_ptr, mask=valid[:, None] & (ns[None, :] < NSEL), other=-1) == j
+    slot = tl.sum(tl.where(hit, ns[None, :], 0), 1)
+    member = tl.sum(hit.to(tl.int32), 1) > 0
+    return valid, row, pos0 + i0, b_q, b_q2, slot, member
+
+
+@triton.jit
 def _slc_fwd_by_block_kernel(
     q, k, v, idx, o_part, lse_part,  # idx [N, H_KV, NSEL]; o/lse_part [NSEL, N, H, (DV)]
     tile_i0, q_start, q_pos0, k_start, k_len,
@@ -79,35 +125,18 @@ def _slc_fwd_by_block_kernel(
 ):  # fmt: skip
     """Grid (work items): block w_blk of KV head w_hkv for w_len positions of sequence w_seq.
     lse_part is in log2 units; slots no program writes must hold -inf beforehand."""
-    pid = tl.program_id(0)
-    n_pos = tl.load(w_len + pid)
-    b = tl.load(w_seq + pid)
-    j = tl.load(w_blk + pid)
-    hkv = tl.load(w_hkv + pid)
-    first = tl.load(w_start + pid)
-    qbase = tl.load(q_start + b)
-    pos0 = tl.load(q_pos0 + b)
-    kbase = tl.load(k_start + b)
-    s = j * SLC_BLOCK + tl.arange(0, BN)
-    k_end = tl.minimum((j + 1) * SLC_BLOCK, tl.load(k_len + b))
-    kvalid = s < tl.where(n_pos > 0, k_end, 0)  # an empty item (past the real ones) reads none
     dv = tl.arange(0, BDV)
-    b_k, b_k2 = _load_parts(k, kbase + s, hkv, kvalid, H_KV, DK, BDK, BDK2)
-    b_v = _load_keys(v, kbase + s, hkv, dv, kvalid, H_KV, DV)
+    n_pos, j, hkv, first, qbase, pos0, _, s, kvalid, b_k, b_k2, b_v = _item_block(
+        k, v, q_start, q_pos0, k_start, k_len, w_seq, w_blk, w_hkv, w_start, w_len, dv,
+        H_KV, DK, DV, BDK, BDK2, BN, SLC_BLOCK,
+    )  # fmt: skip
     r = tl.arange(0, BM)
     head = hkv * G + r % G
-    ns = tl.arange(0, BSEL)
     for step in range(0, tl.cdiv(n_pos, P)):
-        e = step * P + r // G  # this row's entry of the work item
-        valid = (r // G < P) & (e < n_pos)
-        i0 = tl.load(tile_i0 + tl.load(w_tiles + first + e, mask=valid, other=0), mask=valid)
-        row = qbase + i0
-        t = pos0 + i0
-        b_q, b_q2 = _load_parts(q, row, head, valid, H, DK, BDK, BDK2)
-        sel_ptr = idx + (row.to(tl.int64) * H_KV + hkv)[:, None] * NSEL + ns[None, :]
-        hit = tl.load(sel_ptr, mask=valid[:, None] & (ns[None, :] < NSEL), other=-1) == j
-        slot = tl.sum(tl.where(hit, ns[None, :], 0), 1)  # a block sits in one slot at most
-        member = tl.sum(hit.to(tl.int32), 1) > 0
+        valid, row, t, b_q, b_q2, slot, member = _step_rows(
+            q, idx, tile_i0, w_tiles, first, n_pos, qbase, pos0, hkv, j, step, r, head,
+            H, H_KV, G, P, DK, BDK, BDK2, NSEL, BSEL,
+        )  # fmt: skip
         mask = _slc_mask(s, t, member, valid, kvalid, window, UNION)
         sc = tl.where(mask, _dot_qk(b_q, b_q2, b_k, b_k2, BDK2) * scale_log2, float("-inf"))
         m = tl.max(sc, 1)
@@ -177,42 +206,25 @@ def _slc_bwd_by_block_kernel(
 ):  # fmt: skip
     """Grid (work items), as the forward. dq_part [NSEL, N, H, DK]: each member row's dQ from
     this block, in its slot (the scale applied)."""
-    pid = tl.program_id(0)
-    n_pos = tl.load(w_len + pid)
-    b = tl.load(w_seq + pid)
-    j = tl.load(w_blk + pid)
-    hkv = tl.load(w_hkv + pid)
-    first = tl.load(w_start + pid)
-    qbase = tl.load(q_start + b)
-    pos0 = tl.load(q_pos0 + b)
-    kbase = tl.load(k_start + b)
-    s = j * SLC_BLOCK + tl.arange(0, BN)
-    k_end = tl.minimum((j + 1) * SLC_BLOCK, tl.load(k_len + b))
-    kvalid = s < tl.where(n_pos > 0, k_end, 0)
     dv_cols = tl.arange(0, BDV)
-    b_k, b_k2 = _load_parts(k, kbase + s, hkv, kvalid, H_KV, DK, BDK, BDK2)
-    b_v = _load_keys(v, kbase + s, hkv, dv_cols, kvalid, H_KV, DV)
+    n_pos, j, hkv, first, qbase, pos0, kbase, s, kvalid, b_k, b_k2, b_v = _item_block(
+        k, v, q_start, q_pos0, k_start, k_len, w_seq, w_blk, w_hkv, w_start, w_len, dv_cols,
+        H_KV, DK, DV, BDK, BDK2, BN, SLC_BLOCK,
+    )  # fmt: skip
     acc_k, acc_k2 = _zeros_parts(BN, BDK, BDK2)
     acc_v = tl.zeros([BN, BDV], dtype=tl.float32)
     r = tl.arange(0, BM)
     head = hkv * G + r % G
-    ns = tl.arange(0, BSEL)
     for step in range(0, tl.cdiv(n_pos, P)):
-        e = step * P + r // G
-        valid = (r // G < P) & (e < n_pos)
-        i0 = tl.load(tile_i0 + tl.load(w_tiles + first + e, mask=valid, other=0), mask=valid)
-        row = qbase + i0
-        t = pos0 + i0
-        b_q, b_q2 = _load_parts(q, row, head, valid, H, DK, BDK, BDK2)
+        valid, row, t, b_q, b_q2, slot, member = _step_rows(
+            q, idx, tile_i0, w_tiles, first, n_pos, qbase, pos0, hkv, j, step, r, head,
+            H, H_KV, G, P, DK, BDK, BDK2, NSEL, BSEL,
+        )  # fmt: skip
         b_do = _load_rows(do, row, head, dv_cols, valid, H, DV)
         flat = row.to(tl.int64) * H + head
         b_lse = tl.load(lse + flat, mask=valid, other=0.0)
         b_lse = tl.where(b_lse == float("-inf"), 0.0, b_lse * _LOG2E)
         b_delta = tl.load(delta + flat, mask=valid, other=0.0)
-        sel_ptr = idx + (row.to(tl.int64) * H_KV + hkv)[:, None] * NSEL + ns[None, :]
-        hit = tl.load(sel_ptr, mask=valid[:, None] & (ns[None, :] < NSEL), other=-1) == j
-        slot = tl.sum(tl.where(hit, ns[None, :], 0), 1)
-        member = tl.sum(hit.to(tl.int32), 1) > 0
         mask = _slc_mask(s, t, member, valid, kvalid, window, UNION)
         qk = _dot_qk(b_q, b_q2, b_k, b_k2, BDK2)
         p = tl.where(mask, tl.exp2(qk * scale_log2 - b_lse[:, None]), 0.0)
