@@ -26,7 +26,12 @@ from nsa_assist.kernels.nsa import (
 from nsa_assist.kernels.nsa import attention as nsa_attention_mod
 from nsa_assist.kernels.nsa import select as nsa_select_mod
 from nsa_assist.kernels.nsa import slc_by_block as by_block_mod
-from nsa_assist.kernels.nsa.attention import head_parts, slc_step_tiles
+from nsa_assist.kernels.nsa.attention import (
+    MODE_CMP,
+    attn_fwd,
+    head_parts,
+    slc_step_tiles,
+)
 from nsa_assist.kernels.nsa.combine import merge_splits_torch
 from nsa_assist.kernels.nsa.compress import compress_mean
 from nsa_assist.kernels.nsa.select import slc_scores
@@ -265,31 +270,34 @@ def test_batched_layout_equals_packed():
 
 
 @pytest.mark.parametrize(
-    "T,Dk,split_dk",
-    [(61, 16, False), (600, 16, False), (61, 96, True), (600, 48, True)],
-    ids=["T61", "T600", "T61-Dk96-split", "T600-Dk48-split"],
-)
-def test_scores_kernel_is_eq_8_to_10(T, Dk, split_dk):
+    "T,Dk,split_dk,G",
+    [(61, 16, False, 3), (600, 16, False, 3), (61, 96, True, 3), (600, 48, True, 3),
+     (600, 16, False, 1), (300, 16, False, 6), (300, 32, False, 7), (300, 16, False, 16)],
+    ids=["T61", "T600", "T61-Dk96-split", "T600-Dk48-split", "G1", "G6", "G7", "G16"],
+)  # fmt: skip
+def test_scores_kernel_is_eq_8_to_10(T, Dk, split_dk, G):
     """Kernel block scores == reference probabilities @ overlap matrix, summed over the group.
 
     600 tokens span 38 selection blocks, more than one 16-block step, so the spill carried
-    between steps is checked too.
+    between steps is checked too; the group sizes cover a tile of one head (the sum skipped),
+    heads that do not fill a power of two (6, 7: rows left over) and a one-position tile (16).
     """
     cfg = NSAConfig(**SMALL)
-    H, H_kv = 6, 2
+    H_kv = 2
+    H = G * H_kv
     q, k, _, _, cu = _packed([T], H, H_kv, Dk)
     kc = compress_mean(k, cu, cfg).detach()
     q = q.detach()
     n_c = kc.shape[0]
     scale = Dk**-0.5
-    s = torch.einsum("thd,chd->htc", q, kc.repeat_interleave(3, 1)) * scale
+    s = torch.einsum("thd,chd->htc", q, kc.repeat_interleave(G, 1)) * scale
     t = torch.arange(T, device=DEVICE)
     ends = torch.arange(n_c, device=DEVICE) * cfg.cmp_stride + cfg.cmp_block - 1
     s = s.masked_fill(ends[None, None, :] > t[None, :, None], float("-inf"))
     lse = torch.logsumexp(s, -1)  # [H, T]
     p = torch.exp(s - lse.nan_to_num(neginf=0.0)[..., None]).nan_to_num()
     W = overlap_matrix(n_c, cfg.num_slc_blocks(T), cfg, DEVICE)
-    want = (p @ W).view(H_kv, 3, T, -1).sum(1).permute(1, 0, 2)  # [T, H_kv, N_slc]
+    want = (p @ W).view(H_kv, G, T, -1).sum(1).permute(1, 0, 2)  # [T, H_kv, N_slc]
     meta = prefill_meta(cu, cfg, DEVICE)
     got = slc_scores(q, kc, lse.T.contiguous(), meta, cfg, scale, split_dk=split_dk)
     finite = torch.isfinite(got)
@@ -298,6 +306,27 @@ def test_scores_kernel_is_eq_8_to_10(T, Dk, split_dk):
     expected = (j <= cur) & (j != 0) & (j != cur) & (j != cur - 1)
     assert torch.equal(finite, expected.expand_as(finite))
     assert rel(got[finite], want[finite]) < 1e-5
+
+
+@pytest.mark.parametrize("G", [1, 6, 16])
+def test_whole_compressed_chunks_skip_the_mask(G, monkeypatch):
+    """The compressed forward reads the chunks of compressed tokens that every row of a tile
+    sees whole without a mask; output and lse equal the fully masked loop's. 16-token chunks
+    over 300 tokens give tiles with whole chunks, and the second sequence (77 tokens) ends
+    inside a tile, so rows past its end are computed too."""
+    cfg = NSAConfig(**SMALL)
+    H_kv = 2
+    q, k, v, _, cu = _packed([300, 77], G * H_kv, H_kv)
+    kc, vc = compress_mean(k, cu, cfg).detach(), compress_mean(v, cu, cfg).detach()
+    meta = prefill_meta(cu, cfg, DEVICE)
+    run = lambda: attn_fwd(q.detach(), kc, vc, meta, cfg, MODE_CMP, 0.25, block_m=64, block_n=16)
+    o_whole, lse_whole = run()
+    monkeypatch.setattr(nsa_attention_mod, "UNMASKED_FULL_CHUNKS", False)
+    o_masked, lse_masked = run()
+    assert rel(o_whole, o_masked) < 1e-6
+    assert torch.equal(torch.isinf(lse_whole), torch.isinf(lse_masked))
+    finite = torch.isfinite(lse_masked)
+    assert rel(lse_whole[finite], lse_masked[finite]) < 1e-6
 
 
 def test_module_with_mlp_compression_trains_end_to_end():

@@ -40,6 +40,9 @@ DKDV_QUERY_STEPS = 128
 # tiles when those are short: 1 position x 16 heads for G = 16), so each step's dots have
 # K = 64 instead of 16
 SLC_STEP_ROWS = 64
+# forward of the compressed branch: chunks of compressed tokens every row of a tile sees
+# whole skip the causal mask (read at each call, so bench/kernels.py can time both)
+UNMASKED_FULL_CHUNKS = True
 LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
 _LOG2E = tl.constexpr(LOG2E)  # the kernels may only read constexpr globals
@@ -168,9 +171,12 @@ def _slc_mask(s, t, member, valid, kvalid, window, UNION: tl.constexpr):
 
 @triton.jit
 def _softmax_step(b_q, b_q2, b_k, b_k2, b_v, mask, acc, m_i, l_i, scale_log2,
-                  BDK2: tl.constexpr, WITH_V: tl.constexpr):  # fmt: skip
+                  BDK2: tl.constexpr, WITH_V: tl.constexpr,
+                  MASKED: tl.constexpr = True):  # fmt: skip
+    """One online-softmax step over a key chunk; MASKED = False: every row sees every key."""
     s = _dot_qk(b_q, b_q2, b_k, b_k2, BDK2) * scale_log2  # [BM, BN]
-    s = tl.where(mask, s, float("-inf"))
+    if MASKED:
+        s = tl.where(mask, s, float("-inf"))
     m_new = tl.maximum(m_i, tl.max(s, 1))
     m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
     alpha = tl.exp2(m_i - m_use)
@@ -214,6 +220,43 @@ def _slc_fwd_loop(
 
 
 @triton.jit
+def _whole_cmp_chunks(t_lo, BN: tl.constexpr, CMP_BLOCK: tl.constexpr,
+                      CMP_STRIDE: tl.constexpr):  # fmt: skip
+    """Chunks of BN compressed tokens (from 0) that have ended by t_lo, so every row of the
+    tile sees them whole and they need no mask."""
+    seen = tl.where(t_lo >= CMP_BLOCK - 1, (t_lo - CMP_BLOCK + 1) // CMP_STRIDE + 1, 0)
+    return seen // BN
+
+
+@triton.jit
+def _dense_chunks(
+    k, v, logits, row, head, valid, t, lo, hi, c_lo, c_hi, kbase, hkv,
+    b_q, b_q2, acc, m_i, l_i, scale_log2, window,
+    H: tl.constexpr, H_KV: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr,
+    BDK: tl.constexpr, BDK2: tl.constexpr, BDV: tl.constexpr, BN: tl.constexpr,
+    MODE: tl.constexpr, CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr,
+    WITH_V: tl.constexpr, LOGITS: tl.constexpr, MASKED: tl.constexpr,
+):  # fmt: skip
+    """Online softmax over chunks [c_lo, c_hi) of BN keys from `lo`."""
+    dv = tl.arange(0, BDV)
+    for ci in range(c_lo, c_hi):
+        s = lo + ci * BN + tl.arange(0, BN)
+        kvalid = s < hi
+        b_k, b_k2 = _load_parts(k, kbase + s, hkv, kvalid, H_KV, DK, BDK, BDK2)
+        b_v = _load_keys(v, kbase + s, hkv, dv, kvalid & WITH_V, H_KV, DV)
+        mask = kvalid[None, :]
+        if MASKED:
+            mask = _dense_mask(MODE, s, t, valid, kvalid, window, CMP_BLOCK, CMP_STRIDE)
+        acc, m_i, l_i, s_log2 = _softmax_step(
+            b_q, b_q2, b_k, b_k2, b_v, mask, acc, m_i, l_i, scale_log2, BDK2, WITH_V, MASKED
+        )
+        if LOGITS:  # row r's scaled q.k of these tokens, -inf where masked
+            l_ptr = logits + (row.to(tl.int64) * H + head)[:, None] * LOGITS + s[None, :]
+            tl.store(l_ptr, s_log2, mask=valid[:, None] & kvalid[None, :])
+    return acc, m_i, l_i
+
+
+@triton.jit
 def _dense_fwd_loop(
     k, v, logits, row, head, valid, t, t_lo, t_hi, kbase, hkv, split,
     b_q, b_q2, acc, m_i, l_i, scale_log2, window,
@@ -221,25 +264,32 @@ def _dense_fwd_loop(
     BDK: tl.constexpr, BDK2: tl.constexpr, BDV: tl.constexpr, BN: tl.constexpr,
     MODE: tl.constexpr, CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr,
     SPLITS: tl.constexpr, WITH_V: tl.constexpr, LOGITS: tl.constexpr,
+    UNMASKED_FULL: tl.constexpr = False,
 ):  # fmt: skip
     """The compressed (MODE 0) or window (MODE 2) branch's online softmax over split `split`
-    of the tile's key range; LOGITS > 0 also stores the scaled q.k (rows of LOGITS tokens)."""
-    dv = tl.arange(0, BDV)
+    of the tile's key range; LOGITS > 0 also stores the scaled q.k (rows of LOGITS tokens).
+    UNMASKED_FULL (MODE 0): the chunks every row sees whole skip the mask (rows past the
+    tile's end read zero queries and are never stored). On the window it lost (H200 64k,
+    kernels/NOTES.md v12), so the window is always masked."""
     lo, hi = _dense_span(MODE, t_lo, t_hi, window, CMP_BLOCK, CMP_STRIDE)
     n_chunks = tl.cdiv(hi - lo, BN)
     per = tl.cdiv(n_chunks, SPLITS)
-    for ci in range(split * per, tl.minimum(n_chunks, (split + 1) * per)):
-        s = lo + ci * BN + tl.arange(0, BN)
-        kvalid = s < hi
-        b_k, b_k2 = _load_parts(k, kbase + s, hkv, kvalid, H_KV, DK, BDK, BDK2)
-        b_v = _load_keys(v, kbase + s, hkv, dv, kvalid & WITH_V, H_KV, DV)
-        mask = _dense_mask(MODE, s, t, valid, kvalid, window, CMP_BLOCK, CMP_STRIDE)
-        acc, m_i, l_i, s_log2 = _softmax_step(
-            b_q, b_q2, b_k, b_k2, b_v, mask, acc, m_i, l_i, scale_log2, BDK2, WITH_V
-        )
-        if LOGITS:  # row r's scaled q.k of these tokens, -inf where masked
-            l_ptr = logits + (row.to(tl.int64) * H + head)[:, None] * LOGITS + s[None, :]
-            tl.store(l_ptr, s_log2, mask=valid[:, None] & kvalid[None, :])
+    c_lo = split * per
+    c_hi = tl.minimum(n_chunks, c_lo + per)
+    whole = c_lo  # chunks [c_lo, whole) need no mask
+    if UNMASKED_FULL and MODE == 0 and not LOGITS:
+        whole = _whole_cmp_chunks(t_lo, BN, CMP_BLOCK, CMP_STRIDE)
+        whole = tl.minimum(tl.maximum(whole, c_lo), c_hi)
+    for part in tl.static_range(2):  # the whole chunks, then the masked ones
+        if part == 0:
+            first, last = c_lo, whole
+        else:
+            first, last = whole, c_hi
+        acc, m_i, l_i = _dense_chunks(
+            k, v, logits, row, head, valid, t, lo, hi, first, last, kbase, hkv,
+            b_q, b_q2, acc, m_i, l_i, scale_log2, window, H, H_KV, DK, DV, BDK, BDK2, BDV, BN,
+            MODE, CMP_BLOCK, CMP_STRIDE, WITH_V, LOGITS, part == 1,
+        )  # fmt: skip
     return acc, m_i, l_i
 
 
@@ -258,6 +308,7 @@ def _attn_fwd_kernel(
     WITH_V: tl.constexpr,  # False: log-sum-exp only (the compressed branch in union mode)
     LOGITS: tl.constexpr = 0,  # > 0: store the logits, rows of this many tokens (decode)
     WIN_SPLITS: tl.constexpr = 0,  # SLC: programs of split >= SPLITS run the window branch
+    UNMASKED_FULL: tl.constexpr = False,  # CMP: chunks every row sees whole skip the mask
 ):  # fmt: skip
     """Grid (tile, KV head, split). With WIN_SPLITS > 0 (decode) one launch runs both branches
     that read K/V: the selection's SPLITS splits, then the window's WIN_SPLITS, stored as
@@ -300,7 +351,7 @@ def _attn_fwd_kernel(
         acc, m_i, l_i = _dense_fwd_loop(
             k, v, logits, row, head, valid, t, t_lo, t_hi, kbase, hkv, split,
             b_q, b_q2, acc, m_i, l_i, scale_log2, window, H, H_KV, DK, DV, BDK, BDK2, BDV,
-            BN, MODE, CMP_BLOCK, CMP_STRIDE, SPLITS, WITH_V, LOGITS,
+            BN, MODE, CMP_BLOCK, CMP_STRIDE, SPLITS, WITH_V, LOGITS, UNMASKED_FULL,
         )  # fmt: skip
     seen = l_i > 0
     out = acc / tl.where(seen, l_i, 1.0)[:, None]
@@ -606,7 +657,8 @@ def attn_fwd(
         q, k, v, o, lse, lse if logits is None else logits, tile_seq, tile_i0, meta.q_start,
         meta.q_len, meta.q_pos0, kv_start, idx, ulist, ucount, U, N, scale * LOG2E, cfg.window,
         BT=BT, BM=BM, BN=BN, SPLITS=splits, WITH_V=with_output,
-        LOGITS=0 if logits is None else logits.shape[-1], WIN_SPLITS=win_splits, **d,
+        LOGITS=0 if logits is None else logits.shape[-1], WIN_SPLITS=win_splits,
+        UNMASKED_FULL=UNMASKED_FULL_CHUNKS, **d,
         **_consts(cfg, mode), **opts,
     )  # fmt: skip
     return (o if with_output else None), lse

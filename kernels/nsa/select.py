@@ -1,10 +1,10 @@
 """Block selection: importance scores (Eq. 8-10) in Triton, top-n, and the per-tile block lists.
 
 The scores kernel recomputes the compressed attention probabilities from its log-sum-exp,
-maps them onto selection blocks (Eq. 9, the overlap weights of reference.overlap_matrix, as
-per-unit sums plus a one-block shift of what spills over) and sums the G heads of a group
-(Eq. 10) in registers, so it writes one [N, H_kv, N_slc] fp32
-score table per group instead of a [T x T_cmp] matrix per head. Forced blocks (first, local two)
+maps them onto selection blocks (Eq. 9, the overlap weights of reference.overlap_matrix, as a
+tensor-core dot per step plus the spill carried into the next step) and sums the G heads of a
+group (Eq. 10) in registers, so it writes one [N, H_kv, N_slc] fp32 score table per group
+instead of a [T x T_cmp] matrix per head. Forced blocks (first, local two)
 are written as +inf and blocks that start after t as -inf, so top-n is a plain top-k
 (topn.py: one Triton pass per score row, ties to the lower block).
 """
@@ -38,15 +38,32 @@ SLC_WORK_TILES = 32  # dK/dV steps per work item of the selection branch (before
 @triton.jit
 def _cmp_probs(b_q, b_q2, kc, c, hkv, t, valid, cl, cbase, b_lse, scale_log2,
                H_KV: tl.constexpr, DK: tl.constexpr, BDK: tl.constexpr, BDK2: tl.constexpr,
-               CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr):  # fmt: skip
-    """Compressed attention probabilities [rows, c], q.k recomputed."""
+               CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr,
+               MASKED: tl.constexpr):  # fmt: skip
+    """Compressed attention probabilities [rows, c], q.k recomputed. MASKED = False: every
+    row sees every token of c (rows that are not valid have b_lse = +inf, so p = 0)."""
     cvalid = (c >= 0) & (c < cl)
     b_k, b_k2 = _load_parts(kc, cbase + c, hkv, cvalid, H_KV, DK, BDK, BDK2)
     s = _dot_qk(b_q, b_q2, b_k, b_k2, BDK2) * scale_log2
+    if not MASKED:
+        return tl.exp2(s - b_lse[:, None])
     vis = (
         valid[:, None] & cvalid[None, :] & ((c * CMP_STRIDE + CMP_BLOCK - 1)[None, :] <= t[:, None])
     )
     return tl.where(vis, tl.exp2(s - b_lse[:, None]), 0.0)
+
+
+@triton.jit
+def _onto_blocks(p, overlap, EXACT: tl.constexpr):
+    """p [rows, BC] @ overlap [BC, BJ] (Eq. 9 inside one step), fp32. EXACT (fp32 inputs): one
+    full-precision dot; else p is split in two of overlap's 16-bit type (hi + lo, ~2^-16
+    relative), two tensor-core dots that keep the scores close enough to fp32 that top-n
+    picks the same blocks (one bf16 dot flipped 3.3% of them; kernels/NOTES.md v12)."""
+    if EXACT:
+        return tl.dot(p, overlap, input_precision="ieee")
+    p_hi = p.to(overlap.dtype)
+    acc = tl.dot(p_hi, overlap)
+    return tl.dot((p - p_hi.to(tl.float32)).to(overlap.dtype), overlap, acc)
 
 
 @triton.jit
@@ -58,7 +75,7 @@ def _slc_scores_kernel(
     BM: tl.constexpr, DK: tl.constexpr, BDK: tl.constexpr, BDK2: tl.constexpr,
     BJ: tl.constexpr, BC: tl.constexpr,
     CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr, SLC_BLOCK: tl.constexpr,
-    L_UNITS: tl.constexpr, R_UNITS: tl.constexpr,
+    L_UNITS: tl.constexpr, R_UNITS: tl.constexpr, EXACT: tl.constexpr,
 ):  # fmt: skip
     tile = tl.program_id(0)
     hkv = tl.program_id(1)
@@ -77,6 +94,7 @@ def _slc_scores_kernel(
     b_q, b_q2 = _load_parts(q, row, head, valid, H, DK, BDK, BDK2)
     b_lse = tl.load(lse + row.to(tl.int64) * H + head, mask=valid, other=0.0)
     b_lse = tl.where(b_lse == float("-inf"), 0.0, b_lse * _LOG2E)
+    b_lse = tl.where(valid, b_lse, float("inf"))  # p = 0 on padding rows, masked or not
     # per position (not per row) for the output
     ti = tl.arange(0, BT)
     t_pos = pos0 + i0 + ti
@@ -85,31 +103,44 @@ def _slc_scores_kernel(
     t_hi = pos0 + i0 + tl.minimum(BT, ql - i0) - 1
     out_row = (tl.load(q_start + b) + i0 + ti).to(tl.int64) * H_KV + hkv
     n_jc = tl.cdiv(t_hi // SLC_BLOCK + 1, BJ)
-    # Eq. 9 with l <= l': the token at unit u of block j lies w_in[u] units inside block j and
-    # spills w_out[u] units into block j + 1
-    u = tl.arange(0, R_UNITS)
+    # steps whose compressed tokens all ended by the tile's first position need no mask
+    t_lo = pos0 + i0
+    seen = tl.where(t_lo >= CMP_BLOCK - 1, (t_lo - CMP_BLOCK + 1) // CMP_STRIDE + 1, 0)
+    whole = tl.minimum(seen // BC, n_jc)
+    # Eq. 9 with l <= l': compressed token cc of a step lies in block cc // R; w_in[u] of its
+    # units (u = cc % R) fall inside that block and w_out[u] spill into the next block
+    cc = tl.arange(0, BC)
+    u = cc % R_UNITS
     w_in = tl.minimum(L_UNITS, R_UNITS - u).to(tl.float32)
     w_out = L_UNITS - w_in
-    carry = tl.zeros([BM], dtype=tl.float32)  # what the previous step spills into this one
     jj = tl.arange(0, BJ)
-    shift = (jj[None, :] == jj[:, None] + 1).to(tl.float32)  # [BJ, BJ]: column j <- row j-1
-    for jc in range(0, n_jc):
-        j = jc * BJ + jj
-        c = jc * BC + tl.arange(0, BC)
-        p = _cmp_probs(b_q, b_q2, kc, c, hkv, t, valid, cl, cbase, b_lse, scale_log2,
-                       H_KV, DK, BDK, BDK2, CMP_BLOCK, CMP_STRIDE)  # fmt: skip
-        p3 = tl.reshape(p, (BM, BJ, R_UNITS))
-        inside = tl.sum(p3 * w_in[None, None, :], 2)  # [BM, BJ]
-        spill = tl.sum(p3 * w_out[None, None, :], 2)
-        acc = inside + tl.dot(spill, shift, input_precision="ieee")
-        acc += tl.where(jj[None, :] == 0, carry[:, None], 0.0)
-        carry = tl.sum(tl.where(jj[None, :] == BJ - 1, spill, 0.0), 1)
-        group = tl.sum(tl.reshape(acc, (BT, GP, BJ)), 1)  # [BT, BJ], Eq. 10
-        forced = (j[None, :] == 0) | (j[None, :] == cur[:, None]) | (j[None, :] == cur[:, None] - 1)
-        group = tl.where(forced, float("inf"), group)
-        group = tl.where(j[None, :] > cur[:, None], float("-inf"), group)
-        ptr = scores + out_row[:, None] * NS + j[None, :]
-        tl.store(ptr, group, mask=pos_ok[:, None] & (j[None, :] < NS))
+    home = (cc // R_UNITS)[:, None]
+    overlap = tl.where(jj[None, :] == home, w_in[:, None], 0.0)
+    overlap += tl.where(jj[None, :] == home + 1, w_out[:, None], 0.0)  # [BC, BJ]
+    overlap = overlap.to(kc.dtype.element_ty)  # small integers: exact in 16 bits
+    w_last = tl.where(cc // R_UNITS == BJ - 1, w_out, 0.0)  # spills past the step
+    carry = tl.zeros([BM], dtype=tl.float32)  # what the previous step spills into this one
+    for part in tl.static_range(2):  # the unmasked steps, then the masked ones
+        if part == 0:
+            first, last = 0, whole
+        else:
+            first, last = whole, n_jc
+        for jc in range(first, last):
+            j = jc * BJ + jj
+            c = jc * BC + cc
+            p = _cmp_probs(b_q, b_q2, kc, c, hkv, t, valid, cl, cbase, b_lse, scale_log2,
+                           H_KV, DK, BDK, BDK2, CMP_BLOCK, CMP_STRIDE, part == 1)  # fmt: skip
+            acc = _onto_blocks(p, overlap, EXACT)
+            acc += tl.where(jj[None, :] == 0, carry[:, None], 0.0)
+            carry = tl.sum(p * w_last[None, :], 1)
+            group = tl.sum(tl.reshape(acc, (BT, GP, BJ)), 1)  # [BT, BJ], Eq. 10
+            forced = (
+                (j[None, :] == 0) | (j[None, :] == cur[:, None]) | (j[None, :] == cur[:, None] - 1)
+            )
+            group = tl.where(forced, float("inf"), group)
+            group = tl.where(j[None, :] > cur[:, None], float("-inf"), group)
+            ptr = scores + out_row[:, None] * NS + j[None, :]
+            tl.store(ptr, group, mask=pos_ok[:, None] & (j[None, :] < NS))
 
 
 def _check_units(cfg: NSAConfig) -> tuple[int, int]:
@@ -155,7 +186,7 @@ def slc_scores(
         meta.q_start, meta.q_len, meta.q_pos0, meta.c_start, meta.c_len, NS, scale * LOG2E,
         H=H, H_KV=H_KV, G=G, GP=GP, BT=BT, BM=BT * GP, DK=DK, BDK=BDK, BDK2=BDK2, BJ=block_j,
         BC=block_j * R, CMP_BLOCK=cfg.cmp_block, CMP_STRIDE=cfg.cmp_stride,
-        SLC_BLOCK=cfg.slc_block, L_UNITS=L, R_UNITS=R, **opts,
+        SLC_BLOCK=cfg.slc_block, L_UNITS=L, R_UNITS=R, EXACT=q.dtype == torch.float32, **opts,
     )  # fmt: skip
     return scores
 
