@@ -28,6 +28,8 @@ from nsa_assist.kernels.nsa import select as nsa_select_mod
 from nsa_assist.kernels.nsa import slc_by_block as by_block_mod
 from nsa_assist.kernels.nsa.attention import (
     MODE_CMP,
+    attn_dkdv,
+    attn_dq,
     attn_fwd,
     head_parts,
     slc_step_tiles,
@@ -310,23 +312,38 @@ def test_scores_kernel_is_eq_8_to_10(T, Dk, split_dk, G):
 
 @pytest.mark.parametrize("G", [1, 6, 16])
 def test_whole_compressed_chunks_skip_the_mask(G, monkeypatch):
-    """The compressed forward reads the chunks of compressed tokens that every row of a tile
-    sees whole without a mask; output and lse equal the fully masked loop's. 16-token chunks
-    over 300 tokens give tiles with whole chunks, and the second sequence (77 tokens) ends
+    """The compressed branch's forward, dQ and dK/dV read the chunks of compressed tokens
+    that every row of a tile sees whole without a mask; each result equals the fully masked
+    loop's. 16-token chunks over 300 tokens give whole chunks (and, for dK/dV, whole query
+    steps, shared out over programs of 3 steps), and the second sequence (77 tokens) ends
     inside a tile, so rows past its end are computed too."""
     cfg = NSAConfig(**SMALL)
     H_kv = 2
     q, k, v, _, cu = _packed([300, 77], G * H_kv, H_kv)
+    q = q.detach()
     kc, vc = compress_mean(k, cu, cfg).detach(), compress_mean(v, cu, cfg).detach()
     meta = prefill_meta(cu, cfg, DEVICE)
-    run = lambda: attn_fwd(q.detach(), kc, vc, meta, cfg, MODE_CMP, 0.25, block_m=64, block_n=16)
-    o_whole, lse_whole = run()
+    tiles = dict(block_m=64, block_n=16)
+    o, _ = attn_fwd(q, kc, vc, meta, cfg, MODE_CMP, 0.25, **tiles)
+    do = torch.randn_like(o[0])
+    delta = (do * o[0]).sum(-1)
+
+    def run():
+        o, lse = attn_fwd(q, kc, vc, meta, cfg, MODE_CMP, 0.25, **tiles)
+        dq = torch.zeros(q.shape, device=DEVICE)
+        dk, dv = torch.zeros(kc.shape, device=DEVICE), torch.zeros(vc.shape, device=DEVICE)
+        args = (q, kc, vc, do, lse[0], delta)
+        attn_dq(*args, dq, meta, cfg, MODE_CMP, 0.25, **tiles)
+        attn_dkdv(*args, dk, dv, meta, cfg, MODE_CMP, 0.25, query_steps=3, **tiles)
+        return o, lse, dq, dk, dv
+
+    whole = run()
     monkeypatch.setattr(nsa_attention_mod, "UNMASKED_FULL_CHUNKS", False)
-    o_masked, lse_masked = run()
-    assert rel(o_whole, o_masked) < 1e-6
-    assert torch.equal(torch.isinf(lse_whole), torch.isinf(lse_masked))
-    finite = torch.isfinite(lse_masked)
-    assert rel(lse_whole[finite], lse_masked[finite]) < 1e-6
+    masked = run()
+    assert torch.equal(torch.isinf(whole[1]), torch.isinf(masked[1]))
+    for name, a, b in zip(("o", "lse", "dq", "dk", "dv"), whole, masked, strict=True):
+        finite = torch.isfinite(b)
+        assert rel(a[finite], b[finite]) < 1e-6, name
 
 
 def test_module_with_mlp_compression_trains_end_to_end():

@@ -40,8 +40,8 @@ DKDV_QUERY_STEPS = 128
 # tiles when those are short: 1 position x 16 heads for G = 16), so each step's dots have
 # K = 64 instead of 16
 SLC_STEP_ROWS = 64
-# forward of the compressed branch: chunks of compressed tokens every row of a tile sees
-# whole skip the causal mask (read at each call, so bench/kernels.py can time both)
+# the compressed branch (forward, dQ, dK/dV): chunks of compressed tokens every row of a tile
+# sees whole skip the causal mask (read at each call, so bench/kernels.py can time both)
 UNMASKED_FULL_CHUNKS = True
 LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
@@ -374,7 +374,10 @@ def _attn_dq_kernel(
     BDK2: tl.constexpr,  # > 0: the head dim DK is split in parts of BDK + BDK2 columns
     MODE: tl.constexpr, UNION: tl.constexpr, CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr,
     SLC_BLOCK: tl.constexpr, NSEL: tl.constexpr, BSEL: tl.constexpr,
+    PARTS: tl.constexpr = 1,  # 2 (CMP): the chunks every row sees whole first, unmasked
 ):  # fmt: skip
+    """Grid (tile, KV head): dQ of a tile's rows. Rows past the tile's end load zero do and
+    delta, so they add nothing where the mask is skipped."""
     tile = tl.program_id(0)
     hkv = tl.program_id(1)
     b = tl.load(tile_seq + tile)
@@ -418,16 +421,27 @@ def _attn_dq_kernel(
                 acc, acc2 = _acc_parts(acc, acc2, ds.to(b_k.dtype), b_k, b_k2, BDK2)
     else:
         lo, hi = _dense_span(MODE, t_lo, t_hi, window, CMP_BLOCK, CMP_STRIDE)
-        for ci in range(0, tl.cdiv(hi - lo, BN)):
-            s = lo + ci * BN + tl.arange(0, BN)
-            kvalid = s < hi
-            b_k, b_k2 = _load_parts(k, kbase + s, hkv, kvalid, H_KV, DK, BDK, BDK2)
-            b_v = _load_keys(v, kbase + s, hkv, dv, kvalid, H_KV, DV)
-            mask = _dense_mask(MODE, s, t, valid, kvalid, window, CMP_BLOCK, CMP_STRIDE)
-            qk = _dot_qk(b_q, b_q2, b_k, b_k2, BDK2)
-            p = tl.where(mask, tl.exp2(qk * scale_log2 - b_lse[:, None]), 0.0)
-            ds = p * (tl.dot(b_do, tl.trans(b_v)) - b_delta[:, None])
-            acc, acc2 = _acc_parts(acc, acc2, ds.to(b_k.dtype), b_k, b_k2, BDK2)
+        n_chunks = tl.cdiv(hi - lo, BN)
+        whole = n_chunks * 0  # chunks [0, whole) every row sees whole: no mask
+        if PARTS == 2:
+            whole = tl.minimum(_whole_cmp_chunks(t_lo, BN, CMP_BLOCK, CMP_STRIDE), n_chunks)
+        for part in tl.static_range(PARTS):
+            if part == PARTS - 1:
+                first, last = whole, n_chunks
+            else:
+                first, last = 0, whole
+            for ci in range(first, last):
+                s = lo + ci * BN + tl.arange(0, BN)
+                kvalid = s < hi
+                b_k, b_k2 = _load_parts(k, kbase + s, hkv, kvalid, H_KV, DK, BDK, BDK2)
+                b_v = _load_keys(v, kbase + s, hkv, dv, kvalid, H_KV, DV)
+                qk = _dot_qk(b_q, b_q2, b_k, b_k2, BDK2)
+                p = tl.exp2(qk * scale_log2 - b_lse[:, None])
+                if part == PARTS - 1:
+                    mask = _dense_mask(MODE, s, t, valid, kvalid, window, CMP_BLOCK, CMP_STRIDE)
+                    p = tl.where(mask, p, 0.0)
+                ds = p * (tl.dot(b_do, tl.trans(b_v)) - b_delta[:, None])
+                acc, acc2 = _acc_parts(acc, acc2, ds.to(b_k.dtype), b_k, b_k2, BDK2)
     _add_parts(dq, flat, acc * scale, acc2 * scale, valid, DK, BDK, BDK2, False)
 
 
@@ -443,6 +457,7 @@ def _attn_dkdv_kernel(
     MODE: tl.constexpr, UNION: tl.constexpr, CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr,
     SLC_BLOCK: tl.constexpr, NSEL: tl.constexpr, BSEL: tl.constexpr, ATOMIC: tl.constexpr,
     TPS: tl.constexpr,  # SLC: query tiles gathered per step (BM rows each)
+    PARTS: tl.constexpr = 1,  # 2 (CMP): the query steps that see the key tile whole unmasked
 ):  # fmt: skip
     pid = tl.program_id(0)
     b = tl.load(w_seq + pid)
@@ -483,36 +498,48 @@ def _attn_dkdv_kernel(
     i = (r % BM) // G  # position inside its tile
     head = hkv * G + (r % BM) % G
     ns = tl.arange(0, BSEL)
-    for step in range(0, tl.cdiv(it_hi - it_lo, TPS)):
-        it = it_lo + step * TPS
-        if MODE == 1:  # rows r of tile slot it + r // BM of the work item
-            slot = it + r // BM
-            busy = slot < it_hi
-            i0 = tl.load(tile_i0 + tl.load(w_tiles + first + slot, mask=busy, other=0))
-            valid = busy & (i < BT) & (i0 + i < ql)
+    n_steps = tl.cdiv(it_hi - it_lo, TPS)
+    masked = n_steps  # steps [masked, n_steps) see the key tile whole: no mask
+    if PARTS == 2:  # MODE 0, one tile a step: from the first row that sees the last key
+        whole_from = (s0 + BN - 1) * CMP_STRIDE + CMP_BLOCK - 1 - pos0
+        masked = tl.cdiv(tl.maximum(whole_from - i_first, 0), BT) - it_lo
+        masked = tl.minimum(tl.maximum(masked, 0), n_steps)
+    for part in tl.static_range(PARTS):
+        if part == 0:
+            step_lo, step_hi = 0, masked
         else:
-            i0 = i_first + it * BT
-            valid = (i < BT) & (i0 + i < ql)
-        row = qbase + i0 + i
-        t = pos0 + i0 + i
-        b_q, b_q2 = _load_parts(q, row, head, valid, H, DK, BDK, BDK2)
-        b_do = _load_rows(do, row, head, dv, valid, H, DV)
-        flat = row.to(tl.int64) * H + head
-        b_lse = tl.load(lse + flat, mask=valid, other=0.0)
-        b_lse = tl.where(b_lse == float("-inf"), 0.0, b_lse * _LOG2E)
-        b_delta = tl.load(delta + flat, mask=valid, other=0.0)
-        if MODE == 1:
-            sel_ptr = sel + (row.to(tl.int64) * H_KV + hkv)[:, None] * NSEL + ns[None, :]
-            b_sel = tl.load(sel_ptr, mask=valid[:, None] & (ns[None, :] < NSEL), other=-1)
-            member = tl.sum((b_sel == j).to(tl.int32), 1) > 0
-            mask = _slc_mask(s, t, member, valid, kvalid, window, UNION)
-        else:
-            mask = _dense_mask(MODE, s, t, valid, kvalid, window, CMP_BLOCK, CMP_STRIDE)
-        qk = _dot_qk(b_q, b_q2, b_k, b_k2, BDK2)
-        p = tl.where(mask, tl.exp2(qk * scale_log2 - b_lse[:, None]), 0.0)
-        acc_v += tl.dot(tl.trans(p).to(b_do.dtype), b_do)
-        ds = p * (tl.dot(b_do, tl.trans(b_v)) - b_delta[:, None])
-        acc_k, acc_k2 = _acc_parts(acc_k, acc_k2, tl.trans(ds).to(b_q.dtype), b_q, b_q2, BDK2)
+            step_lo, step_hi = masked, n_steps
+        for step in range(step_lo, step_hi):
+            it = it_lo + step * TPS
+            if MODE == 1:  # rows r of tile slot it + r // BM of the work item
+                slot = it + r // BM
+                busy = slot < it_hi
+                i0 = tl.load(tile_i0 + tl.load(w_tiles + first + slot, mask=busy, other=0))
+                valid = busy & (i < BT) & (i0 + i < ql)
+            else:
+                i0 = i_first + it * BT
+                valid = (i < BT) & (i0 + i < ql)
+            row = qbase + i0 + i
+            t = pos0 + i0 + i
+            b_q, b_q2 = _load_parts(q, row, head, valid, H, DK, BDK, BDK2)
+            b_do = _load_rows(do, row, head, dv, valid, H, DV)
+            flat = row.to(tl.int64) * H + head
+            b_lse = tl.load(lse + flat, mask=valid, other=0.0)
+            b_lse = tl.where(b_lse == float("-inf"), 0.0, b_lse * _LOG2E)
+            b_delta = tl.load(delta + flat, mask=valid, other=0.0)
+            qk = _dot_qk(b_q, b_q2, b_k, b_k2, BDK2)
+            p = tl.exp2(qk * scale_log2 - b_lse[:, None])
+            if MODE == 1:
+                sel_ptr = sel + (row.to(tl.int64) * H_KV + hkv)[:, None] * NSEL + ns[None, :]
+                b_sel = tl.load(sel_ptr, mask=valid[:, None] & (ns[None, :] < NSEL), other=-1)
+                member = tl.sum((b_sel == j).to(tl.int32), 1) > 0
+                p = tl.where(_slc_mask(s, t, member, valid, kvalid, window, UNION), p, 0.0)
+            elif part == 0:
+                mask = _dense_mask(MODE, s, t, valid, kvalid, window, CMP_BLOCK, CMP_STRIDE)
+                p = tl.where(mask, p, 0.0)
+            acc_v += tl.dot(tl.trans(p).to(b_do.dtype), b_do)
+            ds = p * (tl.dot(b_do, tl.trans(b_v)) - b_delta[:, None])
+            acc_k, acc_k2 = _acc_parts(acc_k, acc_k2, tl.trans(ds).to(b_q.dtype), b_q, b_q2, BDK2)
     kflat = (kbase + s).to(tl.int64) * H_KV + hkv
     if ATOMIC:
         if it_hi > it_lo:  # a split past the end of its key tile's range adds nothing
@@ -679,8 +706,14 @@ def attn_dq(
     _attn_dq_kernel[(tile_seq.numel(), d["H_KV"])](
         q, k, v, do, lse, delta, dq, tile_seq, tile_i0, meta.q_start, meta.q_len, meta.q_pos0,
         kv_start, idx, ulist, ucount, U, scale * LOG2E, scale, cfg.window,
-        BT=BT, BM=BM, BN=BN, **d, **_consts(cfg, mode), **opts,
+        BT=BT, BM=BM, BN=BN, PARTS=_parts(mode), **d, **_consts(cfg, mode), **opts,
     )  # fmt: skip
+
+
+def _parts(mode: int) -> int:
+    """Loop parts of the compressed branch's kernels: the unmasked whole chunks, then the
+    masked rest (UNMASKED_FULL_CHUNKS); one masked loop elsewhere."""
+    return 2 if mode == MODE_CMP and UNMASKED_FULL_CHUNKS else 1
 
 
 def attn_dkdv(
@@ -736,6 +769,6 @@ def attn_dkdv(
         kv_start, kv_len, w_seq, w_blk, w_hkv, w_start, w_len, w_tiles, idx,
         scale * LOG2E, scale, cfg.window, n_splits, BT=BT, BM=BM, BN=BN,
         ATOMIC=mode == MODE_SLC or n_splits > 1,
-        TPS=slc_step_tiles(d["G"], block_m) if mode == MODE_SLC else 1, **d, **_consts(cfg, mode),
-        **opts,
+        TPS=slc_step_tiles(d["G"], block_m) if mode == MODE_SLC else 1, PARTS=_parts(mode), **d,
+        **_consts(cfg, mode), **opts,
     )  # fmt: skip
