@@ -40,8 +40,9 @@ DKDV_QUERY_STEPS = 128
 # tiles when those are short: 1 position x 16 heads for G = 16), so each step's dots have
 # K = 64 instead of 16
 SLC_STEP_ROWS = 64
-# the compressed branch (forward, dQ, dK/dV): chunks of compressed tokens every row of a tile
-# sees whole skip the causal mask (read at each call, so bench/kernels.py can time both)
+# the compressed branch (forward; dQ and dK/dV on rows of up to 256 columns, see _parts): chunks
+# of compressed tokens every row of a tile sees whole skip the causal mask (read at each call,
+# so bench/kernels.py can time both)
 UNMASKED_FULL_CHUNKS = True
 LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
@@ -706,14 +707,17 @@ def attn_dq(
     _attn_dq_kernel[(tile_seq.numel(), d["H_KV"])](
         q, k, v, do, lse, delta, dq, tile_seq, tile_i0, meta.q_start, meta.q_len, meta.q_pos0,
         kv_start, idx, ulist, ucount, U, scale * LOG2E, scale, cfg.window,
-        BT=BT, BM=BM, BN=BN, PARTS=_parts(mode), **d, **_consts(cfg, mode), **opts,
+        BT=BT, BM=BM, BN=BN, PARTS=_parts(mode, d), **d, **_consts(cfg, mode), **opts,
     )  # fmt: skip
 
 
-def _parts(mode: int) -> int:
-    """Loop parts of the compressed branch's kernels: the unmasked whole chunks, then the
-    masked rest (UNMASKED_FULL_CHUNKS); one masked loop elsewhere."""
-    return 2 if mode == MODE_CMP and UNMASKED_FULL_CHUNKS else 1
+def _parts(mode: int, d: dict) -> int:
+    """Loop parts of the compressed branch's dQ and dK/dV: the unmasked whole chunks and the
+    masked rest (UNMASKED_FULL_CHUNKS); one masked loop elsewhere, and on rows wider than
+    256 columns (the paper's 192 + 128), where two loops ran slower on the H200 at 64k (dQ
+    19.3 -> 21.0 ms, dK/dV 42.8 -> 48.5; qwen-1.5b 3.18 -> 2.77 and 5.91 -> 5.42; NOTES v12)."""
+    narrow = d["BDK"] + d["BDK2"] + d["BDV"] <= 256
+    return 2 if mode == MODE_CMP and UNMASKED_FULL_CHUNKS and narrow else 1
 
 
 def attn_dkdv(
@@ -769,6 +773,6 @@ def attn_dkdv(
         kv_start, kv_len, w_seq, w_blk, w_hkv, w_start, w_len, w_tiles, idx,
         scale * LOG2E, scale, cfg.window, n_splits, BT=BT, BM=BM, BN=BN,
         ATOMIC=mode == MODE_SLC or n_splits > 1,
-        TPS=slc_step_tiles(d["G"], block_m) if mode == MODE_SLC else 1, PARTS=_parts(mode), **d,
+        TPS=slc_step_tiles(d["G"], block_m) if mode == MODE_SLC else 1, PARTS=_parts(mode, d), **d,
         **_consts(cfg, mode), **opts,
     )  # fmt: skip
