@@ -23,6 +23,7 @@ from .attention import (
     Selection,
     _dot_qk,
     _load_parts,
+    _whole_cmp_chunks,
     head_parts,
     tile_rows,
 )
@@ -104,9 +105,7 @@ def _slc_scores_kernel(
     out_row = (tl.load(q_start + b) + i0 + ti).to(tl.int64) * H_KV + hkv
     n_jc = tl.cdiv(t_hi // SLC_BLOCK + 1, BJ)
     # steps whose compressed tokens all ended by the tile's first position need no mask
-    t_lo = pos0 + i0
-    seen = tl.where(t_lo >= CMP_BLOCK - 1, (t_lo - CMP_BLOCK + 1) // CMP_STRIDE + 1, 0)
-    whole = tl.minimum(seen // BC, n_jc)
+    whole = tl.minimum(_whole_cmp_chunks(pos0 + i0, BC, CMP_BLOCK, CMP_STRIDE), n_jc)
     # Eq. 9 with l <= l': compressed token cc of a step lies in block cc // R; w_in[u] of its
     # units (u = cc % R) fall inside that block and w_out[u] spill into the next block
     cc = tl.arange(0, BC)
