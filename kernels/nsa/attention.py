@@ -265,31 +265,31 @@ def _dense_fwd_loop(
     BDK: tl.constexpr, BDK2: tl.constexpr, BDV: tl.constexpr, BN: tl.constexpr,
     MODE: tl.constexpr, CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr,
     SPLITS: tl.constexpr, WITH_V: tl.constexpr, LOGITS: tl.constexpr,
-    UNMASKED_FULL: tl.constexpr = False,
+    PARTS: tl.constexpr = 1,
 ):  # fmt: skip
     """The compressed (MODE 0) or window (MODE 2) branch's online softmax over split `split`
     of the tile's key range; LOGITS > 0 also stores the scaled q.k (rows of LOGITS tokens).
-    UNMASKED_FULL (MODE 0): the chunks every row sees whole skip the mask (rows past the
-    tile's end read zero queries and are never stored). On the window it lost (H200 64k,
-    kernels/NOTES.md v12), so the window is always masked."""
+    PARTS = 2 (MODE 0): the chunks every row sees whole first, with no mask (rows past the
+    tile's end read zero queries and are never stored). On the window the same split lost
+    (H200 64k, kernels/NOTES.md v12), so the window keeps one masked loop."""
     lo, hi = _dense_span(MODE, t_lo, t_hi, window, CMP_BLOCK, CMP_STRIDE)
     n_chunks = tl.cdiv(hi - lo, BN)
     per = tl.cdiv(n_chunks, SPLITS)
     c_lo = split * per
     c_hi = tl.minimum(n_chunks, c_lo + per)
     whole = c_lo  # chunks [c_lo, whole) need no mask
-    if UNMASKED_FULL and MODE == 0 and not LOGITS:
+    if PARTS == 2:
         whole = _whole_cmp_chunks(t_lo, BN, CMP_BLOCK, CMP_STRIDE)
         whole = tl.minimum(tl.maximum(whole, c_lo), c_hi)
-    for part in tl.static_range(2):  # the whole chunks, then the masked ones
-        if part == 0:
-            first, last = c_lo, whole
-        else:
+    for part in tl.static_range(PARTS):  # the whole chunks, then the masked ones
+        if part == PARTS - 1:
             first, last = whole, c_hi
+        else:
+            first, last = c_lo, whole
         acc, m_i, l_i = _dense_chunks(
             k, v, logits, row, head, valid, t, lo, hi, first, last, kbase, hkv,
             b_q, b_q2, acc, m_i, l_i, scale_log2, window, H, H_KV, DK, DV, BDK, BDK2, BDV, BN,
-            MODE, CMP_BLOCK, CMP_STRIDE, WITH_V, LOGITS, part == 1,
+            MODE, CMP_BLOCK, CMP_STRIDE, WITH_V, LOGITS, part == PARTS - 1,
         )  # fmt: skip
     return acc, m_i, l_i
 
@@ -309,7 +309,7 @@ def _attn_fwd_kernel(
     WITH_V: tl.constexpr,  # False: log-sum-exp only (the compressed branch in union mode)
     LOGITS: tl.constexpr = 0,  # > 0: store the logits, rows of this many tokens (decode)
     WIN_SPLITS: tl.constexpr = 0,  # SLC: programs of split >= SPLITS run the window branch
-    UNMASKED_FULL: tl.constexpr = False,  # CMP: chunks every row sees whole skip the mask
+    PARTS: tl.constexpr = 1,  # 2 (CMP): chunks every row sees whole first, unmasked
 ):  # fmt: skip
     """Grid (tile, KV head, split). With WIN_SPLITS > 0 (decode) one launch runs both branches
     that read K/V: the selection's SPLITS splits, then the window's WIN_SPLITS, stored as
@@ -352,7 +352,7 @@ def _attn_fwd_kernel(
         acc, m_i, l_i = _dense_fwd_loop(
             k, v, logits, row, head, valid, t, t_lo, t_hi, kbase, hkv, split,
             b_q, b_q2, acc, m_i, l_i, scale_log2, window, H, H_KV, DK, DV, BDK, BDK2, BDV,
-            BN, MODE, CMP_BLOCK, CMP_STRIDE, SPLITS, WITH_V, LOGITS, UNMASKED_FULL,
+            BN, MODE, CMP_BLOCK, CMP_STRIDE, SPLITS, WITH_V, LOGITS, PARTS,
         )  # fmt: skip
     seen = l_i > 0
     out = acc / tl.where(seen, l_i, 1.0)[:, None]
@@ -686,7 +686,7 @@ def attn_fwd(
         meta.q_len, meta.q_pos0, kv_start, idx, ulist, ucount, U, N, scale * LOG2E, cfg.window,
         BT=BT, BM=BM, BN=BN, SPLITS=splits, WITH_V=with_output,
         LOGITS=0 if logits is None else logits.shape[-1], WIN_SPLITS=win_splits,
-        UNMASKED_FULL=UNMASKED_FULL_CHUNKS, **d,
+        PARTS=_parts(mode, d, "fwd") if logits is None else 1, **d,
         **_consts(cfg, mode), **opts,
     )  # fmt: skip
     return (o if with_output else None), lse
@@ -707,17 +707,18 @@ def attn_dq(
     _attn_dq_kernel[(tile_seq.numel(), d["H_KV"])](
         q, k, v, do, lse, delta, dq, tile_seq, tile_i0, meta.q_start, meta.q_len, meta.q_pos0,
         kv_start, idx, ulist, ucount, U, scale * LOG2E, scale, cfg.window,
-        BT=BT, BM=BM, BN=BN, PARTS=_parts(mode, d), **d, **_consts(cfg, mode), **opts,
+        BT=BT, BM=BM, BN=BN, PARTS=_parts(mode, d, "dq"), **d, **_consts(cfg, mode), **opts,
     )  # fmt: skip
 
 
-def _parts(mode: int, d: dict) -> int:
-    """Loop parts of the compressed branch's dQ and dK/dV: the unmasked whole chunks and the
-    masked rest (UNMASKED_FULL_CHUNKS); one masked loop elsewhere, and on rows wider than
-    256 columns (the paper's 192 + 128), where two loops ran slower on the H200 at 64k (dQ
-    19.3 -> 21.0 ms, dK/dV 42.8 -> 48.5; qwen-1.5b 3.18 -> 2.77 and 5.91 -> 5.42; NOTES v12)."""
+def _parts(mode: int, d: dict, kind: str) -> int:
+    """Loop parts of a compressed-branch kernel (`kind` fwd, dq or dkdv): the chunks every row
+    sees whole, unmasked, and the masked rest (UNMASKED_FULL_CHUNKS); one masked loop for the
+    other branches, and in the backward on rows wider than 256 columns (the paper's 192 +
+    128), where two loops ran slower on the H200 at 64k (dQ 19.3 -> 21.0 ms, dK/dV 42.8 ->
+    48.5; qwen-1.5b 3.18 -> 2.77 and 5.91 -> 5.42; kernels/NOTES.md v12)."""
     narrow = d["BDK"] + d["BDK2"] + d["BDV"] <= 256
-    return 2 if mode == MODE_CMP and UNMASKED_FULL_CHUNKS and narrow else 1
+    return 2 if mode == MODE_CMP and UNMASKED_FULL_CHUNKS and (narrow or kind == "fwd") else 1
 
 
 def attn_dkdv(
@@ -773,6 +774,6 @@ def attn_dkdv(
         kv_start, kv_len, w_seq, w_blk, w_hkv, w_start, w_len, w_tiles, idx,
         scale * LOG2E, scale, cfg.window, n_splits, BT=BT, BM=BM, BN=BN,
         ATOMIC=mode == MODE_SLC or n_splits > 1,
-        TPS=slc_step_tiles(d["G"], block_m) if mode == MODE_SLC else 1, PARTS=_parts(mode, d), **d,
-        **_consts(cfg, mode), **opts,
+        TPS=slc_step_tiles(d["G"], block_m) if mode == MODE_SLC else 1,
+        PARTS=_parts(mode, d, "dkdv"), **d, **_consts(cfg, mode), **opts,
     )  # fmt: skip
