@@ -139,6 +139,33 @@ def test_default_walks():
     assert all(t.slc_bwd_by_block for t in walks)
 
 
+@pytest.mark.parametrize("asked", [None, True], ids=["default", "asked-by-block"])
+def test_block_walk_falls_back_where_its_partials_do_not_fit(asked, monkeypatch):
+    """With the walks left to the default, a device without room for the block walk's partials
+    gets the query-tile walk, forward and backward, and the reference's results; a walk by
+    block that the caller asked for is taken regardless."""
+    ran = []
+    for name in ("slc_fwd_by_block", "slc_bwd_by_block"):
+        real = getattr(by_block_mod, name)
+        monkeypatch.setattr(
+            f"nsa_assist.kernels.nsa.op.{name}",
+            lambda *a, real=real, name=name, **kw: ran.append(name) or real(*a, **kw),
+        )
+    asked_bytes = []
+    monkeypatch.setattr(
+        "nsa_assist.kernels.nsa.op.block_walk_fits",
+        lambda nbytes, device: asked_bytes.append(nbytes) and False,
+    )
+    tuning = replace(TEST_TUNING, slc_by_block=asked, slc_bwd_by_block=asked)
+    _check_against_reference((6, 2), "gated", tuning)
+    if asked is None:
+        assert ran == []
+        N, H, n, Dk, Dv = sum(LENGTHS), 12, 3, 16, 8  # o_part + lse_part fp32; dq_part
+        assert asked_bytes == [n * N * H * (Dv * 4 + 4), n * N * H * Dk * 4]
+    else:
+        assert ran == ["slc_fwd_by_block", "slc_bwd_by_block"] and asked_bytes == []
+
+
 def test_merge_slots_skips_empty_slots():
     """The per-block partials merge like flash-decoding splits; a slot left -inf (a block
     not chosen) is never read, even when its o_part holds NaN."""

@@ -66,8 +66,9 @@ class KernelTuning:
     qwen-1.5b branch took 5.0 ms forward / 6.7 backward by block against 8.4 / 16.5 by query
     tile; the paper's (G = 16) 27 / 47 against 24 / 60. The block walk holds n partials per
     query head for one call: n x the branch's output forward and n x dQ backward, in the
-    inputs' dtype (at 64k: 3.2 GB each for qwen-1.5b's heads, 26 GB for the paper's dQ); set
-    them False where GPU memory is short.
+    inputs' dtype (at 64k: 3.2 GB each for qwen-1.5b's heads, 26 GB for the paper's dQ). Left
+    None, a walk by block that would not fit (block_walk_fits) falls back to the query tile;
+    set True, it is taken regardless.
     """
 
     block_m_cmp: int = 128
@@ -92,6 +93,27 @@ class KernelTuning:
 
 
 DEFAULT_TUNING = KernelTuning()
+# the block walk's partials may take the device up to this share of its memory, counting what
+# PyTorch already holds there
+BLOCK_WALK_MEMORY_SHARE = 0.9
+
+
+def block_walk_fits(nbytes: int, device: torch.device) -> bool:
+    """Whether nbytes of block-walk partials fit next to what PyTorch holds on the device. The
+    caching allocator's count, not the driver's, so the check costs no driver call or sync;
+    other processes' memory is not seen."""
+    if device.type != "cuda":
+        return True
+    total = torch.cuda.get_device_properties(device).total_memory
+    return torch.cuda.memory_allocated(device) + nbytes <= BLOCK_WALK_MEMORY_SHARE * total
+
+
+def _walk_by_block(asked: bool | None, resolved: bool, nbytes: int, device) -> bool:
+    """The walk to take: the caller's True or False as given; the default (None) by block
+    unless its partials would not fit."""
+    if asked is not None or not resolved:
+        return resolved
+    return block_walk_fits(nbytes, device)
 
 
 BWD_MAX_BLOCK_M = 64  # dQ/dK/dV tiles hold more state: wider tiles overflow shared memory
@@ -113,7 +135,12 @@ class NSAFunction(torch.autograd.Function):
     def forward(ctx, q, k, v, kc, vc, gates, cu_seqlens, cfg, scale, tuning):
         meta = prefill_meta(cu_seqlens, cfg, q.device)
         G = q.shape[1] // k.shape[1]
-        tuning = tuning.for_group(G)
+        asked, tuning = tuning, tuning.for_group(G)
+        N, H, n = q.shape[0], q.shape[1], cfg.n_selected
+        o_bytes = n * N * H * (v.shape[2] * q.element_size() + 4)  # o_part + lse_part
+        fwd_walk = _walk_by_block(asked.slc_by_block, tuning.slc_by_block, o_bytes, q.device)
+        tuning = replace(tuning, slc_by_block=fwd_walk)
+        ctx.bwd_walk_asked = asked.slc_bwd_by_block
         cmp_args = _branch_args(tuning, MODE_CMP)
         gated = cfg.combine == "gated"  # union reads only the compressed log-sum-exp
         o_cmp, lse_cmp = attn_fwd(
@@ -144,8 +171,10 @@ class NSAFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, do, _didx):
         meta, cfg, scale, tuning = ctx.meta, ctx.cfg, ctx.scale, ctx.tuning
-        slc_lists, by_block = ctx.slc_lists, tuning.slc_bwd_by_block
         q, k, v, kc, vc = ctx.saved_tensors[:5]
+        dq_bytes = cfg.n_selected * q.numel() * q.element_size()  # dq_part
+        by_block = _walk_by_block(ctx.bwd_walk_asked, tuning.slc_bwd_by_block, dq_bytes, q.device)
+        slc_lists = ctx.slc_lists
         do = do.contiguous()
         dq = torch.zeros(q.shape, device=q.device, dtype=torch.float32)
         dk = torch.zeros(k.shape, device=q.device, dtype=torch.float32)
