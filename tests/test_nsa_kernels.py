@@ -112,25 +112,31 @@ def _walk_id(case) -> str:
     return f"G{case[0][0]}-{case[1]}-{walk(case[2])}-{walk(case[3])}"
 
 
-@pytest.mark.parametrize(
-    "group,combine,fwd_block,bwd_block,Dk,Dv", WALK_CASES, ids=map(_walk_id, WALK_CASES)
-)
-def test_selection_walked_by_block_or_by_query(group, combine, fwd_block, bwd_block, Dk, Dv,
-                                               monkeypatch, poisoned):  # fmt: skip
-    """Every walk of the selection branch, forward and backward, gives the reference's output
-    and gradients, and the walks asked for are the ones that ran."""
-    ran = []
+@pytest.fixture
+def walks_run(monkeypatch) -> list[str]:
+    """The by-block kernels the op calls, in order (each still runs)."""
+    ran: list[str] = []
     for name in ("slc_fwd_by_block", "slc_bwd_by_block"):
         real = getattr(by_block_mod, name)
         monkeypatch.setattr(
             f"nsa_assist.kernels.nsa.op.{name}",
             lambda *a, real=real, name=name, **kw: ran.append(name) or real(*a, **kw),
         )
+    return ran
+
+
+@pytest.mark.parametrize(
+    "group,combine,fwd_block,bwd_block,Dk,Dv", WALK_CASES, ids=map(_walk_id, WALK_CASES)
+)
+def test_selection_walked_by_block_or_by_query(group, combine, fwd_block, bwd_block, Dk, Dv,
+                                               walks_run, poisoned):  # fmt: skip
+    """Every walk of the selection branch, forward and backward, gives the reference's output
+    and gradients, and the walks asked for are the ones that ran."""
     tuning = replace(
         TEST_TUNING, slc_by_block=fwd_block, slc_bwd_by_block=bwd_block, split_head_dim=Dk == 192
     )
     _check_against_reference(group, combine, tuning, Dk, Dv)
-    assert ran == ["slc_fwd_by_block"] * fwd_block + ["slc_bwd_by_block"] * bwd_block
+    assert walks_run == ["slc_fwd_by_block"] * fwd_block + ["slc_bwd_by_block"] * bwd_block
 
 
 def test_default_walks():
@@ -140,17 +146,10 @@ def test_default_walks():
 
 
 @pytest.mark.parametrize("asked", [None, True], ids=["default", "asked-by-block"])
-def test_block_walk_falls_back_where_its_partials_do_not_fit(asked, monkeypatch):
+def test_block_walk_falls_back_where_its_partials_do_not_fit(asked, walks_run, monkeypatch):
     """With the walks left to the default, a device without room for the block walk's partials
     gets the query-tile walk, forward and backward, and the reference's results; a walk by
     block that the caller asked for is taken regardless."""
-    ran = []
-    for name in ("slc_fwd_by_block", "slc_bwd_by_block"):
-        real = getattr(by_block_mod, name)
-        monkeypatch.setattr(
-            f"nsa_assist.kernels.nsa.op.{name}",
-            lambda *a, real=real, name=name, **kw: ran.append(name) or real(*a, **kw),
-        )
     asked_bytes = []
     monkeypatch.setattr(
         "nsa_assist.kernels.nsa.op.block_walk_fits",
@@ -159,11 +158,11 @@ def test_block_walk_falls_back_where_its_partials_do_not_fit(asked, monkeypatch)
     tuning = replace(TEST_TUNING, slc_by_block=asked, slc_bwd_by_block=asked)
     _check_against_reference((6, 2), "gated", tuning)
     if asked is None:
-        assert ran == []
+        assert walks_run == []
         N, H, n, Dk, Dv = sum(LENGTHS), 12, 3, 16, 8  # o_part + lse_part fp32; dq_part
         assert asked_bytes == [n * N * H * (Dv * 4 + 4), n * N * H * Dk * 4]
     else:
-        assert ran == ["slc_fwd_by_block", "slc_bwd_by_block"] and asked_bytes == []
+        assert walks_run == ["slc_fwd_by_block", "slc_bwd_by_block"] and asked_bytes == []
 
 
 def test_merge_slots_skips_empty_slots():
