@@ -172,13 +172,13 @@ class NSAFunction(torch.autograd.Function):
     def backward(ctx, do, _didx):
         meta, cfg, scale, tuning = ctx.meta, ctx.cfg, ctx.scale, ctx.tuning
         q, k, v, kc, vc = ctx.saved_tensors[:5]
-        dq_bytes = cfg.n_selected * q.numel() * q.element_size()  # dq_part
-        by_block = _walk_by_block(ctx.bwd_walk_asked, tuning.slc_bwd_by_block, dq_bytes, q.device)
-        slc_lists = ctx.slc_lists
         do = do.contiguous()
         dq = torch.zeros(q.shape, device=q.device, dtype=torch.float32)
         dk = torch.zeros(k.shape, device=q.device, dtype=torch.float32)
         dv = torch.zeros(v.shape, device=q.device, dtype=torch.float32)
+        dq_bytes = cfg.n_selected * q.numel() * q.element_size()  # dq_part
+        by_block = _walk_by_block(ctx.bwd_walk_asked, tuning.slc_bwd_by_block, dq_bytes, q.device)
+        slc_lists = ctx.slc_lists
         G = q.shape[1] // k.shape[1]
         work = None
         if by_block and isinstance(slc_lists, Selection):  # the forward walked by query tile
