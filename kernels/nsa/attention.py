@@ -74,6 +74,18 @@ def _load_rows(base, rows, heads, cols, valid, NH: tl.constexpr, D: tl.constexpr
 
 
 @triton.jit
+def _load_grad_rows(do, lse, delta, row, head, valid, dv, H: tl.constexpr, DV: tl.constexpr):
+    """A backward step's per-row inputs: dO [rows, BDV], the log-sum-exp in log2 units (0
+    where the row read nothing) and delta, plus the rows' flat (row, head) offsets."""
+    b_do = _load_rows(do, row, head, dv, valid, H, DV)
+    flat = row.to(tl.int64) * H + head
+    b_lse = tl.load(lse + flat, mask=valid, other=0.0)
+    b_lse = tl.where(b_lse == float("-inf"), 0.0, b_lse * _LOG2E)
+    b_delta = tl.load(delta + flat, mask=valid, other=0.0)
+    return b_do, b_lse, b_delta, flat
+
+
+@triton.jit
 def _load_keys(base, rows, hkv, cols, valid, H_KV: tl.constexpr, D: tl.constexpr):
     """[BN, BD] tile of a [*, H_kv, D] tensor for one KV head."""
     ptr = base + (rows.to(tl.int64) * H_KV + hkv)[:, None] * D + cols[None, :]
@@ -396,11 +408,7 @@ def _attn_dq_kernel(
     t_hi = t_lo + tl.minimum(BT, ql - i0) - 1
     dv = tl.arange(0, BDV)
     b_q, b_q2 = _load_parts(q, row, head, valid, H, DK, BDK, BDK2)
-    b_do = _load_rows(do, row, head, dv, valid, H, DV)
-    flat = row.to(tl.int64) * H + head
-    b_lse = tl.load(lse + flat, mask=valid, other=0.0)
-    b_lse = tl.where(b_lse == float("-inf"), 0.0, b_lse * _LOG2E)
-    b_delta = tl.load(delta + flat, mask=valid, other=0.0)
+    b_do, b_lse, b_delta, flat = _load_grad_rows(do, lse, delta, row, head, valid, dv, H, DV)
     acc, acc2 = _zeros_parts(BM, BDK, BDK2)  # dQ [BM, BDK], [BM, BDK2]
     if MODE == 1:
         n_u = tl.load(ucount + tile * H_KV + hkv)
@@ -523,11 +531,7 @@ def _attn_dkdv_kernel(
             row = qbase + i0 + i
             t = pos0 + i0 + i
             b_q, b_q2 = _load_parts(q, row, head, valid, H, DK, BDK, BDK2)
-            b_do = _load_rows(do, row, head, dv, valid, H, DV)
-            flat = row.to(tl.int64) * H + head
-            b_lse = tl.load(lse + flat, mask=valid, other=0.0)
-            b_lse = tl.where(b_lse == float("-inf"), 0.0, b_lse * _LOG2E)
-            b_delta = tl.load(delta + flat, mask=valid, other=0.0)
+            b_do, b_lse, b_delta, _ = _load_grad_rows(do, lse, delta, row, head, valid, dv, H, DV)
             qk = _dot_qk(b_q, b_q2, b_k, b_k2, BDK2)
             p = tl.exp2(qk * scale_log2 - b_lse[:, None])
             if MODE == 1:

@@ -32,7 +32,6 @@ import triton.language as tl
 
 from .attention import (
     _LN2,
-    _LOG2E,
     LOG2E,
     Launch,
     Selection,
@@ -41,9 +40,9 @@ from .attention import (
     _add_parts,
     _dims,
     _dot_qk,
+    _load_grad_rows,
     _load_keys,
     _load_parts,
-    _load_rows,
     _pad,
     _slc_mask,
     _zeros_parts,
@@ -220,11 +219,9 @@ def _slc_bwd_by_block_kernel(
             q, idx, tile_i0, w_tiles, first, n_pos, qbase, pos0, hkv, j, step, r, head,
             H, H_KV, G, P, DK, BDK, BDK2, NSEL, BSEL,
         )  # fmt: skip
-        b_do = _load_rows(do, row, head, dv_cols, valid, H, DV)
-        flat = row.to(tl.int64) * H + head
-        b_lse = tl.load(lse + flat, mask=valid, other=0.0)
-        b_lse = tl.where(b_lse == float("-inf"), 0.0, b_lse * _LOG2E)
-        b_delta = tl.load(delta + flat, mask=valid, other=0.0)
+        b_do, b_lse, b_delta, flat = _load_grad_rows(
+            do, lse, delta, row, head, valid, dv_cols, H, DV
+        )
         mask = _slc_mask(s, t, member, valid, kvalid, window, UNION)
         qk = _dot_qk(b_q, b_q2, b_k, b_k2, BDK2)
         p = tl.where(mask, tl.exp2(qk * scale_log2 - b_lse[:, None]), 0.0)
