@@ -67,7 +67,7 @@ from nsa_assist.kernels.nsa.op import KernelTuning, _branch_args
 from nsa_assist.kernels.nsa.select import build_selection, slc_scores, slc_work, top_n
 from nsa_assist.kernels.nsa.slc_by_block import (
     merge_slots,
-    per_position_selection,
+    position_lists,
     positions_per_step,
     slc_bwd_by_block,
     slc_fwd_by_block,
@@ -425,12 +425,9 @@ def stage_fns(name, T, cfg, tuning, over: dict | None = None, st: dict | None = 
         ),
     }
     # the selection branch walked by block (slc_by_block.py; the default for G < 16)
-    pos = per_position_selection(idx, meta)
     P = positions_per_step(st["G"])
-    pos_work = slc_work(pos, meta, cfg, k.shape[1], P)
-    stages["slc_block_lists"] = lambda: slc_work(
-        per_position_selection(idx, meta), meta, cfg, k.shape[1], P
-    )
+    pos, pos_work = position_lists(idx, meta, cfg, k.shape[1], P)
+    stages["slc_block_lists"] = lambda: position_lists(idx, meta, cfg, k.shape[1], P)
     stages["slc_block_fwd"] = lambda: slc_fwd_by_block(
         q, k, v, pos, pos_work, meta, cfg, scale, split_dk
     )
@@ -551,25 +548,24 @@ def compare_slc_walk(name, T, cfg, tuning, reps, rows_per_step=(64,)) -> dict:
                           sel=sel, work=work_q, **bwd),
         reps,
     )  # fmt: skip
-    pos = per_position_selection(idx, meta)
     for rows in rows_per_step:
         P = positions_per_step(G, rows)
-        work = slc_work(pos, meta, cfg, k.shape[1], P)
-        run = lambda work=work, rows=rows: slc_fwd_by_block(
+        pos, work = position_lists(idx, meta, cfg, k.shape[1], P)
+        run = lambda pos=pos, work=work, rows=rows: slc_fwd_by_block(
             q, k, v, pos, work, meta, cfg, scale, split, rows=rows
         )
         full = lambda P=P, rows=rows: slc_fwd_by_block(
-            q, k, v, pos, slc_work(pos, meta, cfg, k.shape[1], P), meta, cfg, scale, split,
+            q, k, v, *position_lists(idx, meta, cfg, k.shape[1], P), meta, cfg, scale, split,
             rows=rows,
         )  # fmt: skip
         ms[f"by_block{rows}_work"] = time_ms(
-            lambda P=P: slc_work(pos, meta, cfg, k.shape[1], P), reps
+            lambda P=P: position_lists(idx, meta, cfg, k.shape[1], P), reps
         )
         ms[f"by_block{rows}_kernel_merge"] = _time_or_inf(run, reps, f"by_block{rows}")
         ms[f"by_block{rows}_total"] = _time_or_inf(full, reps, f"by_block{rows}")
         o_b, lse_b = run()
         ms[f"by_block{rows}_bwd"] = _time_or_inf(
-            lambda work=work, rows=rows: slc_bwd_by_block(
+            lambda pos=pos, work=work, rows=rows: slc_bwd_by_block(
                 q, k, v, do, lse_q, delta, dq, dk, dv, pos, work, meta, cfg, scale, split,
                 rows=rows,
             ),
@@ -581,7 +577,7 @@ def compare_slc_walk(name, T, cfg, tuning, reps, rows_per_step=(64,)) -> dict:
             "work_items": int(work[0].numel()),
         }
     ms["by_block_merge_alone"] = _time_merge(cfg.n_selected, o_q, lse_q, reps)
-    work = slc_work(pos, meta, cfg, k.shape[1], positions_per_step(G))
+    pos, work = position_lists(idx, meta, cfg, k.shape[1], positions_per_step(G))
     sweep = itertools.product((4, 8), (1, 2, 3)) if tuning.slc_by_block else ()
     for warps, stages in sweep:
         launch = Launch(warps, stages)

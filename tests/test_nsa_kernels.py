@@ -409,11 +409,14 @@ def test_caller_mistakes_raise():
         nsa_attention(q, k, v, *(compress_mean(x, cu, cfg) for x in (k, v)), cfg, None, cu)
 
 
+@pytest.mark.parametrize("slots", [False, True], ids=["tiles", "slots"])
 @pytest.mark.parametrize("BT,tiles_per_step", [(1, 1), (2, 4)], ids=["BT1", "BT2-gather4"])
-def test_slc_work_lists_every_reading_tile_once(BT, tiles_per_step, monkeypatch):
+def test_slc_work_lists_every_reading_tile_once(BT, tiles_per_step, slots, monkeypatch):
     """slc_work's items, as the dK/dV kernel reads them, hold for each (sequence, KV head,
     block) exactly the tiles whose union has that block; long lists are cut into pieces of at
-    most SLC_WORK_TILES x tiles_per_step; the padding items past the real ones are empty."""
+    most SLC_WORK_TILES x tiles_per_step; the padding items past the real ones are empty.
+    With slots (the by-block kernels' lists), each entry is the flat index of the block in
+    the union table, so it names its tile, KV head and slot."""
     monkeypatch.setattr(nsa_select_mod, "SLC_WORK_TILES", 2)  # so long lists are split
     cfg = NSAConfig(**SMALL, n_selected=3)
     lengths, H_kv, G = [37, 5, 70], 2, 16 // BT
@@ -430,8 +433,16 @@ def test_slc_work_lists_every_reading_tile_once(BT, tiles_per_step, monkeypatch)
     sel = nsa_select_mod.build_selection(idx, meta, cfg, G, 16)
     assert sel.rows_per_tile == BT
     w_seq, w_blk, w_hkv, w_start, w_len, w_tiles = nsa_select_mod.slc_work(
-        sel, meta, cfg, H_kv, tiles_per_step
+        sel, meta, cfg, H_kv, tiles_per_step, slots=slots
     )
+    if slots:  # decode each entry, checking it points at its item's block
+        U = sel.ulist.shape[-1]
+        entries = w_tiles.long()
+        for i in range(w_seq.numel()):
+            e = entries[int(w_start[i]) : int(w_start[i]) + int(w_len[i])]
+            assert bool((e // U % H_kv == w_hkv[i]).all())
+            assert bool((sel.ulist.flatten()[e] == w_blk[i]).all())
+        w_tiles = (entries // (H_kv * U)).to(torch.int32)
     want = {}
     for tile in range(sel.tile_seq.numel()):
         for h in range(H_kv):

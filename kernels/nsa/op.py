@@ -32,7 +32,7 @@ from .combine import gated_combine, gated_combine_bwd, row_dot, union_merge
 from .config import NSAConfig
 from .select import build_selection, slc_scores, slc_work, top_n
 from .slc_by_block import (
-    per_position_selection,
+    position_lists,
     positions_per_step,
     slc_bwd_by_block,
     slc_fwd_by_block,
@@ -182,7 +182,7 @@ class NSAFunction(torch.autograd.Function):
         G = q.shape[1] // k.shape[1]
         work = None
         if by_block and isinstance(slc_lists, Selection):  # the forward walked by query tile
-            slc_lists = _position_lists(slc_lists.idx, meta, cfg, k.shape[1], G)
+            slc_lists = position_lists(slc_lists.idx, meta, cfg, k.shape[1], positions_per_step(G))
         elif not by_block:  # the query tiles' unions and their dK/dV work lists
             if not isinstance(slc_lists, Selection):
                 slc_lists = build_selection(slc_lists[0].idx, meta, cfg, G, tuning.block_m_slc)
@@ -221,17 +221,12 @@ class NSAFunction(torch.autograd.Function):
                 None, None, None, None)  # fmt: skip
 
 
-def _position_lists(idx, meta, cfg, H_kv, G):
-    """The one-position Selection and its work lists, which both by-block kernels walk."""
-    pos = per_position_selection(idx, meta)
-    return pos, slc_work(pos, meta, cfg, H_kv, positions_per_step(G))
-
-
 def _selection_forward(q, k, v, idx, meta, cfg, scale, tuning):
     """The selection branch's o [N, H, Dv] and lse [N, H], and the lists it walked: the
     query tiles' Selection, or (by block) the one-position Selection and its work lists."""
     if tuning.slc_by_block:
-        lists = _position_lists(idx, meta, cfg, k.shape[1], q.shape[1] // k.shape[1])
+        P = positions_per_step(q.shape[1] // k.shape[1])
+        lists = position_lists(idx, meta, cfg, k.shape[1], P)
         o, lse = slc_fwd_by_block(q, k, v, *lists, meta, cfg, scale, tuning.split_head_dim)
         return o, lse, lists
     sel = build_selection(idx, meta, cfg, q.shape[1] // k.shape[1], tuning.block_m_slc)

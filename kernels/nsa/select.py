@@ -306,13 +306,16 @@ def _work_items_kernel(
 
 
 def slc_work(
-    sel: Selection, meta: SeqMeta, cfg: NSAConfig, H_KV: int, tiles_per_step: int = 1
-) -> tuple[torch.Tensor, ...]:
+    sel: Selection, meta: SeqMeta, cfg: NSAConfig, H_KV: int, tiles_per_step: int = 1,
+    slots: bool = False,
+) -> tuple[torch.Tensor, ...]:  # fmt: skip
     """dK/dV work items of the selection branch: for each (block, KV head), its query tiles.
 
     Returns w_seq, w_blk, w_hkv, w_start, w_len [W] and w_tiles (tile ids grouped by block),
-    int32; a block read by more than SLC_WORK_TILES x tiles_per_step tiles (the dK/dV kernel's
-    steps gather tiles_per_step tiles, attention.slc_step_tiles) is split over several items.
+    int32; with slots, the entries grouped by block instead: each one's flat index (tile, KV
+    head, position in the tile's union) into sel.ulist [n_tiles, H_KV, U]. A block read by
+    more than SLC_WORK_TILES x tiles_per_step tiles (the dK/dV kernel's steps gather
+    tiles_per_step tiles, attention.slc_step_tiles) is split over several items.
 
     Built with device ops of fixed sizes and no host sync (one sort, a histogram, prefix sums,
     then one kernel that decodes every item): W is an upper bound known on the host (one item
@@ -344,4 +347,5 @@ def slc_work(
         per_item, H_KV, n_blk,
         SEARCH_STEPS=max(1, n_keys.bit_length()), BI=WORK_ITEMS_PER_PROGRAM,
     )  # fmt: skip
-    return (*items.unbind(0), (order // (H_KV * U)).to(torch.int32))
+    entries = order if slots else order // (H_KV * U)
+    return (*items.unbind(0), entries.to(torch.int32))

@@ -48,6 +48,7 @@ from .attention import (
     _zeros_parts,
 )
 from .config import NSAConfig
+from .select import slc_work
 from .varlen import SeqMeta, device_i32
 
 ROWS_PER_STEP = 64  # BM: positions x G heads gathered per step
@@ -72,8 +73,8 @@ def _item_block(
     BDK2: tl.constexpr, BN: tl.constexpr, SLC_BLOCK: tl.constexpr,
 ):  # fmt: skip
     """This program's work item and its block's keys and values, loaded once: (positions,
-    block, KV head, first list entry, q row, position and key row bases, key ids, valid
-    keys, K parts, V). An empty item (past the real ones) loads no key."""
+    KV head, first list entry, q row, position and key row bases, key ids, valid keys, K
+    parts, V). An empty item (past the real ones) loads no key."""
     pid = tl.program_id(0)
     n_pos = tl.load(w_len + pid)
     b = tl.load(w_seq + pid)
@@ -86,57 +87,59 @@ def _item_block(
     b_k, b_k2 = _load_parts(k, kbase + s, hkv, kvalid, H_KV, DK, BDK, BDK2)
     b_v = _load_keys(v, kbase + s, hkv, dv, kvalid, H_KV, DV)
     first = tl.load(w_start + pid)
-    return (n_pos, j, hkv, first, tl.load(q_start + b), tl.load(q_pos0 + b), kbase, s,
+    return (n_pos, hkv, first, tl.load(q_start + b), tl.load(q_pos0 + b), kbase, s,
             kvalid, b_k, b_k2, b_v)  # fmt: skip
 
 
 @triton.jit
-def _step_rows(
-    q, idx, tile_i0, w_tiles, first, n_pos, qbase, pos0, hkv, j, step, r, head,
-    H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, P: tl.constexpr, DK: tl.constexpr,
-    BDK: tl.constexpr, BDK2: tl.constexpr, NSEL: tl.constexpr, BSEL: tl.constexpr,
-):  # fmt: skip
-    """Step `step`'s rows: P list entries x G heads, their q, and the slot block j holds in
-    each row's selection (member: it does; a block sits in one slot at most)."""
+def _step_entries(w_entries, first, n_pos, step, r, G: tl.constexpr, P: tl.constexpr):
+    """Step `step`'s list entries, one per row (P entries x G heads), and which rows hold one."""
     e = step * P + r // G  # this row's entry of the work item
     valid = (r // G < P) & (e < n_pos)
-    i0 = tl.load(tile_i0 + tl.load(w_tiles + first + e, mask=valid, other=0), mask=valid)
-    row = qbase + i0
+    return tl.load(w_entries + first + e, mask=valid, other=0), valid
+
+
+@triton.jit
+def _step_rows(
+    q, entry, valid, qbase, pos0, head, H: tl.constexpr, H_KV: tl.constexpr, DK: tl.constexpr,
+    BDK: tl.constexpr, BDK2: tl.constexpr, NSEL: tl.constexpr,
+):  # fmt: skip
+    """The rows of a step's entries: q row, position, q and the slot that holds the block.
+    An entry is the flat index (row, KV head, slot) of the block in idx [N, H_KV, NSEL], as
+    slc_work(slots=True) lists it, so no load of idx or the tile table is needed."""
+    row = entry // (H_KV * NSEL)
     b_q, b_q2 = _load_parts(q, row, head, valid, H, DK, BDK, BDK2)
-    ns = tl.arange(0, BSEL)
-    sel_ptr = idx + (row.to(tl.int64) * H_KV + hkv)[:, None] * NSEL + ns[None, :]
-    hit = tl.load(sel_ptr, mask=valid[:, None] & (ns[None, :] < NSEL), other=-1) == j
-    slot = tl.sum(tl.where(hit, ns[None, :], 0), 1)
-    member = tl.sum(hit.to(tl.int32), 1) > 0
-    return valid, row, pos0 + i0, b_q, b_q2, slot, member
+    return row, pos0 + row - qbase, b_q, b_q2, entry % NSEL
 
 
 @triton.jit
 def _slc_fwd_by_block_kernel(
-    q, k, v, idx, o_part, lse_part,  # idx [N, H_KV, NSEL]; o/lse_part [NSEL, N, H, (DV)]
-    tile_i0, q_start, q_pos0, k_start, k_len,
-    w_seq, w_blk, w_hkv, w_start, w_len, w_tiles,  # select.slc_work over one-position tiles
+    q, k, v, o_part, lse_part,  # o/lse_part [NSEL, N, H, (DV)]
+    q_start, q_pos0, k_start, k_len,
+    w_seq, w_blk, w_hkv, w_start, w_len, w_entries,  # slc_work(slots=True), one-position tiles
     N, scale_log2, window,
     H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, P: tl.constexpr, BM: tl.constexpr,
     BN: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDK2: tl.constexpr,
-    BDV: tl.constexpr, SLC_BLOCK: tl.constexpr, NSEL: tl.constexpr, BSEL: tl.constexpr,
+    BDV: tl.constexpr, SLC_BLOCK: tl.constexpr, NSEL: tl.constexpr,
     UNION: tl.constexpr,
 ):  # fmt: skip
     """Grid (work items): block w_blk of KV head w_hkv for w_len positions of sequence w_seq.
     lse_part is in log2 units; slots no program writes must hold -inf beforehand."""
     dv = tl.arange(0, BDV)
-    n_pos, j, hkv, first, qbase, pos0, _, s, kvalid, b_k, b_k2, b_v = _item_block(
+    n_pos, hkv, first, qbase, pos0, _, s, kvalid, b_k, b_k2, b_v = _item_block(
         k, v, q_start, q_pos0, k_start, k_len, w_seq, w_blk, w_hkv, w_start, w_len, dv,
         H_KV, DK, DV, BDK, BDK2, BN, SLC_BLOCK,
     )  # fmt: skip
     r = tl.arange(0, BM)
     head = hkv * G + r % G
+    entry, valid = _step_entries(w_entries, first, n_pos, 0, r, G, P)
     for step in range(0, tl.cdiv(n_pos, P)):
-        valid, row, t, b_q, b_q2, slot, member = _step_rows(
-            q, idx, tile_i0, w_tiles, first, n_pos, qbase, pos0, hkv, j, step, r, head,
-            H, H_KV, G, P, DK, BDK, BDK2, NSEL, BSEL,
-        )  # fmt: skip
-        mask = _slc_mask(s, t, member, valid, kvalid, window, UNION)
+        row, t, b_q, b_q2, slot = _step_rows(
+            q, entry, valid, qbase, pos0, head, H, H_KV, DK, BDK, BDK2, NSEL
+        )
+        # the next step's entries are loaded now, so their latency hides behind this step
+        next_entry, next_valid = _step_entries(w_entries, first, n_pos, step + 1, r, G, P)
+        mask = _slc_mask(s, t, valid, valid, kvalid, window, UNION)
         sc = tl.where(mask, _dot_qk(b_q, b_q2, b_k, b_k2, BDK2) * scale_log2, float("-inf"))
         m = tl.max(sc, 1)
         m_use = tl.where(m == float("-inf"), 0.0, m)
@@ -146,10 +149,10 @@ def _slc_fwd_by_block_kernel(
         out = tl.dot(p.to(b_v.dtype), b_v) / tl.where(seen, l_i, 1.0)[:, None]
         lse2 = tl.where(seen, m_use + tl.log2(tl.where(seen, l_i, 1.0)), float("-inf"))
         flat = slot.to(tl.int64) * N * H + row.to(tl.int64) * H + head
-        keep = valid & member
         o_ptr = o_part + flat[:, None] * DV + dv[None, :]
-        tl.store(o_ptr, out.to(o_part.dtype.element_ty), mask=keep[:, None] & (dv[None, :] < DV))
-        tl.store(lse_part + flat, lse2, mask=keep)
+        tl.store(o_ptr, out.to(o_part.dtype.element_ty), mask=valid[:, None] & (dv[None, :] < DV))
+        tl.store(lse_part + flat, lse2, mask=valid)
+        entry, valid = next_entry, next_valid
 
 
 @triton.jit
@@ -194,19 +197,19 @@ def _store_cols(base, flat, cols, x, valid, D: tl.constexpr):
 
 @triton.jit
 def _slc_bwd_by_block_kernel(
-    q, k, v, do, lse, delta, idx, dq_part, dk, dv,  # lse, delta [N, H]; dk/dv fp32, added to
-    tile_i0, q_start, q_pos0, k_start, k_len,
-    w_seq, w_blk, w_hkv, w_start, w_len, w_tiles,
+    q, k, v, do, lse, delta, dq_part, dk, dv,  # lse, delta [N, H]; dk/dv fp32, added to
+    q_start, q_pos0, k_start, k_len,
+    w_seq, w_blk, w_hkv, w_start, w_len, w_entries,
     N, scale_log2, scale, window,
     H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, P: tl.constexpr, BM: tl.constexpr,
     BN: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDK2: tl.constexpr,
-    BDV: tl.constexpr, SLC_BLOCK: tl.constexpr, NSEL: tl.constexpr, BSEL: tl.constexpr,
+    BDV: tl.constexpr, SLC_BLOCK: tl.constexpr, NSEL: tl.constexpr,
     UNION: tl.constexpr,
 ):  # fmt: skip
     """Grid (work items), as the forward. dq_part [NSEL, N, H, DK]: each member row's dQ from
     this block, in its slot (the scale applied)."""
     dv_cols = tl.arange(0, BDV)
-    n_pos, j, hkv, first, qbase, pos0, kbase, s, kvalid, b_k, b_k2, b_v = _item_block(
+    n_pos, hkv, first, qbase, pos0, kbase, s, kvalid, b_k, b_k2, b_v = _item_block(
         k, v, q_start, q_pos0, k_start, k_len, w_seq, w_blk, w_hkv, w_start, w_len, dv_cols,
         H_KV, DK, DV, BDK, BDK2, BN, SLC_BLOCK,
     )  # fmt: skip
@@ -214,26 +217,27 @@ def _slc_bwd_by_block_kernel(
     acc_v = tl.zeros([BN, BDV], dtype=tl.float32)
     r = tl.arange(0, BM)
     head = hkv * G + r % G
+    entry, valid = _step_entries(w_entries, first, n_pos, 0, r, G, P)
     for step in range(0, tl.cdiv(n_pos, P)):
-        valid, row, t, b_q, b_q2, slot, member = _step_rows(
-            q, idx, tile_i0, w_tiles, first, n_pos, qbase, pos0, hkv, j, step, r, head,
-            H, H_KV, G, P, DK, BDK, BDK2, NSEL, BSEL,
-        )  # fmt: skip
+        row, t, b_q, b_q2, slot = _step_rows(
+            q, entry, valid, qbase, pos0, head, H, H_KV, DK, BDK, BDK2, NSEL
+        )
+        next_entry, next_valid = _step_entries(w_entries, first, n_pos, step + 1, r, G, P)
         b_do, b_lse, b_delta, flat = _load_grad_rows(
             do, lse, delta, row, head, valid, dv_cols, H, DV
         )
-        mask = _slc_mask(s, t, member, valid, kvalid, window, UNION)
+        mask = _slc_mask(s, t, valid, valid, kvalid, window, UNION)
         qk = _dot_qk(b_q, b_q2, b_k, b_k2, BDK2)
         p = tl.where(mask, tl.exp2(qk * scale_log2 - b_lse[:, None]), 0.0)
         acc_v += tl.dot(tl.trans(p).to(b_do.dtype), b_do)
         ds = (p * (tl.dot(b_do, tl.trans(b_v)) - b_delta[:, None])).to(b_q.dtype)
         acc_k, acc_k2 = _acc_parts(acc_k, acc_k2, tl.trans(ds), b_q, b_q2, BDK2)
         part = slot.to(tl.int64) * N * H + flat
-        keep = valid & member
-        _store_cols(dq_part, part, tl.arange(0, BDK), tl.dot(ds, b_k) * scale, keep, DK)
+        _store_cols(dq_part, part, tl.arange(0, BDK), tl.dot(ds, b_k) * scale, valid, DK)
         if BDK2 > 0:
             _store_cols(dq_part, part, BDK + tl.arange(0, BDK2), tl.dot(ds, b_k2) * scale,
-                        keep, DK)  # fmt: skip
+                        valid, DK)  # fmt: skip
+        entry, valid = next_entry, next_valid
     kflat = (kbase + s).to(tl.int64) * H_KV + hkv
     _add_parts(dk, kflat, acc_k * scale, acc_k2 * scale, kvalid, DK, BDK, BDK2, True)
     _add_cols(dv, kflat, dv_cols, acc_v, kvalid, DV, True)
@@ -275,30 +279,39 @@ def per_position_selection(idx: torch.Tensor, meta: SeqMeta) -> Selection:
     return Selection(idx, idx, (idx >= 0).sum(-1, dtype=torch.int32), tile_seq, tile_i0, 1)
 
 
+def position_lists(
+    idx: torch.Tensor, meta: SeqMeta, cfg: NSAConfig, H_kv: int, P: int
+) -> tuple[Selection, tuple]:
+    """The one-position Selection and its work lists (entries with their slots, P positions a
+    step), which both by-block kernels walk."""
+    pos = per_position_selection(idx, meta)
+    return pos, slc_work(pos, meta, cfg, H_kv, P, slots=True)
+
+
 def slc_fwd_by_block(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sel: Selection, work: tuple,
     meta: SeqMeta, cfg: NSAConfig, scale: float, split_dk: bool = False,
     rows: int = ROWS_PER_STEP, launch: Launch | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """The selection branch forward: o [N, H, Dv] (q's dtype) and lse [N, H] (fp32, natural
-    log, -inf where a row read nothing). sel: per_position_selection; work: select.slc_work
-    over it with tiles_per_step = positions_per_step(G, rows) (another `rows` walks the same
-    lists in other steps). launch: Triton's options, for bench/kernels.py's sweep."""
+    log, -inf where a row read nothing). sel, work: position_lists(..., P =
+    positions_per_step(G, rows)) (another `rows` walks the same lists in other steps).
+    launch: Triton's options, for bench/kernels.py's sweep."""
     assert sel.rows_per_tile == 1, "work lists of one-position tiles"
     d = _dims(q, k, v, split_dk)
     N, H, NSEL = q.shape[0], d["H"], cfg.n_selected
     o_part = torch.empty(NSEL, N, H, d["DV"], device=q.device, dtype=q.dtype)
     lse_part = torch.full((NSEL, N, H), float("-inf"), device=q.device, dtype=torch.float32)
-    w_seq, w_blk, w_hkv, w_start, w_len, w_tiles = work
+    w_seq, w_blk, w_hkv, w_start, w_len, w_entries = work
     k_len = meta.derived(("lens", meta.k_lens), lambda: device_i32(meta.k_lens, q.device))
     wide = d["BDK"] + d["BDK2"] + d["BDV"] > 256
     if w_seq.numel():
         _slc_fwd_by_block_kernel[(w_seq.numel(),)](
-            q, k, v, sel.idx, o_part, lse_part, sel.tile_i0, meta.q_start, meta.q_pos0,
-            meta.k_start, k_len, w_seq, w_blk, w_hkv, w_start, w_len, w_tiles,
+            q, k, v, o_part, lse_part, meta.q_start, meta.q_pos0,
+            meta.k_start, k_len, w_seq, w_blk, w_hkv, w_start, w_len, w_entries,
             N, scale * LOG2E, cfg.window, P=positions_per_step(d["G"], rows), BM=rows,
             BN=_pad(cfg.slc_block), SLC_BLOCK=cfg.slc_block, NSEL=NSEL,
-            BSEL=triton.next_power_of_2(NSEL), UNION=cfg.combine == "union",
+            UNION=cfg.combine == "union",
             **d, **(launch or Launch()).options(8 if wide or rows >= 128 else 4, FWD_STAGES),
         )  # fmt: skip
     return merge_slots(o_part, lse_part)
@@ -332,15 +345,15 @@ def slc_bwd_by_block(
     N, H, NSEL = q.shape[0], d["H"], cfg.n_selected
     dq_part = torch.empty(NSEL, N, H, d["DK"], device=q.device, dtype=q.dtype)
     stages = BWD_STAGES_WIDE if d["DK"] + d["DV"] >= 256 else BWD_STAGES
-    w_seq, w_blk, w_hkv, w_start, w_len, w_tiles = work
+    w_seq, w_blk, w_hkv, w_start, w_len, w_entries = work
     k_len = meta.derived(("lens", meta.k_lens), lambda: device_i32(meta.k_lens, q.device))
     if w_seq.numel():
         _slc_bwd_by_block_kernel[(w_seq.numel(),)](
-            q, k, v, do, lse, delta, sel.idx, dq_part, dk, dv, sel.tile_i0, meta.q_start,
-            meta.q_pos0, meta.k_start, k_len, w_seq, w_blk, w_hkv, w_start, w_len, w_tiles,
+            q, k, v, do, lse, delta, dq_part, dk, dv, meta.q_start,
+            meta.q_pos0, meta.k_start, k_len, w_seq, w_blk, w_hkv, w_start, w_len, w_entries,
             N, scale * LOG2E, scale, cfg.window, P=positions_per_step(d["G"], rows), BM=rows,
             BN=_pad(cfg.slc_block), SLC_BLOCK=cfg.slc_block, NSEL=NSEL,
-            BSEL=triton.next_power_of_2(NSEL), UNION=cfg.combine == "union",
+            UNION=cfg.combine == "union",
             **d, **(launch or Launch()).options(8 if rows >= 128 else 4, stages),
         )  # fmt: skip
     sum_slots(dq_part, sel.idx, dq)
