@@ -139,6 +139,16 @@ def test_selection_walked_by_block_or_by_query(group, combine, fwd_block, bwd_bl
     assert walks_run == ["slc_fwd_by_block"] * fwd_block + ["slc_bwd_by_block"] * bwd_block
 
 
+@pytest.mark.parametrize("prefetch", [True, False], ids=["prefetch", "no-prefetch"])
+def test_block_walk_with_and_without_prefetch(prefetch, walks_run, monkeypatch):
+    """Both loops of the by-block kernels (next step's entries loaded early, or each step's
+    own), forward and backward, give the reference's results."""
+    monkeypatch.setattr(by_block_mod, "PREFETCH_ENTRIES", prefetch)
+    tuning = replace(TEST_TUNING, slc_by_block=True, slc_bwd_by_block=True)
+    _check_against_reference((6, 2), "gated", tuning)
+    assert walks_run == ["slc_fwd_by_block", "slc_bwd_by_block"]
+
+
 def test_default_walks():
     walks = [KernelTuning().for_group(G) for G in (1, 6, 7, 15, 16)]
     assert [t.slc_by_block for t in walks] == [True, True, True, True, False]

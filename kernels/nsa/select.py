@@ -317,7 +317,7 @@ def slc_work(
     more than SLC_WORK_TILES x tiles_per_step tiles (the dK/dV kernel's steps gather
     tiles_per_step tiles, attention.slc_step_tiles) is split over several items.
 
-    Built with device ops of fixed sizes and no host sync (one sort, a histogram, prefix sums,
+    Built with device ops of fixed sizes and no host sync (one sort, a binary search, prefix sums,
     then one kernel that decodes every item): W is an upper bound known on the host (one item
     per (sequence, head, block) plus one per full piece of the most entries the unions can
     hold), and the items past the real ones have w_len = 0. The v6 version (mask, argsort,
@@ -336,14 +336,16 @@ def slc_work(
     if n_keys == 0 or key.numel() == 0:
         return tuple(torch.zeros(0, device=dev, dtype=torch.int32) for _ in range(6))
     key, order = torch.sort(key)  # unused entries (key n_keys) sort last
-    counts = torch.zeros(n_keys + 1, device=dev, dtype=torch.int32)
-    counts.scatter_add_(0, key, torch.ones_like(key))
-    counts = counts[:n_keys]
+    # each key's entries end where the sorted keys pass it: a binary search a key, where a
+    # scatter_add histogram of the 2M entries took 0.28-0.39 ms of contended atomics (64k)
+    bounds = torch.arange(1, n_keys + 1, device=dev, dtype=key.dtype)
+    seg_end = torch.searchsorted(key, bounds, out_int32=True)
+    counts = torch.diff(seg_end, prepend=seg_end.new_zeros(1))
     piece_end = torch.cumsum((counts + per_item - 1) // per_item, 0, dtype=torch.int32)
     n_items = n_keys + triton.cdiv(key.numel(), per_item)  # >= piece_end[-1]
     items = torch.empty(5, n_items, device=dev, dtype=torch.int32)
     _work_items_kernel[(triton.cdiv(n_items, WORK_ITEMS_PER_PROGRAM),)](
-        counts, torch.cumsum(counts, 0, dtype=torch.int32), piece_end, items, n_keys, n_items,
+        counts, seg_end, piece_end, items, n_keys, n_items,
         per_item, H_KV, n_blk,
         SEARCH_STEPS=max(1, n_keys.bit_length()), BI=WORK_ITEMS_PER_PROGRAM,
     )  # fmt: skip

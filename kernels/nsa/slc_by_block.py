@@ -64,6 +64,18 @@ BWD_STAGES = 3
 # 64.6 at 64 rows and 53.9 at 32 (H200, 64k, kernels-slc-walk-paper-h200.json; at 3 stages
 # 128 rows overflowed shared memory); qwen's 128 + 128 keep 64 (6.7-7.0 vs 7.1-7.2 at 128)
 BWD_ROWS_WIDE = 128
+# each step loads the next step's list entries before its dots, on the rows where that won
+# (H200, 64k, same call, ms with / without; kernels-v13-lists-prefetch-ab-h200.json):
+# forward on rows of Dk + Dv >= 256 (qwen-1.5b 3.71-3.87 / 3.92-3.94, paper 30.9-31.2 /
+# 32.7; qwen-0.5b's 64 + 64 lost, 2.48 / 2.30), backward on rows of <= 256 (qwen-1.5b 6.2 /
+# 6.5-6.6, qwen-0.5b 2.8-2.9 / 3.2; the paper's 192 + 128 lost, 46.7 / 45.4). None: the rule
+PREFETCH_ENTRIES: bool | None = None
+
+
+def _prefetch(d: dict, backward: bool) -> bool:
+    cols = d["DK"] + d["DV"]
+    rule = cols <= 256 if backward else cols >= 256
+    return rule if PREFETCH_ENTRIES is None else PREFETCH_ENTRIES
 
 
 @triton.jit
@@ -121,7 +133,7 @@ def _slc_fwd_by_block_kernel(
     H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, P: tl.constexpr, BM: tl.constexpr,
     BN: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDK2: tl.constexpr,
     BDV: tl.constexpr, SLC_BLOCK: tl.constexpr, NSEL: tl.constexpr,
-    UNION: tl.constexpr,
+    UNION: tl.constexpr, PREFETCH: tl.constexpr,
 ):  # fmt: skip
     """Grid (work items): block w_blk of KV head w_hkv for w_len positions of sequence w_seq.
     lse_part is in log2 units; slots no program writes must hold -inf beforehand."""
@@ -134,11 +146,13 @@ def _slc_fwd_by_block_kernel(
     head = hkv * G + r % G
     entry, valid = _step_entries(w_entries, first, n_pos, 0, r, G, P)
     for step in range(0, tl.cdiv(n_pos, P)):
+        if not PREFETCH:
+            entry, valid = _step_entries(w_entries, first, n_pos, step, r, G, P)
         row, t, b_q, b_q2, slot = _step_rows(
             q, entry, valid, qbase, pos0, head, H, H_KV, DK, BDK, BDK2, NSEL
         )
-        # the next step's entries are loaded now, so their latency hides behind this step
-        next_entry, next_valid = _step_entries(w_entries, first, n_pos, step + 1, r, G, P)
+        if PREFETCH:  # the next step's entries, loaded now so their latency hides
+            entry_next, valid_next = _step_entries(w_entries, first, n_pos, step + 1, r, G, P)
         mask = _slc_mask(s, t, valid, valid, kvalid, window, UNION)
         sc = tl.where(mask, _dot_qk(b_q, b_q2, b_k, b_k2, BDK2) * scale_log2, float("-inf"))
         m = tl.max(sc, 1)
@@ -152,7 +166,8 @@ def _slc_fwd_by_block_kernel(
         o_ptr = o_part + flat[:, None] * DV + dv[None, :]
         tl.store(o_ptr, out.to(o_part.dtype.element_ty), mask=valid[:, None] & (dv[None, :] < DV))
         tl.store(lse_part + flat, lse2, mask=valid)
-        entry, valid = next_entry, next_valid
+        if PREFETCH:
+            entry, valid = entry_next, valid_next
 
 
 @triton.jit
@@ -204,7 +219,7 @@ def _slc_bwd_by_block_kernel(
     H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, P: tl.constexpr, BM: tl.constexpr,
     BN: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BDK: tl.constexpr, BDK2: tl.constexpr,
     BDV: tl.constexpr, SLC_BLOCK: tl.constexpr, NSEL: tl.constexpr,
-    UNION: tl.constexpr,
+    UNION: tl.constexpr, PREFETCH: tl.constexpr,
 ):  # fmt: skip
     """Grid (work items), as the forward. dq_part [NSEL, N, H, DK]: each member row's dQ from
     this block, in its slot (the scale applied)."""
@@ -219,10 +234,13 @@ def _slc_bwd_by_block_kernel(
     head = hkv * G + r % G
     entry, valid = _step_entries(w_entries, first, n_pos, 0, r, G, P)
     for step in range(0, tl.cdiv(n_pos, P)):
+        if not PREFETCH:
+            entry, valid = _step_entries(w_entries, first, n_pos, step, r, G, P)
         row, t, b_q, b_q2, slot = _step_rows(
             q, entry, valid, qbase, pos0, head, H, H_KV, DK, BDK, BDK2, NSEL
         )
-        next_entry, next_valid = _step_entries(w_entries, first, n_pos, step + 1, r, G, P)
+        if PREFETCH:
+            entry_next, valid_next = _step_entries(w_entries, first, n_pos, step + 1, r, G, P)
         b_do, b_lse, b_delta, flat = _load_grad_rows(
             do, lse, delta, row, head, valid, dv_cols, H, DV
         )
@@ -237,7 +255,8 @@ def _slc_bwd_by_block_kernel(
         if BDK2 > 0:
             _store_cols(dq_part, part, BDK + tl.arange(0, BDK2), tl.dot(ds, b_k2) * scale,
                         valid, DK)  # fmt: skip
-        entry, valid = next_entry, next_valid
+        if PREFETCH:
+            entry, valid = entry_next, valid_next
     kflat = (kbase + s).to(tl.int64) * H_KV + hkv
     _add_parts(dk, kflat, acc_k * scale, acc_k2 * scale, kvalid, DK, BDK, BDK2, True)
     _add_cols(dv, kflat, dv_cols, acc_v, kvalid, DV, True)
@@ -311,7 +330,7 @@ def slc_fwd_by_block(
             meta.k_start, k_len, w_seq, w_blk, w_hkv, w_start, w_len, w_entries,
             N, scale * LOG2E, cfg.window, P=positions_per_step(d["G"], rows), BM=rows,
             BN=_pad(cfg.slc_block), SLC_BLOCK=cfg.slc_block, NSEL=NSEL,
-            UNION=cfg.combine == "union",
+            UNION=cfg.combine == "union", PREFETCH=_prefetch(d, False),
             **d, **(launch or Launch()).options(8 if wide or rows >= 128 else 4, FWD_STAGES),
         )  # fmt: skip
     return merge_slots(o_part, lse_part)
@@ -353,7 +372,7 @@ def slc_bwd_by_block(
             meta.q_pos0, meta.k_start, k_len, w_seq, w_blk, w_hkv, w_start, w_len, w_entries,
             N, scale * LOG2E, scale, cfg.window, P=positions_per_step(d["G"], rows), BM=rows,
             BN=_pad(cfg.slc_block), SLC_BLOCK=cfg.slc_block, NSEL=NSEL,
-            UNION=cfg.combine == "union",
+            UNION=cfg.combine == "union", PREFETCH=_prefetch(d, True),
             **d, **(launch or Launch()).options(8 if rows >= 128 else 4, stages),
         )  # fmt: skip
     sum_slots(dq_part, sel.idx, dq)
