@@ -635,8 +635,11 @@ def _plan(
     and run best on 4 warps with a shallow pipeline: rows over 256 columns (the paper's 192 +
     128) take 32 keys per step and 3 stages (dQ of the compressed branch 36.0 -> 19.2 ms),
     rows of 128 + 128 take 64 keys and 2 stages (its dK/dV 10.2 -> 6.7 ms), narrower rows 3.
-    The selection forward on wide rows: 4 warps, 2 stages (31.2 -> 23.5 ms). Elsewhere the
-    forward keeps 64 keys and `_warps`, with Triton's default pipelining.
+    The selection forward on wide rows: 4 warps, 2 stages (31.2 -> 23.5 ms). The compressed
+    forward's prefill tiles on rows of <= 128 columns: 1 stage (qwen-0.5b's 64 + 64: 1.92 ->
+    1.68 ms; v13, bench/results/kernels-v13-launch-ab-h200.json; decode's 16-row tiles keep
+    theirs). Elsewhere the forward keeps 64 keys and `_warps`, with Triton's default
+    pipelining.
     """
     width = d["BDK"] + d["BDK2"] + d["BDV"]
     warps, stages, bn = _warps(d, BM), 0, 64
@@ -644,6 +647,8 @@ def _plan(
         warps, stages, bn = 4, 2 if width == 256 else 3, 32 if width > 256 else 64
     elif mode == MODE_SLC and width > 256:
         warps, stages = 4, 2
+    elif mode == MODE_CMP and width <= 128 and BM >= 64:
+        stages = 1
     bn = block_n or bn
     if mode == MODE_SLC:
         bn = max(16, min(bn, triton.next_power_of_2(cfg.slc_block)))

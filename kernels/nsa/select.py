@@ -164,8 +164,9 @@ def slc_scores(
     (positions x padded heads), block_j (selection blocks per step) and launch are for
     bench/kernels.py's sweep; by default a Dk tiled wider than 128 (the paper's 192) takes
     128-row tiles and no pipelining (H200, 64k: 16.8 -> 13.9 ms;
-    bench/results/kernels-scores-h200.json). Decode reads the compressed pass's logits
-    instead (decode_scores.py).
+    bench/results/kernels-scores-h200.json), narrower ones 2 stages (v13: qwen-1.5b 2.47 ->
+    2.32 ms, qwen-0.5b 2.19 -> 2.04; kernels-v13-launch-ab-h200.json). Decode reads the
+    compressed pass's logits instead (decode_scores.py).
     """
     L, R = _check_units(cfg)
     N, H, DK = q.shape
@@ -175,7 +176,7 @@ def slc_scores(
     BDK, BDK2 = head_parts(DK, split_dk)
     wide = BDK + BDK2 > 128
     score_rows = score_rows or (2 * SCORE_TILE_ROWS if wide else SCORE_TILE_ROWS)
-    opts = (launch or Launch()).options(stages=1 if wide else 0)
+    opts = (launch or Launch()).options(stages=1 if wide else 2)
     BT = max(1, score_rows // GP, 16 // GP)
     NS = max(cfg.num_slc_blocks(n) for n in meta.k_lens)
     scores = torch.full((N, H_KV, NS), float("-inf"), device=q.device, dtype=torch.float32)
