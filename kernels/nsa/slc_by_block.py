@@ -52,7 +52,12 @@ from .select import slc_work
 from .varlen import SeqMeta, device_i32
 
 ROWS_PER_STEP = 64  # BM: positions x G heads gathered per step
-MERGE_ROWS = 32  # rows (query heads) per program of merge_slots
+# rows (query heads) and warps a program of merge_slots / sum_slots. Each kernel alone on random
+# partials, H200, 64k (bench/results/kernels-v13-merge-sweep-h200.txt), ms from 32 rows on 4
+# warps: merge qwen-1.5b 1.02 -> 0.86, paper 5.23 -> 4.46 (32 rows, 2 warps); slot sum 1.15 ->
+# 0.94, 9.55 -> 7.36 (16 rows, 8 warps). Taken after the session's last module timing.
+MERGE_ROWS, MERGE_WARPS = 32, 2
+SUM_ROWS, SUM_WARPS = 16, 8
 # software pipelining of the step loop: bench/kernels.py --parts slc_walk (H200, 64k, 4 warps,
 # 64 rows; bench/results/kernels-slc-walk-sweep-h200.json). Forward: 1 stage, qwen-0.5b
 # 3.5 -> 2.6 ms, qwen-1.5b within noise (4.28 vs 4.23). Backward: 1 stage on rows of
@@ -344,8 +349,9 @@ def merge_slots(o_part: torch.Tensor, lse_part: torch.Tensor) -> tuple[torch.Ten
     R = N * H
     if R:
         _merge_slots_kernel[(triton.cdiv(R, MERGE_ROWS),)](
-            o_part, lse_part, o, lse, R, NSEL=NSEL, DV=DV, BDV=_pad(DV), BR=MERGE_ROWS
-        )
+            o_part, lse_part, o, lse, R, NSEL=NSEL, DV=DV, BDV=_pad(DV), BR=MERGE_ROWS,
+            num_warps=MERGE_WARPS,
+        )  # fmt: skip
     return o, lse
 
 
@@ -383,7 +389,7 @@ def sum_slots(dq_part: torch.Tensor, idx: torch.Tensor, dq: torch.Tensor) -> Non
     NSEL, N, H, D = dq_part.shape
     R = N * H
     if R:
-        _sum_slots_kernel[(triton.cdiv(R, MERGE_ROWS),)](
+        _sum_slots_kernel[(triton.cdiv(R, SUM_ROWS),)](
             dq_part, idx, dq, R, H=H, H_KV=idx.shape[1], G=H // idx.shape[1], NSEL=NSEL,
-            D=D, BD=_pad(D), BR=MERGE_ROWS,
+            D=D, BD=_pad(D), BR=SUM_ROWS, num_warps=SUM_WARPS,
         )  # fmt: skip
