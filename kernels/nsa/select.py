@@ -346,8 +346,7 @@ def slc_work(
     n_items = n_keys + triton.cdiv(key.numel(), per_item)  # >= piece_end[-1]
     items = torch.empty(5, n_items, device=dev, dtype=torch.int32)
     _work_items_kernel[(triton.cdiv(n_items, WORK_ITEMS_PER_PROGRAM),)](
-        counts, seg_end, piece_end, items, n_keys, n_items,
-        per_item, H_KV, n_blk,
+        counts, seg_end, piece_end, items, n_keys, n_items, per_item, H_KV, n_blk,
         SEARCH_STEPS=max(1, n_keys.bit_length()), BI=WORK_ITEMS_PER_PROGRAM,
     )  # fmt: skip
     entries = order if slots else order // (H_KV * U)

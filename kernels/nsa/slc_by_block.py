@@ -11,8 +11,9 @@ o_part [n, N, H, Dv] in the inputs' dtype and its log-sum-exp, written here and 
 `merge_slots` into the branch's o and lse.
 
 A step packs P = BM // G positions x G heads into BM rows (no head padding: 60 of 64 rows
-for G = 6), from a work list of one-position tiles (select.slc_work over
-`per_position_selection`), so every row of a step chose the step's block.
+for G = 6), from a work list of one-position tiles (`position_lists`), so every row of a step
+chose the step's block; each list entry names its query row and the slot that holds the
+block, so a step loads one int a row before its q.
 
 The backward walks the same lists in one kernel: dK/dV accumulate in registers over an item
 (added atomically at its end, as attention's dK/dV kernel does) and each row's dQ from the
@@ -78,6 +79,7 @@ PREFETCH_ENTRIES: bool | None = None
 
 
 def _prefetch(d: dict, backward: bool) -> bool:
+    """The rule above, unless PREFETCH_ENTRIES (the tests, A/Bs) sets it."""
     cols = d["DK"] + d["DV"]
     rule = cols <= 256 if backward else cols >= 256
     return rule if PREFETCH_ENTRIES is None else PREFETCH_ENTRIES
@@ -158,7 +160,7 @@ def _slc_fwd_by_block_kernel(
         )
         if PREFETCH:  # the next step's entries, loaded now so their latency hides
             entry_next, valid_next = _step_entries(w_entries, first, n_pos, step + 1, r, G, P)
-        mask = _slc_mask(s, t, valid, valid, kvalid, window, UNION)
+        mask = _slc_mask(s, t, valid, valid, kvalid, window, UNION)  # listed: a member
         sc = tl.where(mask, _dot_qk(b_q, b_q2, b_k, b_k2, BDK2) * scale_log2, float("-inf"))
         m = tl.max(sc, 1)
         m_use = tl.where(m == float("-inf"), 0.0, m)
@@ -249,7 +251,7 @@ def _slc_bwd_by_block_kernel(
         b_do, b_lse, b_delta, flat = _load_grad_rows(
             do, lse, delta, row, head, valid, dv_cols, H, DV
         )
-        mask = _slc_mask(s, t, valid, valid, kvalid, window, UNION)
+        mask = _slc_mask(s, t, valid, valid, kvalid, window, UNION)  # listed: a member
         qk = _dot_qk(b_q, b_q2, b_k, b_k2, BDK2)
         p = tl.where(mask, tl.exp2(qk * scale_log2 - b_lse[:, None]), 0.0)
         acc_v += tl.dot(tl.trans(p).to(b_do.dtype), b_do)
