@@ -132,6 +132,26 @@ def _step_rows(
 
 
 @triton.jit
+def _step(
+    q, w_entries, first, n_pos, step, entry, valid, r, qbase, pos0, head,
+    H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, P: tl.constexpr, DK: tl.constexpr,
+    BDK: tl.constexpr, BDK2: tl.constexpr, NSEL: tl.constexpr, PREFETCH: tl.constexpr,
+):  # fmt: skip
+    """Step `step` of a work item: its rows (valid, q row, position, q, slot) and the entries
+    the next step starts from. With PREFETCH those are loaded here, before the caller's dots,
+    so their latency hides; without, each step loads its own (`entry`, `valid` unused)."""
+    if not PREFETCH:
+        entry, valid = _step_entries(w_entries, first, n_pos, step, r, G, P)
+    row, t, b_q, b_q2, slot = _step_rows(
+        q, entry, valid, qbase, pos0, head, H, H_KV, DK, BDK, BDK2, NSEL
+    )
+    next_entry, next_valid = entry, valid
+    if PREFETCH:
+        next_entry, next_valid = _step_entries(w_entries, first, n_pos, step + 1, r, G, P)
+    return valid, row, t, b_q, b_q2, slot, next_entry, next_valid
+
+
+@triton.jit
 def _slc_fwd_by_block_kernel(
     q, k, v, o_part, lse_part,  # o/lse_part [NSEL, N, H, (DV)]
     q_start, q_pos0, k_start, k_len,
@@ -151,15 +171,12 @@ def _slc_fwd_by_block_kernel(
     )  # fmt: skip
     r = tl.arange(0, BM)
     head = hkv * G + r % G
-    entry, valid = _step_entries(w_entries, first, n_pos, 0, r, G, P)
+    entry, next_valid = _step_entries(w_entries, first, n_pos, 0, r, G, P)
     for step in range(0, tl.cdiv(n_pos, P)):
-        if not PREFETCH:
-            entry, valid = _step_entries(w_entries, first, n_pos, step, r, G, P)
-        row, t, b_q, b_q2, slot = _step_rows(
-            q, entry, valid, qbase, pos0, head, H, H_KV, DK, BDK, BDK2, NSEL
-        )
-        if PREFETCH:  # the next step's entries, loaded now so their latency hides
-            entry_next, valid_next = _step_entries(w_entries, first, n_pos, step + 1, r, G, P)
+        valid, row, t, b_q, b_q2, slot, entry, next_valid = _step(
+            q, w_entries, first, n_pos, step, entry, next_valid, r, qbase, pos0, head,
+            H, H_KV, G, P, DK, BDK, BDK2, NSEL, PREFETCH,
+        )  # fmt: skip
         mask = _slc_mask(s, t, valid, valid, kvalid, window, UNION)  # listed: a member
         sc = tl.where(mask, _dot_qk(b_q, b_q2, b_k, b_k2, BDK2) * scale_log2, float("-inf"))
         m = tl.max(sc, 1)
@@ -173,8 +190,6 @@ def _slc_fwd_by_block_kernel(
         o_ptr = o_part + flat[:, None] * DV + dv[None, :]
         tl.store(o_ptr, out.to(o_part.dtype.element_ty), mask=valid[:, None] & (dv[None, :] < DV))
         tl.store(lse_part + flat, lse2, mask=valid)
-        if PREFETCH:
-            entry, valid = entry_next, valid_next
 
 
 @triton.jit
@@ -239,15 +254,12 @@ def _slc_bwd_by_block_kernel(
     acc_v = tl.zeros([BN, BDV], dtype=tl.float32)
     r = tl.arange(0, BM)
     head = hkv * G + r % G
-    entry, valid = _step_entries(w_entries, first, n_pos, 0, r, G, P)
+    entry, next_valid = _step_entries(w_entries, first, n_pos, 0, r, G, P)
     for step in range(0, tl.cdiv(n_pos, P)):
-        if not PREFETCH:
-            entry, valid = _step_entries(w_entries, first, n_pos, step, r, G, P)
-        row, t, b_q, b_q2, slot = _step_rows(
-            q, entry, valid, qbase, pos0, head, H, H_KV, DK, BDK, BDK2, NSEL
-        )
-        if PREFETCH:
-            entry_next, valid_next = _step_entries(w_entries, first, n_pos, step + 1, r, G, P)
+        valid, row, t, b_q, b_q2, slot, entry, next_valid = _step(
+            q, w_entries, first, n_pos, step, entry, next_valid, r, qbase, pos0, head,
+            H, H_KV, G, P, DK, BDK, BDK2, NSEL, PREFETCH,
+        )  # fmt: skip
         b_do, b_lse, b_delta, flat = _load_grad_rows(
             do, lse, delta, row, head, valid, dv_cols, H, DV
         )
@@ -262,8 +274,6 @@ def _slc_bwd_by_block_kernel(
         if BDK2 > 0:
             _store_cols(dq_part, part, BDK + tl.arange(0, BDK2), tl.dot(ds, b_k2) * scale,
                         valid, DK)  # fmt: skip
-        if PREFETCH:
-            entry, valid = entry_next, valid_next
     kflat = (kbase + s).to(tl.int64) * H_KV + hkv
     _add_parts(dk, kflat, acc_k * scale, acc_k2 * scale, kvalid, DK, BDK, BDK2, True)
     _add_cols(dv, kflat, dv_cols, acc_v, kvalid, DV, True)
