@@ -139,11 +139,12 @@ def test_selection_walked_by_block_or_by_query(group, combine, fwd_block, bwd_bl
     assert walks_run == ["slc_fwd_by_block"] * fwd_block + ["slc_bwd_by_block"] * bwd_block
 
 
-@pytest.mark.parametrize("prefetch", [True, False], ids=["prefetch", "no-prefetch"])
-def test_block_walk_with_and_without_prefetch(prefetch, walks_run, monkeypatch):
-    """Both loops of the by-block kernels (next step's entries loaded early, or each step's
-    own), forward and backward, give the reference's results."""
-    monkeypatch.setattr(by_block_mod, "PREFETCH_ENTRIES", prefetch)
+@pytest.mark.parametrize("level", [0, 1, 2], ids=["own-step", "next-entries", "next-q"])
+def test_block_walk_with_and_without_prefetch(level, walks_run, monkeypatch):
+    """Every loop of the by-block kernels (each step loading its own entries and q, the next
+    step's entries loaded early, its q too), forward and backward, gives the reference's
+    results."""
+    monkeypatch.setattr(by_block_mod, "PREFETCH_LEVEL", level)
     tuning = replace(TEST_TUNING, slc_by_block=True, slc_bwd_by_block=True)
     _check_against_reference((6, 2), "gated", tuning)
     assert walks_run == ["slc_fwd_by_block", "slc_bwd_by_block"]
