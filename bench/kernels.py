@@ -508,6 +508,42 @@ def _time_merge(n: int, o: torch.Tensor, lse: torch.Tensor, reps: int) -> float:
     return time_ms(lambda: merge_slots(o_part, lse_part), reps)
 
 
+def compare_slc_prefetch(name, T, cfg, tuning, reps, rounds: int = 2) -> dict:
+    """The by-block selection kernels at each prefetch level (slc_by_block.PREFETCH_LEVEL:
+    None the rule's, 0 each step loads its own entries and q, 1 the next step's entries too,
+    2 its q rows as well), forward and backward, alternated over `rounds` in one process (ms,
+    medians of at least 10); same_output: every level's forward equals the rule's bit for bit."""
+    by_block = importlib.import_module("nsa_assist.kernels.nsa.slc_by_block")
+    st = _setup(name, T, cfg)
+    q, k, v, meta, scale, idx = (st[x] for x in ("q", "k", "v", "meta", "scale", "idx"))
+    split = tuning.split_head_dim
+    pos, work = position_lists(idx, meta, cfg, k.shape[1], positions_per_step(st["G"]))
+    fwd = lambda: slc_fwd_by_block(q, k, v, pos, work, meta, cfg, scale, split)
+    o, lse = fwd()
+    do, delta = torch.randn_like(o), torch.randn(lse.shape, device="cuda")
+    grads = [torch.zeros(x.shape, device="cuda") for x in (q, k, v)]
+    bwd = lambda: slc_bwd_by_block(
+        q, k, v, do, lse, delta, *grads, pos, work, meta, cfg, scale, split
+    )
+    times: dict[str, list[float]] = {}
+    same = True
+    try:
+        for _ in range(rounds):
+            for level in (None, 0, 1, 2):
+                by_block.PREFETCH_LEVEL = level
+                same = same and torch.equal(fwd()[0], o)
+                for kind, fn in (("fwd", fwd), ("bwd", bwd)):
+                    what = f"{name} {kind} prefetch {level}"
+                    times.setdefault(f"{kind}_level_{level}", []).append(
+                        _time_or_inf(fn, max(reps, 10), what)
+                    )
+    finally:
+        by_block.PREFETCH_LEVEL = None
+    print(name, T, "prefetch", {x: [round(t, 3) for t in y] for x, y in times.items()},
+          "same output", same, flush=True)  # fmt: skip
+    return {"config": name, "T": T, "ms": times, "same_output": same}
+
+
 def compare_slc_walk(name, T, cfg, tuning, reps, rows_per_step=(64,)) -> dict:
     """The selection branch walked by query tile (block unions + attn_fwd; backward work
     lists, dQ, dK/dV) and by block (slc_by_block.py: work lists + kernel + merge; one backward
@@ -922,7 +958,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--combine", default="gated", choices=["gated", "union"])
     extra = "also: split, launch, module_profile, decode_profile, decode_splits, decode_scores, "
     extra += ", ".join(DECODE_SWEEPS) + ", "
-    extra += "slc_walk, host, slc_real (with --selections)"
+    extra += "slc_walk, slc_prefetch, host, slc_real (with --selections)"
     p.add_argument("--parts", default="tune,prefill,decode,breakdown", help=extra)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--padded-head-dim", action="store_true", help="pad Dk, do not split it")
@@ -1024,6 +1060,10 @@ def main(argv: list[str]) -> None:
                 row = compare_slc_walk(name, T, cfg, tuning, a.reps, (32, 64, 128))
                 result.setdefault("slc_walk", []).append(row)
                 save()
+        if "slc_prefetch" in parts:
+            row = compare_slc_prefetch(name, max(lengths), cfg, tuning, a.reps)
+            result.setdefault("slc_prefetch", []).append(row)
+            save()
         if "slc_real" in parts:
             row = bench_real_selections(name, Path(a.selections), cfg, a.reps)
             result.setdefault("slc_real", []).append(row)
