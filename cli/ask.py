@@ -133,6 +133,14 @@ def _write(piece: str) -> None:
     sys.stdout.flush()
 
 
+def _write_cited(answer: str, context: Context) -> None:
+    """After the answer: the line ranges of the files it names, as the context held them, so
+    a citation without its line still leads somewhere exact."""
+    cited = context.cited_in(answer)
+    if cited:
+        _write("sources: " + ", ".join(chunk.citation() for chunk in cited) + "\n")
+
+
 def _answer_locally(options: AskOptions, choice: ModelChoice, settings: Settings) -> None:
     err = Console(stderr=True)
     walked = _walk(options, settings)
@@ -144,6 +152,7 @@ def _answer_locally(options: AskOptions, choice: ModelChoice, settings: Settings
     answer, completion, prompt_tokens = _generate(options, loaded, context, err)
     if not options.as_json:
         _write("\n")
+        _write_cited(answer, context)
         rate = len(completion.token_ids) / max(completion.decode_seconds, 1e-9)
         err.print(
             f"[dim]{loaded.name} · load {load_seconds:.1f} s · prefill "
@@ -229,6 +238,7 @@ def _print_json(
         "timings": {key: round(value, 3) for key, value in timings.items()},
         "sources": context.sources,
         "citations": [chunk.citation() for chunk in context.chunks],
+        "cited": [chunk.citation() for chunk in context.cited_in(answer)],
         "dropped": [{"path": d.path, "reason": d.reason} for d in context.dropped],
     }
     print(json.dumps(result, ensure_ascii=False))
@@ -258,6 +268,7 @@ def _answer_via_queue(options: AskOptions, choice: ModelChoice, settings: Settin
         result = ask_via_queue(queue, spec, context.text, on_text)
     if not options.as_json:
         _write("\n")
+        _write_cited(result.text, context)
         err.print(f"[dim]job {result.job_id} on {result.worker} · {result.seconds:.1f} s[/]")
         return
     payload = {
@@ -272,5 +283,6 @@ def _answer_via_queue(options: AskOptions, choice: ModelChoice, settings: Settin
         "timings": {"total": round(result.seconds, 3)},
         "sources": context.sources,
         "citations": [chunk.citation() for chunk in context.chunks],
+        "cited": [chunk.citation() for chunk in context.cited_in(result.text)],
     }
     print(json.dumps(payload, ensure_ascii=False))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -58,3 +59,18 @@ class Context:
         for chunk in self.chunks:
             seen.setdefault(chunk.path if chunk.path is not None else f"page {chunk.page}")
         return list(seen)
+
+    def cited_in(self, answer: str) -> tuple[Chunk, ...]:
+        """The file chunks whose path the answer names, in the order it first names them (a
+        file's several chunks in context order). Small models often cite `path` without its
+        line; these chunks are the lines of that file the model was shown."""
+        first: dict[str, int] = {}
+        for chunk in self.chunks:
+            if chunk.page is not None or chunk.kind == "map" or chunk.path in first:
+                continue
+            # the whole path, not part of a longer one (`a/b.py` is not cited by `xa/b.pyc`)
+            found = re.search(rf"(?<![\w./-]){re.escape(chunk.path)}(?![\w/]|\.\w)", answer)
+            if found:
+                first[chunk.path] = found.start()
+        order = sorted(first, key=first.get)
+        return tuple(c for path in order for c in self.chunks if c.path == path)

@@ -98,6 +98,9 @@ def test_ask_json_end_to_end() -> None:
     assert 0 < answer["generated_tokens"] <= 12
     assert answer["answer"].strip()
     assert "todo/auth.py" in answer["sources"] and "README.md" in answer["sources"]
+    # cited: the context's line ranges of the files the answer names (Context.cited_in)
+    assert set(answer["cited"]) <= set(answer["citations"])
+    assert all(cite.rsplit(":", 1)[0] in answer["answer"] for cite in answer["cited"])
     assert answer["context_tokens"] < answer["prompt_tokens"] <= 8192
     assert all(answer["timings"][key] > 0 for key in ("load", "prefill", "decode"))
 
