@@ -85,6 +85,10 @@ CONFIGS = {  # name: (H, H_kv, Dk, Dv)
 PUBLIC_CONFIGS = {"paper": (64, 4, 192, 128), "paper-d128": (64, 4, 128, 128)}
 LENGTHS = (8192, 16384, 32768, 65536)
 DECODE_BATCHES = (1, 32)
+# decode is timed two ways: one step a graph replay, synchronised (its launch latency and
+# every gap inside the step count), and STEPS_IN_GRAPH steps back to back in one graph, per
+# step (as a model's layers run in its captured decode step); dense SDPA the same two ways
+STEPS_IN_GRAPH = 8
 
 
 def time_ms(fn, reps: int = 10, warmup: int = 3) -> float:
@@ -192,6 +196,21 @@ def bench_prefill(name, T, cfg, tuning, reps):
     }
 
 
+def captured(fn, steps: int = 1) -> torch.cuda.CUDAGraph:
+    """A CUDA graph of `steps` calls of fn back to back, warmed up off the capture stream."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(steps):
+            fn()
+    return graph
+
+
 def bench_decode(name, T, batch, cfg, reps, split_head_dim=True, splits=None):
     H, H_kv, Dk, Dv = CONFIGS[name]
     G = H // H_kv
@@ -209,16 +228,8 @@ def bench_decode(name, T, batch, cfg, reps, split_head_dim=True, splits=None):
         splits=splits,
     )  # fmt: skip
     t_nsa = time_ms(step, reps)
-    stream = torch.cuda.Stream()  # warm up off the capture stream, then capture one step
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            step()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
-    t_graph = time_ms(graph.replay, reps)
+    t_graph = time_ms(captured(step).replay, reps)
+    t_steps = time_ms(captured(step, STEPS_IN_GRAPH).replay, reps) / STEPS_IN_GRAPH
     # dense GQA decode: the G query heads of a KV head are G "positions" of one flash call
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -227,10 +238,10 @@ def bench_decode(name, T, batch, cfg, reps, split_head_dim=True, splits=None):
     vd = v_cache.transpose(1, 2)
     if Dv < Dk:
         vd = torch.nn.functional.pad(vd, (0, Dk - Dv))
+    dense = lambda: torch.nn.functional.scaled_dot_product_attention(qd, kd, vd)
     with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-        t_dense = time_ms(
-            lambda: torch.nn.functional.scaled_dot_product_attention(qd, kd, vd), reps
-        )
+        t_dense = time_ms(dense, reps)
+        t_dense_steps = time_ms(captured(dense, STEPS_IN_GRAPH).replay, reps) / STEPS_IN_GRAPH
     return {
         "config": name,
         "T": T,
@@ -242,6 +253,10 @@ def bench_decode(name, T, batch, cfg, reps, split_head_dim=True, splits=None):
         "sdpa_decode_ms": t_dense,
         "decode_speedup": t_dense / t_nsa,
         "decode_graph_speedup": t_dense / t_graph,
+        "steps_in_graph": STEPS_IN_GRAPH,
+        "nsa_decode_steps_ms": t_steps,
+        "sdpa_decode_steps_ms": t_dense_steps,
+        "decode_steps_speedup": t_dense_steps / t_steps,
     }
 
 
@@ -510,8 +525,8 @@ def _time_merge(n: int, o: torch.Tensor, lse: torch.Tensor, reps: int) -> float:
 
 def compare_slc_prefetch(name, T, cfg, tuning, reps, rounds: int = 2) -> dict:
     """The by-block selection kernels at each prefetch level (slc_by_block.PREFETCH_LEVEL:
-    None the rule's, 0 each step loads its own entries and q, 1 the next step's entries too,
-    2 its q rows as well), forward and backward, alternated over `rounds` in one process (ms,
+    None the rule's, 0 each step loads its own entries, 1 the next step's entries too),
+    forward and backward, alternated over `rounds` in one process (ms,
     medians of at least 10); same_output: every level's forward equals the rule's bit for bit."""
     by_block = importlib.import_module("nsa_assist.kernels.nsa.slc_by_block")
     st = _setup(name, T, cfg)
@@ -529,7 +544,7 @@ def compare_slc_prefetch(name, T, cfg, tuning, reps, rounds: int = 2) -> dict:
     same = True
     try:
         for _ in range(rounds):
-            for level in (None, 0, 1, 2):
+            for level in (None, 0, 1):
                 by_block.PREFETCH_LEVEL = level
                 same = same and torch.equal(fwd()[0], o)
                 for kind, fn in (("fwd", fwd), ("bwd", bwd)):

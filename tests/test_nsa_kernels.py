@@ -139,11 +139,10 @@ def test_selection_walked_by_block_or_by_query(group, combine, fwd_block, bwd_bl
     assert walks_run == ["slc_fwd_by_block"] * fwd_block + ["slc_bwd_by_block"] * bwd_block
 
 
-@pytest.mark.parametrize("level", [0, 1, 2], ids=["own-step", "next-entries", "next-q"])
+@pytest.mark.parametrize("level", [0, 1], ids=["own-step", "next-entries"])
 def test_block_walk_with_and_without_prefetch(level, walks_run, monkeypatch):
-    """Every loop of the by-block kernels (each step loading its own entries and q, the next
-    step's entries loaded early, its q too), forward and backward, gives the reference's
-    results."""
+    """Both loops of the by-block kernels (each step loading its own entries, the next
+    step's entries loaded early), forward and backward, give the reference's results."""
     monkeypatch.setattr(by_block_mod, "PREFETCH_LEVEL", level)
     tuning = replace(TEST_TUNING, slc_by_block=True, slc_bwd_by_block=True)
     _check_against_reference((6, 2), "gated", tuning)
@@ -418,6 +417,21 @@ def test_caller_mistakes_raise():
         nsa_attention(q, k, v, kc[:1], vc[:1], cfg, gates, cu)
     with pytest.raises(KernelsUserError, match="gates"):
         nsa_attention(q, k, v, *(compress_mean(x, cu, cfg) for x in (k, v)), cfg, None, cu)
+
+
+def test_prefill_meta_is_reused_for_the_same_sequences():
+    """A model's layers call the op with one cu_seqlens: they share a SeqMeta and what was
+    derived from it, while other lengths or another compression get their own, correct one."""
+    cfg = NSAConfig(**SMALL)
+    first = prefill_meta([0, 37, 42], cfg, DEVICE)
+    tiles = first.derived(("probe",), lambda: object())
+    again = prefill_meta([0, 37, 42], cfg, DEVICE)
+    assert again is first and again.derived(("probe",), lambda: None) is tiles
+    other = prefill_meta([0, 37, 43], cfg, DEVICE)
+    assert other is not first and other.k_lens == (37, 6)
+    coarser = prefill_meta([0, 37, 42], replace(cfg, cmp_stride=8), DEVICE)
+    assert coarser.c_lens == (4, 0) and first.c_lens == (8, 0)
+    assert coarser.c_len.tolist() == [4, 0] and first.c_len.tolist() == [8, 0]
 
 
 @pytest.mark.parametrize("slots", [False, True], ids=["tiles", "slots"])

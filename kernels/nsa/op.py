@@ -105,7 +105,10 @@ def block_walk_fits(nbytes: int, device: torch.device) -> bool:
     if device.type != "cuda":
         return True
     total = torch.cuda.get_device_properties(device).total_memory
-    return torch.cuda.memory_allocated(device) + nbytes <= BLOCK_WALK_MEMORY_SHARE * total
+    # the nested stats, read directly: memory_allocated flattens all ~160 of them first
+    # (0.25 ms of host time a call on the H200, a seventh of an 8k forward's enqueue)
+    held = torch.cuda.memory_stats_as_nested_dict(device)["allocated_bytes"]["all"]["current"]
+    return held + nbytes <= BLOCK_WALK_MEMORY_SHARE * total
 
 
 def _walk_by_block(asked: bool | None, resolved: bool, nbytes: int, device) -> bool:

@@ -74,9 +74,11 @@ BWD_ROWS_WIDE = 128
 # that won (H200, 64k, same call, ms with / without; kernels-v13-lists-prefetch-ab-h200.json):
 # forward on rows of Dk + Dv >= 256 (qwen-1.5b 3.71-3.87 / 3.92-3.94, paper 30.9-31.2 /
 # 32.7; qwen-0.5b's 64 + 64 lost, 2.48 / 2.30), backward on rows of <= 256 (qwen-1.5b 6.2 /
-# 6.5-6.6, qwen-0.5b 2.8-2.9 / 3.2; the paper's 192 + 128 lost, 46.7 / 45.4). Level 2 also
-# loads the next step's q rows; written for the next GPU A/B, not yet timed, so no rule
-# picks it. None: the rule
+# 6.5-6.6, qwen-0.5b 2.8-2.9 / 3.2; the paper's 192 + 128 lost, 46.7 / 45.4). Rerun at
+# session 11 (kernels-v13-slc-prefetch-h200.json, medians of 10, two rounds): the rule won
+# or tied on every config and pass. Tried, not kept: also loading the next step's q rows
+# (backward qwen-1.5b 8.1-8.3 ms against the rule's 6.0-6.2, paper 46.7 against 43.3; forward
+# 0-22% slower). None: the rule
 PREFETCH_LEVEL: int | None = None
 
 
@@ -121,52 +123,26 @@ def _step_entries(w_entries, first, n_pos, step, r, G: tl.constexpr, P: tl.const
 
 
 @triton.jit
-def _step_q(q, entry, valid, head, H: tl.constexpr, H_KV: tl.constexpr, DK: tl.constexpr,
-            BDK: tl.constexpr, BDK2: tl.constexpr, NSEL: tl.constexpr):  # fmt: skip
-    """The q rows of a step's entries. An entry is the flat index (row, KV head, slot) of the
-    block in idx [N, H_KV, NSEL], as slc_work(slots=True) lists it, so it names its query row
-    and slot without a load of idx or of the tile table."""
-    return _load_parts(q, entry // (H_KV * NSEL), head, valid, H, DK, BDK, BDK2)
-
-
-@triton.jit
-def _first_q(q, entry, valid, head, BM: tl.constexpr, H: tl.constexpr, H_KV: tl.constexpr,
-             DK: tl.constexpr, BDK: tl.constexpr, BDK2: tl.constexpr, NSEL: tl.constexpr,
-             PREFETCH: tl.constexpr):  # fmt: skip
-    """The q rows the first step starts from: loaded when each step loads the next one's
-    (PREFETCH 2), else placeholders the first step replaces."""
-    if PREFETCH == 2:
-        b_q, b_q2 = _step_q(q, entry, valid, head, H, H_KV, DK, BDK, BDK2, NSEL)
-    else:
-        b_q = tl.zeros([BM, BDK], dtype=q.dtype.element_ty)
-        b_q2 = tl.zeros([BM, BDK2], dtype=q.dtype.element_ty) if BDK2 else b_q
-    return b_q, b_q2
-
-
-@triton.jit
 def _step(
-    q, w_entries, first, n_pos, step, entry, valid, carried_q, carried_q2, r, qbase, pos0, head,
+    q, w_entries, first, n_pos, step, entry, valid, r, qbase, pos0, head,
     H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, P: tl.constexpr, DK: tl.constexpr,
     BDK: tl.constexpr, BDK2: tl.constexpr, NSEL: tl.constexpr, PREFETCH: tl.constexpr,
 ):  # fmt: skip
-    """Step `step` of a work item: its rows (valid, q row, position, q, slot) and what the
-    next step starts from (entries, valid rows, q). PREFETCH (PREFETCH_LEVEL) 0: each step
-    loads its own entries and q (the arguments unused); 1: the next step's entries are loaded
-    here, before the caller's dots, so their latency hides; 2: its q rows too."""
+    """Step `step` of a work item: its rows (valid, q row, position, q, slot) and the entries
+    the next step starts from. An entry is the flat index (row, KV head, slot) of the block in
+    idx [N, H_KV, NSEL], as slc_work(slots=True) lists it, so it names its query row and slot
+    without a load of idx or of the tile table. PREFETCH (PREFETCH_LEVEL) 0: each step loads
+    its own entries (the arguments unused); 1: the next step's entries are loaded here, before
+    the caller's dots, so their latency hides."""
     if PREFETCH == 0:
         entry, valid = _step_entries(w_entries, first, n_pos, step, r, G, P)
     row = entry // (H_KV * NSEL)
-    b_q, b_q2 = carried_q, carried_q2
-    if PREFETCH < 2:
-        b_q, b_q2 = _load_parts(q, row, head, valid, H, DK, BDK, BDK2)
+    b_q, b_q2 = _load_parts(q, row, head, valid, H, DK, BDK, BDK2)
     t, slot = pos0 + row - qbase, entry % NSEL
-    # below level 2 the carried q passes through untouched, so the compiler drops it
-    next_entry, next_valid, next_q, next_q2 = entry, valid, carried_q, carried_q2
-    if PREFETCH >= 1:
+    next_entry, next_valid = entry, valid
+    if PREFETCH == 1:
         next_entry, next_valid = _step_entries(w_entries, first, n_pos, step + 1, r, G, P)
-    if PREFETCH == 2:
-        next_q, next_q2 = _step_q(q, next_entry, next_valid, head, H, H_KV, DK, BDK, BDK2, NSEL)
-    return valid, row, t, b_q, b_q2, slot, next_entry, next_valid, next_q, next_q2
+    return valid, row, t, b_q, b_q2, slot, next_entry, next_valid
 
 
 @triton.jit
@@ -190,13 +166,10 @@ def _slc_fwd_by_block_kernel(
     r = tl.arange(0, BM)
     head = hkv * G + r % G
     entry, next_valid = _step_entries(w_entries, first, n_pos, 0, r, G, P)
-    next_q, next_q2 = _first_q(
-        q, entry, next_valid, head, BM, H, H_KV, DK, BDK, BDK2, NSEL, PREFETCH
-    )
     for step in range(0, tl.cdiv(n_pos, P)):
-        valid, row, t, b_q, b_q2, slot, entry, next_valid, next_q, next_q2 = _step(
-            q, w_entries, first, n_pos, step, entry, next_valid, next_q, next_q2, r, qbase,
-            pos0, head, H, H_KV, G, P, DK, BDK, BDK2, NSEL, PREFETCH,
+        valid, row, t, b_q, b_q2, slot, entry, next_valid = _step(
+            q, w_entries, first, n_pos, step, entry, next_valid, r, qbase, pos0, head,
+            H, H_KV, G, P, DK, BDK, BDK2, NSEL, PREFETCH,
         )  # fmt: skip
         mask = _slc_mask(s, t, valid, valid, kvalid, window, UNION)  # listed: a member
         sc = tl.where(mask, _dot_qk(b_q, b_q2, b_k, b_k2, BDK2) * scale_log2, float("-inf"))
@@ -276,13 +249,10 @@ def _slc_bwd_by_block_kernel(
     r = tl.arange(0, BM)
     head = hkv * G + r % G
     entry, next_valid = _step_entries(w_entries, first, n_pos, 0, r, G, P)
-    next_q, next_q2 = _first_q(
-        q, entry, next_valid, head, BM, H, H_KV, DK, BDK, BDK2, NSEL, PREFETCH
-    )
     for step in range(0, tl.cdiv(n_pos, P)):
-        valid, row, t, b_q, b_q2, slot, entry, next_valid, next_q, next_q2 = _step(
-            q, w_entries, first, n_pos, step, entry, next_valid, next_q, next_q2, r, qbase,
-            pos0, head, H, H_KV, G, P, DK, BDK, BDK2, NSEL, PREFETCH,
+        valid, row, t, b_q, b_q2, slot, entry, next_valid = _step(
+            q, w_entries, first, n_pos, step, entry, next_valid, r, qbase, pos0, head,
+            H, H_KV, G, P, DK, BDK, BDK2, NSEL, PREFETCH,
         )  # fmt: skip
         b_do, b_lse, b_delta, flat = _load_grad_rows(
             do, lse, delta, row, head, valid, dv_cols, H, DV

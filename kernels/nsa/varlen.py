@@ -9,6 +9,7 @@ q_pos0 = 0 and q_start = k_start; decode has q_len = 1 and q_pos0 = length - 1.
 from __future__ import annotations
 
 import itertools
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
@@ -78,8 +79,34 @@ def _starts(lengths) -> list[int]:
     return out
 
 
+# prefill metas kept for reuse: a model's layers (and a training loop's steps) call the op
+# with the same cu_seqlens, and each new meta rebuilt its offsets and tiles on the host and
+# copied them up (H200, qwen-1.5b at 8k: ~0.35 ms of a forward's 1.8 ms enqueue)
+PREFILL_METAS = 32
+_prefill_metas: OrderedDict[Hashable, SeqMeta] = OrderedDict()
+
+
 def prefill_meta(cu_seqlens: list[int], cfg: NSAConfig, device) -> SeqMeta:
-    """Packed sequences given by cu_seqlens (host list [B+1]); compressed tokens packed alike."""
+    """Packed sequences given by cu_seqlens (host list [B+1]); compressed tokens packed alike.
+
+    The same (cu_seqlens, compression, device) returns the same SeqMeta, with the tiles and
+    lengths derived from it so far (they depend on the lengths only). Not while a CUDA graph
+    is being captured: a meta made there holds values only the graph's replays write."""
+    device = torch.device(device)
+    key = (tuple(cu_seqlens), cfg.cmp_block, cfg.cmp_stride, device)
+    capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+    if capturing:
+        return _new_prefill_meta(cu_seqlens, cfg, device)
+    if key in _prefill_metas:
+        _prefill_metas.move_to_end(key)
+        return _prefill_metas[key]
+    meta = _prefill_metas[key] = _new_prefill_meta(cu_seqlens, cfg, device)
+    if len(_prefill_metas) > PREFILL_METAS:
+        _prefill_metas.popitem(last=False)
+    return meta
+
+
+def _new_prefill_meta(cu_seqlens: list[int], cfg: NSAConfig, device) -> SeqMeta:
     lens = [b - a for a, b in itertools.pairwise(cu_seqlens)]
     c_lens = [cfg.num_compressed(n) for n in lens]
     starts = list(cu_seqlens[:-1])
