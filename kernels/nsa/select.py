@@ -330,16 +330,24 @@ def slc_work(
     dev = sel.ulist.device
     n_blk = max(cfg.num_slc_blocks(n) for n in meta.k_lens)
     n_keys = meta.batch * H_KV * n_blk  # one key per (sequence, KV head, block)
-    hkv = torch.arange(H_KV, device=dev, dtype=torch.int32)[None, :, None]
+    # index vectors that depend on the shapes only, made once per meta (a model's layers and
+    # the backward reuse them: a few host-bound ops fewer a call at short lengths)
+    hkv, union_slots, bounds = meta.derived(
+        ("slc_work", H_KV, U, n_keys),
+        lambda: tuple(
+            torch.arange(a, b, device=dev, dtype=torch.int32)
+            for a, b in ((0, H_KV), (0, U), (1, n_keys + 1))
+        ),
+    )
+    hkv = hkv[None, :, None]
     seq = sel.tile_seq[:, None, None]
-    used = torch.arange(U, device=dev, dtype=torch.int32)[None, None, :] < sel.ucount[..., None]
+    used = union_slots[None, None, :] < sel.ucount[..., None]
     key = torch.where(used, (seq * H_KV + hkv) * n_blk + sel.ulist, n_keys).flatten()
     if n_keys == 0 or key.numel() == 0:
         return tuple(torch.zeros(0, device=dev, dtype=torch.int32) for _ in range(6))
     key, order = torch.sort(key)  # unused entries (key n_keys) sort last
     # each key's entries end where the sorted keys pass it: a binary search a key, where a
     # scatter_add histogram of the 2M entries took 0.28-0.39 ms of contended atomics (64k)
-    bounds = torch.arange(1, n_keys + 1, device=dev, dtype=key.dtype)
     seg_end = torch.searchsorted(key, bounds, out_int32=True)
     counts = torch.diff(seg_end, prepend=seg_end.new_zeros(1))
     piece_end = torch.cumsum((counts + per_item - 1) // per_item, 0, dtype=torch.int32)

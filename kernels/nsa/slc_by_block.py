@@ -299,16 +299,21 @@ def positions_per_step(G: int, rows: int = ROWS_PER_STEP) -> int:
     return max(1, rows // G)
 
 
+def _positions(meta: SeqMeta, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One-position tiles: tile r is row r, in sequence tile_seq[r] at row tile_i0[r] of it;
+    built on the device (make_tiles' host copy of N entries cost ~1 ms)."""
+    rows = torch.arange(idx.shape[0], device=idx.device, dtype=torch.int32)
+    tile_seq = torch.searchsorted(meta.q_start + meta.q_len, rows, right=True).to(torch.int32)
+    return tile_seq, rows - meta.q_start[tile_seq]
+
+
 def position_lists(
     idx: torch.Tensor, meta: SeqMeta, cfg: NSAConfig, H_kv: int, P: int
 ) -> tuple[Selection, tuple]:
     """idx as a Selection of one-position tiles (each tile's union is its own blocks, valid
     ones first as top_n leaves them) and its work lists by block (entries with their slots,
     P positions a step), which both by-block kernels walk."""
-    rows = torch.arange(idx.shape[0], device=idx.device, dtype=torch.int32)
-    # tile r is row r; built on the device (make_tiles' host copy of N entries cost ~1 ms)
-    tile_seq = torch.searchsorted(meta.q_start + meta.q_len, rows, right=True).to(torch.int32)
-    tile_i0 = rows - meta.q_start[tile_seq]
+    tile_seq, tile_i0 = meta.derived(("positions", idx.shape[0]), lambda: _positions(meta, idx))
     pos = Selection(idx, idx, (idx >= 0).sum(-1, dtype=torch.int32), tile_seq, tile_i0, 1)
     return pos, slc_work(pos, meta, cfg, H_kv, P, slots=True)
 
