@@ -318,8 +318,8 @@ def test_scores_kernel_is_eq_8_to_10(T, Dk, split_dk, G):
 
     600 tokens span 38 selection blocks, more than one 16-block step, so the spill carried
     between steps is checked too; the group sizes cover a tile of one head (the sum skipped),
-    groups that are not a power of two (3, 6, 7: heads summed by the membership dot, the rows
-    past the last whole position empty) and a tile of few positions (16)."""
+    heads that do not fill a power of two (6, 7: rows left over) and a one-position tile (16).
+    """
     cfg = NSAConfig(**SMALL)
     H_kv = 2
     H = G * H_kv

@@ -68,31 +68,11 @@ def _onto_blocks(p, overlap, EXACT: tl.constexpr):
 
 
 @triton.jit
-def _sum_heads(acc, r, BT: tl.constexpr, BTP: tl.constexpr, G: tl.constexpr,
-               BM: tl.constexpr, BJ: tl.constexpr, EXACT: tl.constexpr):  # fmt: skip
-    """acc [rows, BJ] summed over the G heads of each position (Eq. 10) -> [BTP, BJ], for rows
-    laid out position-major (row = i * G + g). A power-of-two G reshapes and sums; any other
-    G multiplies by the 0/1 matrix of which rows are whose (as _onto_blocks: exact in fp32,
-    else acc split hi + lo over two 16-bit tensor-core dots), so no row pads G up to a power
-    of two (G = 6 padded to 8 left a quarter of every tile's dots and exps empty)."""
-    if BTP * G == BM:
-        return tl.sum(tl.reshape(acc, (BTP, G, BJ)), 1)
-    ti = tl.arange(0, BTP)
-    member = ((r[None, :] // G) == ti[:, None]) & (ti[:, None] < BT)  # [BTP, rows]
-    if EXACT:
-        return tl.dot(member.to(tl.float32), acc, input_precision="ieee")
-    member = member.to(tl.bfloat16)
-    hi = acc.to(tl.bfloat16)
-    out = tl.dot(member, hi)
-    return tl.dot(member, (acc - hi.to(tl.float32)).to(tl.bfloat16), out)
-
-
-@triton.jit
 def _slc_scores_kernel(
     q, kc, lse, scores,  # q [N, H, DK]; kc [*, H_KV, DK]; lse [N, H]; scores [N, H_KV, NS]
     tile_seq, tile_i0, q_start, q_len, q_pos0, c_start, c_len,
     NS, scale_log2,
-    H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, BT: tl.constexpr, BTP: tl.constexpr,
+    H: tl.constexpr, H_KV: tl.constexpr, G: tl.constexpr, GP: tl.constexpr, BT: tl.constexpr,
     BM: tl.constexpr, DK: tl.constexpr, BDK: tl.constexpr, BDK2: tl.constexpr,
     BJ: tl.constexpr, BC: tl.constexpr,
     CMP_BLOCK: tl.constexpr, CMP_STRIDE: tl.constexpr, SLC_BLOCK: tl.constexpr,
@@ -106,20 +86,20 @@ def _slc_scores_kernel(
     pos0 = tl.load(q_pos0 + b)
     cbase = tl.load(c_start + b)
     cl = tl.load(c_len + b)
-    r = tl.arange(0, BM)  # row i * G + g: position i, head g; rows past BT x G stay empty
-    i = r // G
-    valid = (i < BT) & (i0 + i < ql)
+    r = tl.arange(0, BM)
+    i = r // GP
+    valid = (r % GP < G) & (i0 + i < ql)
     row = tl.load(q_start + b) + i0 + i
-    head = hkv * G + r % G
+    head = hkv * G + r % GP
     t = pos0 + i0 + i
     b_q, b_q2 = _load_parts(q, row, head, valid, H, DK, BDK, BDK2)
     b_lse = tl.load(lse + row.to(tl.int64) * H + head, mask=valid, other=0.0)
     b_lse = tl.where(b_lse == float("-inf"), 0.0, b_lse * _LOG2E)
     b_lse = tl.where(valid, b_lse, float("inf"))  # p = 0 on padding rows, masked or not
     # per position (not per row) for the output
-    ti = tl.arange(0, BTP)
+    ti = tl.arange(0, BT)
     t_pos = pos0 + i0 + ti
-    pos_ok = (ti < BT) & (i0 + ti < ql)
+    pos_ok = i0 + ti < ql
     cur = t_pos // SLC_BLOCK
     t_hi = pos0 + i0 + tl.minimum(BT, ql - i0) - 1
     out_row = (tl.load(q_start + b) + i0 + ti).to(tl.int64) * H_KV + hkv
@@ -152,7 +132,7 @@ def _slc_scores_kernel(
             acc = _onto_blocks(p, overlap, EXACT)
             acc += tl.where(jj[None, :] == 0, carry[:, None], 0.0)
             carry = tl.sum(p * w_last[None, :], 1)
-            group = _sum_heads(acc, r, BT, BTP, G, BM, BJ, EXACT)  # [BTP, BJ], Eq. 10
+            group = tl.sum(tl.reshape(acc, (BT, GP, BJ)), 1)  # [BT, BJ], Eq. 10
             forced = (
                 (j[None, :] == 0) | (j[None, :] == cur[:, None]) | (j[None, :] == cur[:, None] - 1)
             )
@@ -192,20 +172,19 @@ def slc_scores(
     N, H, DK = q.shape
     H_KV = kc.shape[1]
     G = H // H_KV
+    GP = triton.next_power_of_2(G)
     BDK, BDK2 = head_parts(DK, split_dk)
     wide = BDK + BDK2 > 128
     score_rows = score_rows or (2 * SCORE_TILE_ROWS if wide else SCORE_TILE_ROWS)
     opts = (launch or Launch()).options(stages=1 if wide else 2)
-    BM = max(score_rows, triton.next_power_of_2(G), 16)
-    BT = BM // G  # positions a tile; a power-of-two G fills BM exactly
-    BTP = BT if BT * G == BM else max(16, triton.next_power_of_2(BT))  # tl.dot's M >= 16
+    BT = max(1, score_rows // GP, 16 // GP)
     NS = max(cfg.num_slc_blocks(n) for n in meta.k_lens)
     scores = torch.full((N, H_KV, NS), float("-inf"), device=q.device, dtype=torch.float32)
     tile_seq, tile_i0 = query_tiles(meta, BT, q.device)
     _slc_scores_kernel[(tile_seq.numel(), H_KV)](
         q, kc, lse_cmp, scores, tile_seq, tile_i0,
         meta.q_start, meta.q_len, meta.q_pos0, meta.c_start, meta.c_len, NS, scale * LOG2E,
-        H=H, H_KV=H_KV, G=G, BT=BT, BTP=BTP, BM=BM, DK=DK, BDK=BDK, BDK2=BDK2, BJ=block_j,
+        H=H, H_KV=H_KV, G=G, GP=GP, BT=BT, BM=BT * GP, DK=DK, BDK=BDK, BDK2=BDK2, BJ=block_j,
         BC=block_j * R, CMP_BLOCK=cfg.cmp_block, CMP_STRIDE=cfg.cmp_stride,
         SLC_BLOCK=cfg.slc_block, L_UNITS=L, R_UNITS=R, EXACT=q.dtype == torch.float32, **opts,
     )  # fmt: skip
