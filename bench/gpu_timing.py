@@ -36,6 +36,23 @@ class Timer:
         return statistics.median(self.ms(fn) for _ in range(runs))
 
 
+def capture_graph(
+    fn: Callable[[], object], steps: int = 1, warmup: int = 1
+) -> torch.cuda.CUDAGraph:
+    """A CUDA graph of `steps` calls of fn back to back, warmed up off the capture stream."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(steps):
+            fn()
+    return graph
+
+
 def graph_us(
     call: Callable[[], Tensor],
     reference: Tensor,
@@ -47,15 +64,7 @@ def graph_us(
     out = call()
     captured = captured or call
     error = ((out.float() - reference).norm() / reference.norm()).item()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        call()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(layers):
-            captured()
+    graph = capture_graph(captured, layers)
     for _ in range(3):
         graph.replay()
     timer = Timer(torch.device("cuda"))

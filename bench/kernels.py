@@ -48,6 +48,7 @@ from pathlib import Path
 
 import torch
 import triton
+from gpu_timing import capture_graph
 
 from nsa_assist.kernels.nsa import NSAConfig, nsa_attention, nsa_decode
 from nsa_assist.kernels.nsa.attention import (
@@ -196,21 +197,6 @@ def bench_prefill(name, T, cfg, tuning, reps):
     }
 
 
-def captured(fn, steps: int = 1) -> torch.cuda.CUDAGraph:
-    """A CUDA graph of `steps` calls of fn back to back, warmed up off the capture stream."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(steps):
-            fn()
-    return graph
-
-
 def bench_decode(name, T, batch, cfg, reps, split_head_dim=True, splits=None):
     H, H_kv, Dk, Dv = CONFIGS[name]
     G = H // H_kv
@@ -228,8 +214,8 @@ def bench_decode(name, T, batch, cfg, reps, split_head_dim=True, splits=None):
         splits=splits,
     )  # fmt: skip
     t_nsa = time_ms(step, reps)
-    t_graph = time_ms(captured(step).replay, reps)
-    t_steps = time_ms(captured(step, STEPS_IN_GRAPH).replay, reps) / STEPS_IN_GRAPH
+    per_step = lambda fn, steps: time_ms(capture_graph(fn, steps, warmup=3).replay, reps) / steps
+    t_graph, t_steps = per_step(step, 1), per_step(step, STEPS_IN_GRAPH)
     # dense GQA decode: the G query heads of a KV head are G "positions" of one flash call
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -241,7 +227,7 @@ def bench_decode(name, T, batch, cfg, reps, split_head_dim=True, splits=None):
     dense = lambda: torch.nn.functional.scaled_dot_product_attention(qd, kd, vd)
     with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
         t_dense = time_ms(dense, reps)
-        t_dense_steps = time_ms(captured(dense, STEPS_IN_GRAPH).replay, reps) / STEPS_IN_GRAPH
+        t_dense_steps = per_step(dense, STEPS_IN_GRAPH)
     return {
         "config": name,
         "T": T,
