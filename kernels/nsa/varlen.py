@@ -89,14 +89,19 @@ _prefill_metas: OrderedDict[Hashable, SeqMeta] = OrderedDict()
 def prefill_meta(cu_seqlens: list[int], cfg: NSAConfig, device) -> SeqMeta:
     """Packed sequences given by cu_seqlens (host list [B+1]); compressed tokens packed alike.
 
-    The same (cu_seqlens, compression, device) returns the same SeqMeta, with the tiles and
-    lengths derived from it so far (they depend on the lengths only). Not while a CUDA graph
-    is being captured: a meta made there holds values only the graph's replays write."""
+    The same (cu_seqlens, compression, device and stream) returns the same SeqMeta, with the
+    tiles and lengths derived from it so far (they depend on the lengths only). Per stream:
+    its tensors are written and freed in that stream's order, so another stream gets its own.
+    Not while a CUDA graph is being captured: a meta made there holds values only the graph's
+    replays write."""
     device = torch.device(device)
-    key = (tuple(cu_seqlens), cfg.cmp_block, cfg.cmp_stride, device)
-    capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
-    if capturing:
+    cuda = device.type == "cuda"
+    if cuda and torch.cuda.is_current_stream_capturing():
         return _new_prefill_meta(cu_seqlens, cfg, device)
+    # a CUDA stream compares and hashes by its handle and device (an index-less "cuda" is
+    # the current device's)
+    where = torch.cuda.current_stream(device) if cuda else device
+    key = (tuple(cu_seqlens), cfg.cmp_block, cfg.cmp_stride, where)
     if key in _prefill_metas:
         _prefill_metas.move_to_end(key)
         return _prefill_metas[key]
